@@ -1,0 +1,64 @@
+"""Runtimes behind one small interface.
+
+A backend module exposes ``load(model_name, config) -> Runner``. A Runner
+knows its device and can make inputs, run them, synchronise, time blocks,
+measure memory of one pass, recover from an out-of-memory, and report its
+versions. Backends are imported on demand so that a worker only pays for the
+runtime it uses (and so that a worker under another interpreter, e.g. MXNet's,
+needs none of the others).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from ..errors import UserError
+
+#: backend name -> (module, pip extra or install hint)
+BACKENDS: dict[str, tuple[str, str]] = {
+    "pytorch": ("dlmark.backends.pytorch", "pip install dlmark"),
+}
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16")
+LAYOUTS = ("nchw", "channels_last")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How to run a model: everything that changes the measured figure."""
+
+    device: str = "cpu"  # torch-style device inside the worker: cpu, cuda:0
+    precision: str = "fp32"
+    layout: str = "nchw"
+    compile_mode: str | None = None  # None: eager; "default", "reduce-overhead", "max-autotune", ...
+    threads: int | None = None  # CPU intra-op threads; None keeps the runtime's default
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Runner(Protocol):
+    backend: str
+    input_shape: tuple[int, ...]
+
+    def make_inputs(self, batch_size: int) -> Any: ...
+    def run(self, inputs: Any) -> Any: ...
+    def synchronize(self) -> None: ...
+    def timer(self) -> Any: ...
+    def memory(self, inputs: Any) -> dict[str, float | None]: ...
+    def is_oom(self, exc: BaseException) -> bool: ...
+    def recover(self) -> None: ...
+    def facts(self) -> dict[str, Any]: ...
+
+
+def load(backend: str, model: str, config: RunConfig) -> Runner:
+    """Build ``model`` on ``backend``; UserError names the install step if it is missing."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    module_name, install = BACKENDS[backend]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"backend {backend!r} is not installed ({exc.name or exc}); install it with: {install}") from None
+    return module.load(model, config)

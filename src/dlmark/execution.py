@@ -1,0 +1,203 @@
+"""Running a group of jobs on a lane's worker and turning every outcome into a record.
+
+This is where the sweep rules live: a throughput sweep stops at a model's
+first out-of-memory; a crash or hang becomes a record and the worker is
+replaced; finished jobs are skipped on resume; the largest-batch search runs
+here, driver-side, so a trial that kills the worker is just a failed trial.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from . import records
+from .backends import RunConfig
+from .devices import Device
+from .errors import UserError
+from .executors import Lane, WorkerFailed
+from .plan import Group, Job, RunOptions
+from .tasks import max_batch_size
+
+#: Seconds allowed for building a model in a worker (import, weights, FLOP count, compile set-up).
+LOAD_TIMEOUT_S = 600.0
+
+
+@dataclass
+class RunContext:
+    """What every lane shares during one ``dlmark run``."""
+
+    options: RunOptions
+    emit: Callable[[dict[str, Any]], None]  # the driver's writer: store + progress
+    finished: dict[str, dict[str, Any]]  # job_key -> final record already on disk
+    env: dict[str, Any]
+    host: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    on_job_start: Callable[[Job, Device], None] = lambda job, device: None
+    on_job_skipped: Callable[[Job, str], None] = lambda job, why: None
+    user_errors: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def make_record(ctx: RunContext, job: Job, device: Device, facts: dict[str, Any], status: str,
+                error: str | None = None, **fields: Any) -> dict[str, Any]:
+    config = job.config_fields(device, ctx.host)
+    env = dict(ctx.env)
+    env.update(facts.get("versions") or {})
+    env["device_name"] = device.name
+    env["threads"] = facts.get("threads")
+    record = records.new_record(
+        job_key=job.key(device, ctx.host), task=job.task, model=job.model.name, family=job.model.family,
+        source=job.model.source_ref, device=device.name, device_spec=device.spec,
+        batch_size=job.batch_size, backend=job.backend, precision=job.precision, layout=job.layout,
+        compile_mode=job.compile_mode, threads=facts.get("threads", job.threads),
+        input_shape=facts.get("input_shape"), params=facts.get("params"),
+        flops_per_sample=facts.get("flops_per_sample"), weights=facts.get("weights"),
+        weights_tag=facts.get("weights_tag"), status=status, error=error, env=env, host=ctx.host,
+        timestamp=_now(), run_id=ctx.run_id, suite=ctx.options.suite.name,
+        extra_config=config["extra_config"], backend_version=facts.get("backend_version"),
+    )
+    record.update(fields)
+    return record
+
+
+def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
+    """Run one group's jobs on ``lane``; every job ends as a record or is skipped."""
+    device, worker = lane.device, lane.worker
+    todo = []
+    for job in group.jobs:
+        done = ctx.finished.get(job.key(device, ctx.host))
+        if done is not None and not ctx.options.force:
+            ctx.on_job_skipped(job, "done")
+            if job.task == "throughput" and done.get("status") == "oom":
+                # Measured before: this batch ran out of memory, so larger ones will too.
+                for rest in group.jobs[group.jobs.index(job) + 1:]:
+                    ctx.on_job_skipped(rest, "after oom")
+                break
+            continue
+        todo.append(job)
+    if not todo or ctx.stop.is_set():
+        return
+    config = RunConfig(device=device.worker_device, precision=group.precision, layout=group.layout,
+                       compile_mode=group.compile_mode, threads=group.threads)
+    load_request = {"op": "load", "backend": group.backend, "model": group.model.source_ref
+                    if group.model.source != "py" else group.model.name, "config": asdict(config)}
+
+    def load() -> dict[str, Any]:
+        return worker.request(load_request, LOAD_TIMEOUT_S)
+
+    ctx.on_job_start(todo[0], device)
+    try:
+        answer = load()
+    except WorkerFailed as exc:
+        if ctx.stop.is_set():
+            return
+        worker.restart()
+        for job in todo:
+            ctx.emit(make_record(ctx, job, device, {}, exc.status, f"while loading the model: {exc}"))
+        return
+    if not answer["ok"]:
+        if answer.get("user_error"):
+            ctx.user_errors.append(answer["error"])
+        for job in todo:
+            ctx.emit(make_record(ctx, job, device, {}, answer["status"], f"while loading the model: {answer['error']}"))
+        return
+    facts = answer
+    if group.task == "throughput":
+        _run_throughput(todo, lane, ctx, facts, load)
+    else:
+        for job in todo:
+            _run_max_batch(job, lane, ctx, facts, load)
+
+
+def _run_throughput(jobs: list[Job], lane: Lane, ctx: RunContext, facts: dict[str, Any],
+                    load: Callable[[], dict[str, Any]]) -> None:
+    device, worker = lane.device, lane.worker
+    for index, job in enumerate(jobs):
+        if ctx.stop.is_set():
+            return
+        if index:
+            ctx.on_job_start(job, device)
+        request = {"op": "throughput", "batch_size": job.batch_size, "timing": ctx.options.timing}
+        try:
+            answer = worker.request(request, ctx.options.timeout_s)
+        except WorkerFailed as exc:
+            if ctx.stop.is_set():
+                return
+            ctx.emit(make_record(ctx, job, device, facts, exc.status, str(exc)))
+            worker.restart()
+            # A batch that killed or hung the worker would do so again, larger ones likely too.
+            for rest in jobs[index + 1:]:
+                ctx.on_job_skipped(rest, f"after {exc.status}")
+            return
+        if answer["ok"]:
+            fields = {k: v for k, v in answer.items() if k not in ("ok",)}
+            ctx.emit(make_record(ctx, job, device, facts, "ok", **fields))
+            continue
+        ctx.emit(make_record(ctx, job, device, facts, answer["status"], answer["error"]))
+        if answer["status"] == "oom":
+            for rest in jobs[index + 1:]:
+                ctx.on_job_skipped(rest, "after oom")
+            return
+
+
+def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
+                   load: Callable[[], dict[str, Any]]) -> None:
+    device, worker = lane.device, lane.worker
+    cap = int(job.extra.get("cap", max_batch_size.DEFAULT_CAP))
+
+    def try_batch(batch: int) -> max_batch_size.Trial:
+        if ctx.stop.is_set():
+            raise _Stopped()
+        began = time.perf_counter()
+        try:
+            if not worker.alive():
+                reload = load()  # the previous trial took the worker down: start clean
+                if not reload["ok"]:
+                    return max_batch_size.Trial(batch, "error", time.perf_counter() - began, reload["error"])
+            answer = worker.request({"op": "probe", "batch_size": batch}, ctx.options.timeout_s)
+        except WorkerFailed as exc:
+            if ctx.stop.is_set():
+                raise _Stopped() from None
+            worker.kill()
+            return max_batch_size.Trial(batch, exc.status, time.perf_counter() - began, str(exc)[:500])
+        status = "ok" if answer["ok"] else answer["status"]
+        return max_batch_size.Trial(batch, status, time.perf_counter() - began, answer.get("error"))
+
+    try:
+        result = max_batch_size.search(try_batch, cap=cap)
+    except _Stopped:
+        return
+    trials = [asdict(t) for t in result.trials]
+    failures = {t.status for t in result.trials if t.status != "ok"}
+    if failures - {"oom", "crash", "timeout"}:
+        # Something other than memory stopped the search: its answer is not a memory limit.
+        error = next(t.error for t in result.trials if t.status not in ("ok", "oom", "crash", "timeout"))
+        status = "error"
+    else:
+        error = None if result.max_batch_size else "even batch size 1 does not fit"
+        status = "ok" if result.max_batch_size else "oom"
+    fields = dict(
+        max_batch_size=result.max_batch_size, first_failing_batch=result.first_failing_batch,
+        cap=cap, capped=result.capped, trials=trials, num_trials=len(trials), search_s=result.seconds,
+        memory_limit_mb=(ctx.options.memory_limit_bytes / 2**20) if ctx.options.memory_limit_bytes else None,
+    )
+    record = make_record(ctx, job, device, facts, status, error, **fields)
+    record["batch_size"] = result.max_batch_size  # the seed's plot reads the largest batch from this column
+    ctx.emit(record)
+
+
+class _Stopped(Exception):
+    """The run was interrupted; the search in flight is dropped, not recorded."""
+
+
+def raise_user_errors(ctx: RunContext) -> None:
+    if ctx.user_errors:
+        raise UserError(ctx.user_errors[0])

@@ -1,0 +1,214 @@
+"""Executors: where jobs run. Workers are disposable processes; the driver owns the store.
+
+``WorkerProcess`` is one ``python -m dlmark.worker`` process spoken to over
+pipes (JSON lines), with a timeout on every request; a worker that dies or
+hangs is reported, killed and replaced, never waited on forever.
+``LocalExecutor`` runs one lane per device (one worker each) and spreads
+groups of jobs over the lanes; on one device it is a plain sequential loop.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .devices import Device
+
+_SRC_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+class WorkerFailed(Exception):
+    """The worker died or hung; ``status`` is ``crash`` or ``timeout``."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class WorkerProcess:
+    """One worker process pinned to a device."""
+
+    def __init__(self, device: Device, python: str | None = None, memory_limit_bytes: int | None = None,
+                 extra_env: dict[str, str] | None = None):
+        self.device = device
+        self.python = python or sys.executable
+        self.memory_limit_bytes = memory_limit_bytes
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen | None = None
+        self._buffer = b""
+        self._log: Any = None
+
+    # -- life cycle
+    def start(self) -> None:
+        env = os.environ.copy()
+        env.update(self.device.worker_env)
+        env.update(self.extra_env)
+        # The worker imports this very dlmark (also under another interpreter), and
+        # py: models resolve from the directory the user ran dlmark in.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_DIR, os.getcwd(), env.get("PYTHONPATH")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        args = [self.python, "-m", "dlmark.worker"]
+        if self.memory_limit_bytes:
+            args += ["--memory-limit", str(self.memory_limit_bytes)]
+        self._log = tempfile.TemporaryFile(prefix="dlmark-worker-")
+        self._buffer = b""
+        # A session of its own: Ctrl-C in the terminal reaches the driver only,
+        # which then stops workers itself and keeps every finished record.
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     env=env, start_new_session=True)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream:
+                stream.close()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Ask the worker to exit; kill it if it does not."""
+        if self.alive():
+            try:
+                self.request({"op": "exit"}, timeout_s)
+                self.proc.wait(timeout=timeout_s)
+            except (WorkerFailed, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0, os.SEEK_END)
+        size = self._log.tell()
+        self._log.seek(max(0, size - 8192))
+        text = self._log.read().decode(errors="replace")
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    # -- requests
+    def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Send one request and wait at most ``timeout_s`` for its answer."""
+        if not self.alive():
+            self.start()
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._died() from None
+        deadline = time.monotonic() + timeout_s
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.kill()
+                    raise WorkerFailed("timeout", f"no answer to {message.get('op')!r} within {timeout_s:.0f} s; worker killed")
+                if not selector.select(timeout=min(remaining, 1.0)):
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise self._died()
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def _died(self) -> WorkerFailed:
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        tail = self.stderr_tail()
+        return WorkerFailed("crash", f"worker died ({how})" + (f"; last output:\n{tail}" if tail else ""))
+
+
+class Lane:
+    """A device and the worker that runs jobs on it."""
+
+    def __init__(self, device: Device, memory_limit_bytes: int | None = None, python: str | None = None):
+        self.device = device
+        self.worker = WorkerProcess(device, python=python, memory_limit_bytes=memory_limit_bytes)
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+class LocalExecutor:
+    """One lane per device on this host; groups go to whichever lane is free."""
+
+    def __init__(self, devices: list[Device], memory_limit_bytes: int | None = None, python: str | None = None):
+        self.lanes = [Lane(d, memory_limit_bytes, python) for d in devices]
+
+    def run(self, groups: list[Any], run_group: Callable[[Any, Lane], None], stop: threading.Event) -> None:
+        """Run every group through ``run_group(group, lane)``; returns when all are done or ``stop`` is set."""
+        pending: queue.Queue = queue.Queue()
+        for group in groups:
+            pending.put(group)
+        errors: list[BaseException] = []
+
+        def drain(lane: Lane) -> None:
+            try:
+                while not stop.is_set():
+                    try:
+                        group = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    run_group(group, lane)
+            except BaseException as exc:  # noqa: BLE001 -- surfaced in the driver thread below
+                errors.append(exc)
+                stop.set()
+                lane.worker.kill()  # interrupted mid-job: nothing of the in-flight job is kept
+            finally:
+                lane.close()
+
+        if len(self.lanes) == 1:
+            drain(self.lanes[0])
+        else:
+            threads = [threading.Thread(target=drain, args=(lane,), daemon=True, name=f"lane-{lane.device.spec}")
+                       for lane in self.lanes]
+            for thread in threads:
+                thread.start()
+            try:
+                for thread in threads:
+                    while thread.is_alive():
+                        thread.join(timeout=0.5)
+            except KeyboardInterrupt:
+                stop.set()
+                self.kill_all()
+                for thread in threads:
+                    thread.join()
+                raise
+        if errors:
+            raise errors[0]
+
+    def kill_all(self) -> None:
+        for lane in self.lanes:
+            lane.worker.kill()

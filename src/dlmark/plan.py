@@ -1,0 +1,134 @@
+"""Planning: suite + options -> groups of jobs.
+
+A job is one model x one configuration x one batch size (or one largest-batch
+search). Jobs that share a model and configuration form a group, run in order
+by one worker so the model is built once. Devices are not part of a group:
+an executor lane brings its device, so the same plan spreads over GPUs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import records
+from .backends import LAYOUTS, PRECISIONS
+from .devices import Device
+from .errors import UserError
+from .measure import TimingConfig
+from .suites import Suite
+from .tasks import TASKS, normalize_task
+from .zoo import ModelSpec
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs, validated. Built by the CLI or by library users."""
+
+    suite: Suite
+    models: list[ModelSpec]
+    tasks: list[str]
+    batch_sizes: list[int]
+    devices: list[Device]
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    layouts: list[str] = field(default_factory=lambda: ["nchw"])
+    compile_modes: list[str | None] = field(default_factory=lambda: [None])
+    backend: str = "pytorch"
+    threads: int | None = None
+    timing: dict[str, Any] = field(default_factory=dict)
+    max_batch_cap: int = 65536
+    memory_limit_bytes: int | None = None
+    timeout_s: float = 900.0
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        for task in self.tasks:
+            if task not in TASKS:
+                raise UserError(f"unknown task {task!r}; use one of {', '.join(t.replace('_', '-') for t in TASKS)}")
+        for precision in self.precisions:
+            if precision not in PRECISIONS:
+                raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        for layout in self.layouts:
+            if layout not in LAYOUTS:
+                raise UserError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UserError("batch sizes must be positive integers, e.g. --batch-sizes 1,2,4")
+        if self.max_batch_cap < 1:
+            raise UserError("--max-batch-cap must be a positive integer")
+        if self.threads is not None and self.threads < 1:
+            raise UserError("--threads must be a positive integer")
+        unknown = set(self.timing) - set(TimingConfig.__dataclass_fields__)
+        if unknown:
+            raise UserError(f"unknown timing option(s) {sorted(unknown)}; known: {sorted(TimingConfig.__dataclass_fields__)}")
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    model: ModelSpec
+    batch_size: int | None  # None for a largest-batch search
+    backend: str
+    precision: str
+    layout: str
+    compile_mode: str | None
+    threads: int | None
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def config_fields(self, device: Device, host: str) -> dict[str, Any]:
+        """The fields that identify this measurement on a device (see records.CONFIG_FIELDS)."""
+        return {
+            "task": self.task, "source": self.model.source_ref, "backend": self.backend,
+            "precision": self.precision, "layout": self.layout, "compile_mode": self.compile_mode,
+            "threads": self.threads, "batch_size": self.batch_size, "device": device.name,
+            "host": host, "extra_config": self.extra or None,
+            # device_spec and input_shape are left out on purpose: identical GPUs are
+            # interchangeable, and the input shape follows from the source.
+            "device_spec": None, "input_shape": None,
+        }
+
+    def key(self, device: Device, host: str) -> str:
+        return records.job_key(self.config_fields(device, host))
+
+    def describe(self) -> str:
+        what = f"b={self.batch_size}" if self.batch_size else "largest batch"
+        config = "/".join(x for x in (self.precision, self.layout if self.layout != "nchw" else "",
+                                      f"compile:{self.compile_mode}" if self.compile_mode else "") if x)
+        return f"{self.model.name} {what} {config}"
+
+
+@dataclass
+class Group:
+    """Jobs one worker runs in order on one model and configuration."""
+
+    task: str
+    model: ModelSpec
+    backend: str
+    precision: str
+    layout: str
+    compile_mode: str | None
+    threads: int | None
+    jobs: list[Job]
+
+
+def plan(options: RunOptions) -> list[Group]:
+    """Groups in the order they run: per model, every configuration, throughput first."""
+    groups: list[Group] = []
+    for model in options.models:
+        for precision in options.precisions:
+            for layout in options.layouts:
+                for compile_mode in options.compile_modes:
+                    common = dict(model=model, backend=options.backend, precision=precision, layout=layout,
+                                  compile_mode=compile_mode, threads=options.threads)
+                    for task in options.tasks:
+                        if task == "throughput":
+                            jobs = [Job(task=task, batch_size=b, **common) for b in sorted(set(options.batch_sizes))]
+                        else:
+                            extra = {"cap": options.max_batch_cap}
+                            if options.memory_limit_bytes:
+                                extra["memory_limit_bytes"] = options.memory_limit_bytes
+                            jobs = [Job(task=task, batch_size=None, extra=extra, **common)]
+                        groups.append(Group(task=task, jobs=jobs, **common))
+    return groups
+
+
+def parse_tasks(text: str) -> list[str]:
+    return [normalize_task(t) for t in text.split(",") if t.strip()]

@@ -1,0 +1,558 @@
+"""Bokeh 3 figures of benchmark records: pure functions from a DataFrame to a figure.
+
+Every function takes the DataFrame that ``dlmark.benchmark.load_results`` returns
+(or any slice of it, such as the seed notebook's ``thr[thr.model == 'AlexNet']``)
+and returns a Bokeh object to ``show()`` in Jupyter or save to an HTML file.
+Records whose ``status`` is not ``ok``, or whose plotted value is missing, are
+left out, so a folder with failed or out-of-memory jobs still plots. A missing
+column raises ``UserError`` naming it.
+
+This module must not import torch: it runs where the results are read, which is
+often a laptop without it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from bokeh.layouts import gridplot
+from bokeh.models import (ColumnDataSource, FactorRange, FixedTicker, HoverTool, LabelSet,
+                          NumeralTickFormatter)
+from bokeh.palettes import Category10_10, Category20_20, Turbo256
+from bokeh.plotting import figure
+from bokeh.transform import dodge
+
+from .errors import UserError
+from .pareto import pareto_frontier
+from .records import family_of
+
+__all__ = [
+    "batch_size_vs_throughput", "batch_size_vs_throughput_grid", "max_batch_size",
+    "throughput_vs_device", "throughput_vs_accuracy", "batch_size_vs_memory",
+    "latency_vs_throughput",
+]
+
+TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+
+#: Configuration columns that split one model's records into separate series when
+#: they vary within the data (an fp16 and an fp32 run of ResNet are two lines).
+VARIANT_COLUMNS = ("backend", "precision", "layout", "compile_mode", "threads")
+
+#: Memory columns of throughput records, in the order the allocator stacks them:
+#: what tensors use, what the caching allocator holds, what the device reports.
+MEMORY_KINDS = (
+    ("peak_mem_allocated_mb", "allocated (torch)"),
+    ("peak_mem_reserved_mb", "reserved (torch cache)"),
+    ("nvml_mem_used_mb", "in use (NVML)"),
+    ("peak_rss_mb", "peak RSS (CPU)"),
+)
+
+# Hover rows shared by the figures; the units are the point of having them.
+_HOVER_MODEL = [("model", "@model"), ("device", "@device")]
+_HOVER_BATCH = ("batch size", "@batch_size")
+_HOVER_THROUGHPUT = ("throughput", "@throughput{0,0.0} images/s")
+_HOVER_LATENCY = ("latency (median)", "@latency_ms_median{0,0.000} ms")
+_HOVER_MEMORY = ("device memory", "@device_mem{0,0} MB")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _records(data: pd.DataFrame, required: Sequence[str], plot_name: str, *,
+             task: str | None = None, numeric: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows a plot can use: successful, of ``task``, with ``numeric`` columns present.
+
+    ``model`` may be the index (the seed notebook's accuracy cell sets it so).
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise UserError(f"plot.{plot_name} needs a pandas DataFrame of records, "
+                        f"got {type(data).__name__}")
+    frame = data
+    if "model" not in frame.columns and "model" in (frame.index.names or []):
+        frame = frame.reset_index()
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns)) or "no columns"
+        raise UserError(f"plot.{plot_name} needs column {', '.join(map(repr, missing))} "
+                        f"in the data, which has: {have}")
+    frame = frame.copy()
+    if "status" in frame.columns:
+        frame = frame[frame["status"].isna() | (frame["status"] == "ok")]
+    if task is not None and "task" in frame.columns:
+        frame = frame[frame["task"].isna() | (frame["task"] == task)]
+    for column in numeric:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    present = [column for column in numeric if column in frame.columns]
+    frame = frame.dropna(subset=present)
+    if "device" not in frame.columns:
+        frame["device"] = ""  # a 2018 file may not say; one unnamed device then
+    frame["device"] = frame["device"].fillna("").astype(str)
+    frame["model"] = frame["model"].astype(str)
+    frame["variant"] = _variant_labels(frame)
+    frame["series"] = _series_labels(frame)
+    return frame.reset_index(drop=True)
+
+
+def _variant_labels(frame: pd.DataFrame) -> pd.Series:
+    """A short label of the configuration columns that differ within ``frame``."""
+    varying = [column for column in VARIANT_COLUMNS
+               if column in frame.columns and frame[column].dropna().astype(str).nunique() > 1]
+    if not varying or frame.empty:
+        return pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    parts = frame[varying].astype(object).where(frame[varying].notna(), None)
+    return pd.Series([" ".join(str(v) for v in row if v is not None) for row in parts.itertuples(index=False)],
+                     index=frame.index, dtype=object)
+
+
+def _series_labels(frame: pd.DataFrame) -> pd.Series:
+    """One label per line to draw: model, then device and variant where they vary."""
+    several_devices = frame["device"].nunique() > 1
+    labels = []
+    for model, device, variant in zip(frame["model"], frame["device"], frame["variant"]):
+        label = model
+        if several_devices:
+            label += f" on {device}"
+        if variant:
+            label += f" ({variant})"
+        labels.append(label)
+    return pd.Series(labels, index=frame.index, dtype=object)
+
+
+def _latest(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per ``keys``: the newest record when a measurement was repeated."""
+    if "timestamp" in frame.columns:
+        frame = frame.sort_values("timestamp", kind="stable", na_position="first")
+    return frame.drop_duplicates(subset=list(keys), keep="last")
+
+
+def _source(frame: pd.DataFrame, columns: Iterable[str], **extra) -> ColumnDataSource:
+    """A data source with plain numbers and strings (missing columns become NaN).
+
+    Strings are passed as data, never as HTML: Bokeh shows ``@field`` values in
+    list-form tooltips, titles and labels as text, so names from result files
+    cannot inject markup.
+    """
+    data: dict[str, list | np.ndarray] = {}
+    for column in columns:
+        if column not in frame.columns:
+            data[column] = np.full(len(frame), np.nan)
+        elif pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
+            data[column] = frame[column].astype(float).to_numpy()
+        else:
+            data[column] = ["" if _is_missing(value) else str(value) for value in frame[column]]
+    data.update(extra)
+    return ColumnDataSource(data)
+
+
+def _is_missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and arrays are values, not missing
+        return False
+
+
+def _marker_sizes(memory: pd.Series, scale_mb: float, smallest: float = 6.0,
+                  largest: float = 22.0) -> np.ndarray:
+    """Marker diameters whose *area* grows with memory; unknown memory gets the smallest."""
+    values = pd.to_numeric(memory, errors="coerce").to_numpy(dtype=float)
+    if not scale_mb or not math.isfinite(scale_mb) or scale_mb <= 0:
+        return np.full(len(values), smallest)
+    fraction = np.sqrt(np.clip(np.nan_to_num(values, nan=0.0), 0, None) / scale_mb)
+    return smallest + (largest - smallest) * np.clip(fraction, 0, 1)
+
+
+def _memory_scale(frame: pd.DataFrame) -> float:
+    if "device_mem" not in frame.columns:
+        return 0.0
+    peak = pd.to_numeric(frame["device_mem"], errors="coerce").max()
+    return float(peak) if pd.notna(peak) else 0.0
+
+
+def _colors(keys: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per key, stable for the order given."""
+    keys = list(dict.fromkeys(keys))
+    if len(keys) <= 10:
+        palette = Category10_10
+    elif len(keys) <= 20:
+        palette = Category20_20
+    else:
+        step = len(Turbo256) / len(keys)
+        palette = [Turbo256[int(i * step)] for i in range(len(keys))]
+    return {key: palette[i % len(palette)] for i, key in enumerate(keys)}
+
+
+def _on_devices(frame: pd.DataFrame) -> str:
+    devices = [d for d in frame["device"].unique() if d]
+    return f" on {devices[0]}" if len(devices) == 1 else ""
+
+
+def _no_data(fig, message: str = "no successful measurements"):
+    """Say on the canvas that nothing was left to draw, instead of an empty frame."""
+    fig.text(x=[0], y=[0], text=[message], text_align="center", text_baseline="middle",
+             text_color="#888888")
+    return fig
+
+
+def _wide_figure(**options):
+    """A figure whose *plot area* has a fixed size, so a long legend beside it cannot shrink it."""
+    return figure(frame_width=600, frame_height=360, tools=TOOLS, **options)
+
+
+def _outside_legend(fig) -> None:
+    """Move the legend right of the plot so it never hides data, and let clicks hide lines."""
+    if not fig.legend:
+        return
+    legend = fig.legend[0]
+    legend.click_policy = "hide"
+    legend.label_text_font_size = "9pt"
+    fig.add_layout(legend, "right")
+
+
+def _batch_size_axis(axis, batch_sizes, most_labels: int = 12) -> None:
+    """Ticks at the powers of two a batch-size sweep uses, labelled as plain integers.
+
+    Bokeh's default log ticks put 2..9 between decades, which crowd and say
+    nothing about the batch sizes that were run.
+    """
+    sizes = sorted({float(b) for b in batch_sizes if b and b > 0})
+    if sizes:
+        low, high = math.floor(math.log2(sizes[0])), math.ceil(math.log2(sizes[-1]))
+        ticks = [2.0 ** e for e in range(low, high + 1)]
+        step = math.ceil(len(ticks) / most_labels)
+        axis.ticker = FixedTicker(ticks=ticks[::step])
+    axis.formatter = NumeralTickFormatter(format="0,0")
+
+
+def _plain_numbers(axis) -> None:
+    """1, 10, 1,000 instead of 10^0, 10^1, 10^3 on a log throughput axis."""
+    axis.formatter = NumeralTickFormatter(format="0,0.[00]")
+
+
+def _accuracy_is_fraction(values: pd.Series) -> bool:
+    return bool(values.dropna().le(1.0).all())
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def batch_size_vs_throughput(data: pd.DataFrame):
+    """Throughput against batch size, both on log axes, one line per model (and device).
+
+    Marker area grows with ``device_mem``; hover shows throughput, batch size,
+    latency and memory with units.
+    """
+    frame = _records(data, ("model", "batch_size", "throughput"), "batch_size_vs_throughput",
+                     task="throughput", numeric=("batch_size", "throughput"))
+    frame = _latest(frame, ("series", "batch_size"))
+    fig = figure(title="Throughput against batch size" + _on_devices(frame),
+                 x_axis_type="log", y_axis_type="log", width=860, height=460, tools=TOOLS,
+                 x_axis_label="batch size (images per forward pass)",
+                 y_axis_label="throughput (images/s)")
+    if frame.empty:
+        return _no_data(fig)
+    colors = _colors(frame["series"])
+    scale = _memory_scale(frame)
+    for series, rows in frame.groupby("series", sort=False):
+        rows = rows.sort_values("batch_size")
+        source = _source(rows, ("model", "device", "batch_size", "throughput",
+                                "latency_ms_median", "device_mem"),
+                         marker_size=_marker_sizes(rows.get("device_mem", pd.Series(dtype=float)), scale)
+                         if "device_mem" in rows else np.full(len(rows), 6.0))
+        fig.line("batch_size", "throughput", source=source, color=colors[series],
+                 legend_label=series, line_width=2)
+        fig.scatter("batch_size", "throughput", source=source, color=colors[series],
+                    legend_label=series, size="marker_size", alpha=0.7)
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT,
+                                      _HOVER_LATENCY, _HOVER_MEMORY]))
+    _outside_legend(fig)
+    return fig
+
+
+def batch_size_vs_throughput_grid(data: pd.DataFrame, models: Iterable[str], ncols: int = 4):
+    """One small throughput-against-batch-size plot per model in ``models``.
+
+    ``models`` may be any iterable of names, such as the numpy array
+    ``thr.model.unique()[::4]``. Batch size is on a log axis; marker area grows
+    with ``device_mem``, on one scale for the whole grid so sizes compare.
+    A model without successful records gets a plot that says so.
+    """
+    models = [str(model) for model in models]
+    if not models:
+        raise UserError("plot.batch_size_vs_throughput_grid needs at least one model name")
+    frame = _records(data, ("model", "batch_size", "throughput"), "batch_size_vs_throughput_grid",
+                     task="throughput", numeric=("batch_size", "throughput"))
+    frame = _latest(frame, ("series", "batch_size"))
+    scale = _memory_scale(frame)
+    device_labels = [d + (f" ({v})" if v else "") for d, v in zip(frame["device"], frame["variant"])]
+    frame["line"] = pd.Series(device_labels, index=frame.index, dtype=object)
+    colors = _colors(frame["line"])
+    several_lines = frame["line"].nunique() > 1
+    figures = []
+    for model in models:
+        rows = frame[frame["model"] == model]
+        fig = figure(title=model, x_axis_type="log", width=300, height=240, tools=TOOLS,
+                     x_axis_label="batch size", y_axis_label="images/s")
+        fig.title.text_font_size = "10pt"
+        if rows.empty:
+            figures.append(_no_data(fig))
+            continue
+        for line, line_rows in rows.groupby("line", sort=False):
+            line_rows = line_rows.sort_values("batch_size")
+            source = _source(line_rows, ("model", "device", "batch_size", "throughput",
+                                         "latency_ms_median", "device_mem"),
+                             marker_size=_marker_sizes(line_rows["device_mem"], scale)
+                             if "device_mem" in line_rows else np.full(len(line_rows), 6.0))
+            legend = {"legend_label": line} if several_lines else {}
+            fig.line("batch_size", "throughput", source=source, color=colors[line], line_width=2, **legend)
+            fig.scatter("batch_size", "throughput", source=source, color=colors[line],
+                        size="marker_size", alpha=0.7, **legend)
+        if several_lines:
+            fig.legend.location = "top_left"
+            fig.legend.label_text_font_size = "7pt"
+            fig.legend.click_policy = "hide"
+        fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT,
+                                          _HOVER_LATENCY, _HOVER_MEMORY]))
+        figures.append(fig)
+    return gridplot(figures, ncols=max(1, min(ncols, len(figures))))
+
+
+def latency_vs_throughput(data: pd.DataFrame):
+    """Throughput against the latency of one batch, both on log axes, one line per model.
+
+    Each point is a batch size; following a line shows what a larger batch buys
+    in throughput and costs in latency.
+    """
+    frame = _records(data, ("model", "batch_size", "throughput", "latency_ms_median"),
+                     "latency_vs_throughput", task="throughput",
+                     numeric=("batch_size", "throughput", "latency_ms_median"))
+    frame = _latest(frame, ("series", "batch_size"))
+    fig = figure(title="Throughput against latency" + _on_devices(frame),
+                 x_axis_type="log", y_axis_type="log", width=860, height=460, tools=TOOLS,
+                 x_axis_label="latency of one batch, median (ms)",
+                 y_axis_label="throughput (images/s)")
+    if frame.empty:
+        return _no_data(fig)
+    colors = _colors(frame["series"])
+    for series, rows in frame.groupby("series", sort=False):
+        rows = rows.sort_values("batch_size")
+        source = _source(rows, ("model", "device", "batch_size", "throughput", "latency_ms_median",
+                                "latency_ms_p90", "latency_ms_p99"))
+        fig.line("latency_ms_median", "throughput", source=source, color=colors[series],
+                 legend_label=series, line_width=2)
+        fig.scatter("latency_ms_median", "throughput", source=source, color=colors[series],
+                    legend_label=series, size=7)
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATENCY,
+                                      ("latency (p90)", "@latency_ms_p90{0,0.000} ms"),
+                                      ("latency (p99)", "@latency_ms_p99{0,0.000} ms")]))
+    _outside_legend(fig)
+    return fig
+
+
+def throughput_vs_device(data: pd.DataFrame):
+    """Throughput per device and batch size as grouped bars (log axis, so slow devices show).
+
+    Meant for one model (``thr[thr.model == 'AlexNet']``); with several models the
+    bars are grouped by model, then batch size.
+    """
+    frame = _records(data, ("model", "device", "batch_size", "throughput"), "throughput_vs_device",
+                     task="throughput", numeric=("batch_size", "throughput"))
+    frame = _latest(frame, ("series", "batch_size"))
+    frame["bar"] = pd.Series([d + (f" ({v})" if v else "") for d, v in zip(frame["device"], frame["variant"])],
+                             index=frame.index, dtype=object)
+    models = list(dict.fromkeys(frame["model"]))
+    title = ("Throughput of " + models[0] if len(models) == 1 else "Throughput") + " across devices"
+    if frame.empty:
+        return _no_data(figure(title=title, width=860, height=400, tools=TOOLS))
+    frame = frame.sort_values(["batch_size"], kind="stable")
+    several_models = len(models) > 1
+    bars = list(dict.fromkeys(frame["bar"]))
+    factors = []
+    for model in models:
+        for batch in dict.fromkeys(frame["batch_size"]):
+            for bar in bars:
+                if ((frame["model"] == model) & (frame["batch_size"] == batch) & (frame["bar"] == bar)).any():
+                    batch_label = f"batch {batch:g}"
+                    factors.append((model, batch_label, bar) if several_models else (batch_label, bar))
+    frame["factor"] = [
+        (m, f"batch {b:g}", d) if several_models else (f"batch {b:g}", d)
+        for m, b, d in zip(frame["model"], frame["batch_size"], frame["bar"])]
+    floor = 10 ** math.floor(math.log10(frame["throughput"].min())) if frame["throughput"].min() > 0 else 1e-3
+    colors = _colors(bars)
+    fig = figure(title=title, x_range=FactorRange(*factors), y_axis_type="log",
+                 width=max(500, min(1600, 40 * len(factors) + 220)), height=420, tools=TOOLS,
+                 y_axis_label="throughput (images/s)")
+    for bar in bars:
+        rows = frame[frame["bar"] == bar]
+        source = _source(rows, ("model", "device", "batch_size", "throughput", "latency_ms_median",
+                                "device_mem"), factor=list(rows["factor"]))
+        fig.vbar(x="factor", top="throughput", bottom=floor, width=0.85, source=source,
+                 color=colors[bar], legend_label=bar)
+    fig.xaxis.major_label_orientation = math.pi / 4 if len(factors) > 12 else 0
+    fig.xgrid.grid_line_color = None
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT,
+                                      _HOVER_LATENCY, _HOVER_MEMORY]))
+    _outside_legend(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def max_batch_size(data: pd.DataFrame):
+    """The largest batch size that ran, per model, as bars; several devices give grouped bars.
+
+    Reads ``max_batch_size`` records (``batch_size`` is the largest that ran; a
+    2018 file has only that). Hover says whether the search stopped at its cap.
+    """
+    frame = _records(data, ("model", "batch_size"), "max_batch_size", task="max_batch_size",
+                     numeric=("batch_size",))
+    if "max_batch_size" in frame.columns:
+        frame["max_batch_size"] = pd.to_numeric(frame["max_batch_size"], errors="coerce")
+        frame["largest"] = frame["max_batch_size"].fillna(frame["batch_size"])
+    else:
+        frame["largest"] = frame["batch_size"]
+    frame = _latest(frame, ("model", "device", "variant"))
+    frame["bar"] = pd.Series([d + (f" ({v})" if v else "") for d, v in zip(frame["device"], frame["variant"])],
+                             index=frame.index, dtype=object)
+    title = "Largest batch size" + _on_devices(frame)
+    if frame.empty:
+        return _no_data(figure(title=title, width=860, height=300, tools=TOOLS))
+    bars = list(dict.fromkeys(frame["bar"]))
+    several = len(bars) > 1
+    models = list(dict.fromkeys(frame["model"]))
+    factors = [(model, bar) if several else model for model in models for bar in (bars if several else [None])
+               if ((frame["model"] == model) & ((frame["bar"] == bar) if several else True)).any()]
+    frame["factor"] = [(m, b) if several else m for m, b in zip(frame["model"], frame["bar"])]
+    if "capped" in frame.columns:
+        frame["capped_note"] = ["yes, the search stopped at its cap" if c is True else "no"
+                                for c in frame["capped"]]
+    colors = _colors(bars)
+    fig = figure(title=title, y_range=FactorRange(*reversed(factors)), width=860,
+                 height=80 + 22 * len(factors), tools=TOOLS,
+                 x_axis_label="largest batch size that ran (images)")
+    for bar in bars:
+        rows = frame[frame["bar"] == bar]
+        source = _source(rows, ("model", "device", "largest", "first_failing_batch", "capped_note",
+                                "memory_limit_mb"), factor=list(rows["factor"]))
+        fig.hbar(y="factor", right="largest", left=0, height=0.8, source=source,
+                 color=colors[bar], **({"legend_label": bar} if several else {}))
+    fig.ygrid.grid_line_color = None
+    fig.x_range.start = 0
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, ("largest batch", "@largest{0,0} images"),
+                                      ("first failing batch", "@first_failing_batch{0,0} images"),
+                                      ("hit the cap", "@capped_note"),
+                                      ("memory limit", "@memory_limit_mb{0,0} MB")]))
+    _outside_legend(fig)
+    return fig
+
+
+def batch_size_vs_memory(data: pd.DataFrame):
+    """Memory against batch size: torch-allocated, torch-reserved and NVML-reported (GPU),
+    or the worker's peak resident memory (CPU).
+
+    The gap between allocated and reserved is the caching allocator's pool, the
+    gap to NVML is the CUDA context and other processes: why one "memory" figure
+    per batch size can mislead. Colour is the kind of memory; hover names the model.
+    Falls back to the seed's ``device_mem`` for records without the new columns.
+    """
+    frame = _records(data, ("model", "batch_size"), "batch_size_vs_memory", task="throughput",
+                     numeric=("batch_size",))
+    kinds = [(column, label) for column, label in MEMORY_KINDS if column in frame.columns]
+    kinds = [(column, label) for column, label in kinds
+             if pd.to_numeric(frame[column], errors="coerce").notna().any()]
+    if not kinds:
+        if "device_mem" in data.columns or "device_mem" in frame.columns:
+            kinds = [("device_mem", "device memory (seed's device_mem)")]
+        else:
+            names = ", ".join(column for column, _ in MEMORY_KINDS)
+            raise UserError(f"plot.batch_size_vs_memory needs one of the columns {names} "
+                            f"or 'device_mem' in the data")
+    frame = _latest(frame, ("series", "batch_size"))
+    fig = figure(title="Memory against batch size" + _on_devices(frame), x_axis_type="log",
+                 width=860, height=460, tools=TOOLS,
+                 x_axis_label="batch size (images per forward pass)", y_axis_label="memory (MB)")
+    long_rows = []
+    for column, label in kinds:
+        part = frame[["model", "device", "series", "batch_size"]].copy()
+        part["memory_mb"] = pd.to_numeric(frame[column], errors="coerce")
+        part["kind"] = label
+        long_rows.append(part.dropna(subset=["memory_mb"]))
+    memory = pd.concat(long_rows, ignore_index=True) if long_rows else pd.DataFrame()
+    if memory.empty:
+        return _no_data(fig)
+    colors = _colors([label for _, label in kinds])
+    dashes = {"allocated (torch)": "solid", "reserved (torch cache)": "dashed", "in use (NVML)": "dotted"}
+    for (kind, _series), rows in memory.groupby(["kind", "series"], sort=False):
+        rows = rows.sort_values("batch_size")
+        source = _source(rows, ("model", "device", "batch_size", "memory_mb", "kind"))
+        fig.line("batch_size", "memory_mb", source=source, color=colors[kind], legend_label=kind,
+                 line_width=2, line_dash=dashes.get(kind, "solid"))
+        fig.scatter("batch_size", "memory_mb", source=source, color=colors[kind], legend_label=kind, size=6)
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, ("memory", "@kind"),
+                                      ("amount", "@memory_mb{0,0.0} MB")]))
+    fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
+    _outside_legend(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def throughput_vs_accuracy(data: pd.DataFrame):
+    """Accuracy against throughput (log axis), one colour per family, with the Pareto frontier.
+
+    Takes the seed notebook's shape: throughput records joined with an
+    ``accuracy`` column, indexed by model, with a ``model_prefix`` column for the
+    family (``family`` or the name up to its last ``-`` when it is absent).
+    Marker area grows with ``device_mem``. The dashed line joins the models that
+    no other model beats on both throughput and accuracy, per device.
+    """
+    frame = _records(data, ("model", "throughput", "accuracy"), "throughput_vs_accuracy",
+                     task="throughput", numeric=("throughput", "accuracy"))
+    if "model_prefix" in frame.columns:
+        frame["group"] = frame["model_prefix"].astype(str)
+    elif "family" in frame.columns:
+        frame["group"] = [str(f) if not _is_missing(f) else family_of(m)
+                          for f, m in zip(frame["family"], frame["model"])]
+    else:
+        frame["group"] = [family_of(m) for m in frame["model"]]
+    if "batch_size" not in frame.columns:
+        frame["batch_size"] = np.nan
+    # The seed's join repeats a model's row once per accuracy record; keep one.
+    frame = _latest(frame, ("series", "batch_size"))
+    batch_sizes = pd.to_numeric(frame["batch_size"], errors="coerce").dropna().unique()
+    on_batch = f", batch size {batch_sizes[0]:g}" if len(batch_sizes) == 1 else ""
+    fig = figure(title="Accuracy against throughput" + _on_devices(frame) + on_batch,
+                 x_axis_type="log", width=860, height=500, tools=TOOLS,
+                 x_axis_label="throughput (images/s)", y_axis_label="top-1 accuracy")
+    if frame.empty:
+        return _no_data(fig)
+    as_fraction = _accuracy_is_fraction(frame["accuracy"])
+    accuracy_format = "@accuracy{0.00%}" if as_fraction else "@accuracy{0.00}"
+    if as_fraction:
+        fig.yaxis.formatter = NumeralTickFormatter(format="0%")
+    colors = _colors(frame["group"])
+    sizes = _marker_sizes(frame["device_mem"], _memory_scale(frame)) if "device_mem" in frame else None
+    frame["marker_size"] = sizes if sizes is not None else 10.0
+    for group, rows in frame.groupby("group", sort=False):
+        source = _source(rows, ("model", "device", "batch_size", "throughput", "accuracy",
+                                "device_mem", "marker_size", "group"))
+        fig.scatter("throughput", "accuracy", source=source, size="marker_size", color=colors[group],
+                    alpha=0.75, legend_label=group)
+    for device, rows in frame.groupby("device", sort=False):
+        best = pareto_frontier(rows, "throughput", "accuracy")
+        label = "Pareto frontier" + (f" ({device})" if frame["device"].nunique() > 1 else "")
+        source = _source(best, ("model", "device", "batch_size", "throughput", "accuracy", "device_mem"))
+        fig.line("throughput", "accuracy", source=source, color="#555555",
+                 line_dash="dashed", line_width=1.5, legend_label=label)
+        fig.add_layout(LabelSet(x="throughput", y="accuracy", text="model", source=source,
+                                x_offset=6, y_offset=4, text_font_size="8pt", text_color="#333333"))
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, ("family", "@group"), _HOVER_BATCH,
+                                      _HOVER_THROUGHPUT, ("top-1 accuracy", accuracy_format),
+                                      _HOVER_MEMORY],
+                            renderers=[r for r in fig.renderers if r.glyph.__class__.__name__ == "Scatter"]))
+    _outside_legend(fig)
+    return fig

@@ -1,0 +1,50 @@
+"""Plain-text tables for the terminal: the run summary and ``dlmark ls``."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """Rows as an aligned table; ``columns`` are (key, header) pairs. Numbers align right."""
+    rows = list(rows)
+    cells = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    headers = [header for _, header in columns]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(row.get(key), (int, float)) or row.get(key) is None for row in rows)
+               for key, _ in columns]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def throughput_label(row: dict[str, Any]) -> str | None:
+    """Median throughput with its 95% interval, e.g. '1,234 [1,220-1,250]'."""
+    thr = row.get("throughput")
+    if thr is None or (isinstance(thr, float) and math.isnan(thr)):
+        return None
+    low, high = row.get("throughput_ci95_low"), row.get("throughput_ci95_high")
+    text = _cell(float(thr))
+    if low is not None and high is not None and not (isinstance(low, float) and math.isnan(low)):
+        text += f" [{_cell(float(low))}-{_cell(float(high))}]"
+    if row.get("noisy") is True:
+        text += " noisy"
+    return text
