@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from bokeh.layouts import gridplot
 from bokeh.models import (ColumnDataSource, FactorRange, FixedTicker, HoverTool, LabelSet,
-                          NumeralTickFormatter)
+                          NumeralTickFormatter, Range1d)
 from bokeh.palettes import Category10_10, Category20_20, Turbo256
 from bokeh.plotting import figure
 from bokeh.transform import dodge
@@ -208,6 +208,10 @@ def _outside_legend(fig) -> None:
     legend = fig.legend[0]
     legend.click_policy = "hide"
     legend.label_text_font_size = "9pt"
+    rows_that_fit = max(1, int((fig.frame_height or 360) // 21))
+    # Taller than the plot: spread over columns rather than run off the canvas. (A legend
+    # placed below a plot squeezes its frame in Bokeh 3.9, so it stays on the right.)
+    legend.ncols = math.ceil(len(legend.items) / rows_that_fit)
     fig.add_layout(legend, "right")
 
 
@@ -226,9 +230,22 @@ def _batch_size_axis(axis, batch_sizes, most_labels: int = 12) -> None:
     axis.formatter = NumeralTickFormatter(format="0,0")
 
 
-def _plain_numbers(axis) -> None:
-    """1, 10, 1,000 instead of 10^0, 10^1, 10^3 on a log throughput axis."""
+def _plain_numbers(axis, values) -> None:
+    """1, 10, 1,000 instead of 10^0, 10^1, 10^3 on a log axis, with ticks at 1-2-5
+    steps: Bokeh's own log ticks either crowd (every digit) or vanish (short ranges)."""
     axis.formatter = NumeralTickFormatter(format="0,0.[00]")
+    positive = pd.to_numeric(pd.Series(values), errors="coerce")
+    positive = positive[positive > 0]
+    if positive.empty:
+        return
+    low, high = positive.min(), positive.max()
+    for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 5, 7)):
+        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 2)
+                 for m in mantissas]
+        inside = [t for t in ticks if low / 1.5 <= t <= high * 1.5]
+        if len(inside) >= 4:
+            break
+    axis.ticker = FixedTicker(ticks=ticks)
 
 
 def _accuracy_is_fraction(values: pd.Series) -> bool:
@@ -236,6 +253,23 @@ def _accuracy_is_fraction(values: pd.Series) -> bool:
 
 
 # --------------------------------------------------------------------------- throughput
+
+_THROUGHPUT_COLUMNS = ("model", "device", "batch_size", "throughput", "latency_ms_median", "device_mem")
+_THROUGHPUT_HOVER = [*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATENCY, _HOVER_MEMORY]
+
+
+def _throughput_lines(fig, frame: pd.DataFrame, line_column: str, colors: dict[str, str],
+                      memory_scale: float, with_legend: bool) -> None:
+    """Throughput against batch size: a line per value of ``line_column``, sized markers."""
+    for line, rows in frame.groupby(line_column, sort=False):
+        rows = rows.sort_values("batch_size")
+        sizes = (_marker_sizes(rows["device_mem"], memory_scale) if "device_mem" in rows
+                 else np.full(len(rows), 6.0))
+        source = _source(rows, _THROUGHPUT_COLUMNS, marker_size=sizes)
+        legend = {"legend_label": line} if with_legend else {}
+        fig.line("batch_size", "throughput", source=source, color=colors[line], line_width=2, **legend)
+        fig.scatter("batch_size", "throughput", source=source, color=colors[line],
+                    size="marker_size", alpha=0.7, **legend)
 
 
 def batch_size_vs_throughput(data: pd.DataFrame):
@@ -247,26 +281,16 @@ def batch_size_vs_throughput(data: pd.DataFrame):
     frame = _records(data, ("model", "batch_size", "throughput"), "batch_size_vs_throughput",
                      task="throughput", numeric=("batch_size", "throughput"))
     frame = _latest(frame, ("series", "batch_size"))
-    fig = figure(title="Throughput against batch size" + _on_devices(frame),
-                 x_axis_type="log", y_axis_type="log", width=860, height=460, tools=TOOLS,
-                 x_axis_label="batch size (images per forward pass)",
-                 y_axis_label="throughput (images/s)")
+    fig = _wide_figure(title="Throughput against batch size" + _on_devices(frame),
+                       x_axis_type="log", y_axis_type="log",
+                       x_axis_label="batch size (images per forward pass)",
+                       y_axis_label="throughput (images/s)")
     if frame.empty:
         return _no_data(fig)
-    colors = _colors(frame["series"])
-    scale = _memory_scale(frame)
-    for series, rows in frame.groupby("series", sort=False):
-        rows = rows.sort_values("batch_size")
-        source = _source(rows, ("model", "device", "batch_size", "throughput",
-                                "latency_ms_median", "device_mem"),
-                         marker_size=_marker_sizes(rows.get("device_mem", pd.Series(dtype=float)), scale)
-                         if "device_mem" in rows else np.full(len(rows), 6.0))
-        fig.line("batch_size", "throughput", source=source, color=colors[series],
-                 legend_label=series, line_width=2)
-        fig.scatter("batch_size", "throughput", source=source, color=colors[series],
-                    legend_label=series, size="marker_size", alpha=0.7)
-    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT,
-                                      _HOVER_LATENCY, _HOVER_MEMORY]))
+    _throughput_lines(fig, frame, "series", _colors(frame["series"]), _memory_scale(frame), True)
+    _batch_size_axis(fig.xaxis, frame["batch_size"])
+    _plain_numbers(fig.yaxis, frame["throughput"])
+    fig.add_tools(HoverTool(tooltips=_THROUGHPUT_HOVER))
     _outside_legend(fig)
     return fig
 
@@ -276,8 +300,9 @@ def batch_size_vs_throughput_grid(data: pd.DataFrame, models: Iterable[str], nco
 
     ``models`` may be any iterable of names, such as the numpy array
     ``thr.model.unique()[::4]``. Batch size is on a log axis; marker area grows
-    with ``device_mem``, on one scale for the whole grid so sizes compare.
-    A model without successful records gets a plot that says so.
+    with ``device_mem``, on one scale for the whole grid so sizes compare. With
+    several devices each plot has a line per device. A model without successful
+    records gets a plot that says so.
     """
     models = [str(model) for model in models]
     if not models:
@@ -285,36 +310,28 @@ def batch_size_vs_throughput_grid(data: pd.DataFrame, models: Iterable[str], nco
     frame = _records(data, ("model", "batch_size", "throughput"), "batch_size_vs_throughput_grid",
                      task="throughput", numeric=("batch_size", "throughput"))
     frame = _latest(frame, ("series", "batch_size"))
-    scale = _memory_scale(frame)
-    device_labels = [d + (f" ({v})" if v else "") for d, v in zip(frame["device"], frame["variant"])]
-    frame["line"] = pd.Series(device_labels, index=frame.index, dtype=object)
+    frame["line"] = _device_labels(frame)
     colors = _colors(frame["line"])
+    scale = _memory_scale(frame)
     several_lines = frame["line"].nunique() > 1
     figures = []
     for model in models:
         rows = frame[frame["model"] == model]
-        fig = figure(title=model, x_axis_type="log", width=300, height=240, tools=TOOLS,
+        fig = figure(title=model, x_axis_type="log", frame_width=230, frame_height=170, tools=TOOLS,
                      x_axis_label="batch size", y_axis_label="images/s")
         fig.title.text_font_size = "10pt"
         if rows.empty:
             figures.append(_no_data(fig))
             continue
-        for line, line_rows in rows.groupby("line", sort=False):
-            line_rows = line_rows.sort_values("batch_size")
-            source = _source(line_rows, ("model", "device", "batch_size", "throughput",
-                                         "latency_ms_median", "device_mem"),
-                             marker_size=_marker_sizes(line_rows["device_mem"], scale)
-                             if "device_mem" in line_rows else np.full(len(line_rows), 6.0))
-            legend = {"legend_label": line} if several_lines else {}
-            fig.line("batch_size", "throughput", source=source, color=colors[line], line_width=2, **legend)
-            fig.scatter("batch_size", "throughput", source=source, color=colors[line],
-                        size="marker_size", alpha=0.7, **legend)
+        _throughput_lines(fig, rows, "line", colors, scale, several_lines)
+        _batch_size_axis(fig.xaxis, rows["batch_size"], most_labels=6)
+        fig.yaxis.formatter = NumeralTickFormatter(format="0,0.[0]")
         if several_lines:
             fig.legend.location = "top_left"
             fig.legend.label_text_font_size = "7pt"
             fig.legend.click_policy = "hide"
-        fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT,
-                                          _HOVER_LATENCY, _HOVER_MEMORY]))
+            fig.legend.background_fill_alpha = 0.6
+        fig.add_tools(HoverTool(tooltips=_THROUGHPUT_HOVER))
         figures.append(fig)
     return gridplot(figures, ncols=max(1, min(ncols, len(figures))))
 
@@ -329,10 +346,10 @@ def latency_vs_throughput(data: pd.DataFrame):
                      "latency_vs_throughput", task="throughput",
                      numeric=("batch_size", "throughput", "latency_ms_median"))
     frame = _latest(frame, ("series", "batch_size"))
-    fig = figure(title="Throughput against latency" + _on_devices(frame),
-                 x_axis_type="log", y_axis_type="log", width=860, height=460, tools=TOOLS,
-                 x_axis_label="latency of one batch, median (ms)",
-                 y_axis_label="throughput (images/s)")
+    fig = _wide_figure(title="Throughput against latency" + _on_devices(frame),
+                       x_axis_type="log", y_axis_type="log",
+                       x_axis_label="latency of one batch, median (ms)",
+                       y_axis_label="throughput (images/s)")
     if frame.empty:
         return _no_data(fig)
     colors = _colors(frame["series"])
@@ -344,6 +361,8 @@ def latency_vs_throughput(data: pd.DataFrame):
                  legend_label=series, line_width=2)
         fig.scatter("latency_ms_median", "throughput", source=source, color=colors[series],
                     legend_label=series, size=7)
+    _plain_numbers(fig.xaxis, frame["latency_ms_median"])
+    _plain_numbers(fig.yaxis, frame["throughput"])
     fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATENCY,
                                       ("latency (p90)", "@latency_ms_p90{0,0.000} ms"),
                                       ("latency (p99)", "@latency_ms_p99{0,0.000} ms")]))
@@ -351,49 +370,57 @@ def latency_vs_throughput(data: pd.DataFrame):
     return fig
 
 
+def _device_labels(frame: pd.DataFrame) -> pd.Series:
+    """Device name plus the varying configuration: what tells bars or lines of one model apart."""
+    return pd.Series([device + (f" ({variant})" if variant else "")
+                      for device, variant in zip(frame["device"], frame["variant"])],
+                     index=frame.index, dtype=object)
+
+
+def _dodge_offsets(count: int, total: float = 0.8) -> tuple[list[float], float]:
+    """Offsets and thickness that put ``count`` bars side by side within one category."""
+    thickness = total / max(count, 1)
+    return [-total / 2 + thickness * (i + 0.5) for i in range(count)], thickness
+
+
 def throughput_vs_device(data: pd.DataFrame):
-    """Throughput per device and batch size as grouped bars (log axis, so slow devices show).
+    """Throughput per device and batch size: bars side by side, one colour per device.
 
     Meant for one model (``thr[thr.model == 'AlexNet']``); with several models the
-    bars are grouped by model, then batch size.
+    categories are model, then batch size. The axis is logarithmic so a CPU
+    shows next to a GPU a hundred times faster.
     """
     frame = _records(data, ("model", "device", "batch_size", "throughput"), "throughput_vs_device",
                      task="throughput", numeric=("batch_size", "throughput"))
     frame = _latest(frame, ("series", "batch_size"))
-    frame["bar"] = pd.Series([d + (f" ({v})" if v else "") for d, v in zip(frame["device"], frame["variant"])],
-                             index=frame.index, dtype=object)
+    frame["bar"] = _device_labels(frame)
     models = list(dict.fromkeys(frame["model"]))
     title = ("Throughput of " + models[0] if len(models) == 1 else "Throughput") + " across devices"
     if frame.empty:
-        return _no_data(figure(title=title, width=860, height=400, tools=TOOLS))
-    frame = frame.sort_values(["batch_size"], kind="stable")
+        return _no_data(_wide_figure(title=title))
+    frame = frame.sort_values("batch_size", kind="stable")
     several_models = len(models) > 1
+    frame["category"] = [(model, f"{batch:g}") if several_models else f"{batch:g}"
+                         for model, batch in zip(frame["model"], frame["batch_size"])]
+    categories = list(dict.fromkeys(
+        (model, f"{batch:g}") if several_models else f"{batch:g}"
+        for model in models for batch in frame.loc[frame["model"] == model, "batch_size"]))
     bars = list(dict.fromkeys(frame["bar"]))
-    factors = []
-    for model in models:
-        for batch in dict.fromkeys(frame["batch_size"]):
-            for bar in bars:
-                if ((frame["model"] == model) & (frame["batch_size"] == batch) & (frame["bar"] == bar)).any():
-                    batch_label = f"batch {batch:g}"
-                    factors.append((model, batch_label, bar) if several_models else (batch_label, bar))
-    frame["factor"] = [
-        (m, f"batch {b:g}", d) if several_models else (f"batch {b:g}", d)
-        for m, b, d in zip(frame["model"], frame["batch_size"], frame["bar"])]
-    floor = 10 ** math.floor(math.log10(frame["throughput"].min())) if frame["throughput"].min() > 0 else 1e-3
+    offsets, thickness = _dodge_offsets(len(bars))
+    floor = 10 ** math.floor(math.log10(frame["throughput"].min()))
     colors = _colors(bars)
-    fig = figure(title=title, x_range=FactorRange(*factors), y_axis_type="log",
-                 width=max(500, min(1600, 40 * len(factors) + 220)), height=420, tools=TOOLS,
+    fig = figure(title=title, x_range=FactorRange(*categories), y_axis_type="log", tools=TOOLS,
+                 frame_width=max(300, min(1200, 28 * len(categories) * len(bars))), frame_height=320,
+                 x_axis_label="batch size" + (" within each model" if several_models else ""),
                  y_axis_label="throughput (images/s)")
-    for bar in bars:
+    for bar, offset in zip(bars, offsets):
         rows = frame[frame["bar"] == bar]
-        source = _source(rows, ("model", "device", "batch_size", "throughput", "latency_ms_median",
-                                "device_mem"), factor=list(rows["factor"]))
-        fig.vbar(x="factor", top="throughput", bottom=floor, width=0.85, source=source,
-                 color=colors[bar], legend_label=bar)
-    fig.xaxis.major_label_orientation = math.pi / 4 if len(factors) > 12 else 0
+        source = _source(rows, _THROUGHPUT_COLUMNS, category=list(rows["category"]))
+        fig.vbar(x=dodge("category", offset, range=fig.x_range), top="throughput", bottom=floor,
+                 width=thickness, source=source, color=colors[bar], legend_label=bar)
     fig.xgrid.grid_line_color = None
-    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT,
-                                      _HOVER_LATENCY, _HOVER_MEMORY]))
+    _plain_numbers(fig.yaxis, [floor, *frame["throughput"]])
+    fig.add_tools(HoverTool(tooltips=_THROUGHPUT_HOVER))
     _outside_legend(fig)
     return fig
 
@@ -410,37 +437,35 @@ def max_batch_size(data: pd.DataFrame):
     frame = _records(data, ("model", "batch_size"), "max_batch_size", task="max_batch_size",
                      numeric=("batch_size",))
     if "max_batch_size" in frame.columns:
-        frame["max_batch_size"] = pd.to_numeric(frame["max_batch_size"], errors="coerce")
-        frame["largest"] = frame["max_batch_size"].fillna(frame["batch_size"])
+        frame["largest"] = pd.to_numeric(frame["max_batch_size"], errors="coerce").fillna(frame["batch_size"])
     else:
         frame["largest"] = frame["batch_size"]
     frame = _latest(frame, ("model", "device", "variant"))
-    frame["bar"] = pd.Series([d + (f" ({v})" if v else "") for d, v in zip(frame["device"], frame["variant"])],
-                             index=frame.index, dtype=object)
+    frame["bar"] = _device_labels(frame)
     title = "Largest batch size" + _on_devices(frame)
     if frame.empty:
-        return _no_data(figure(title=title, width=860, height=300, tools=TOOLS))
+        return _no_data(_wide_figure(title=title))
+    if "capped" in frame.columns:
+        frame["capped_note"] = ["yes: the search stopped at its cap, the true limit is higher"
+                                if capped is True else "no" for capped in frame["capped"]]
+    models = list(dict.fromkeys(frame["model"]))
     bars = list(dict.fromkeys(frame["bar"]))
     several = len(bars) > 1
-    models = list(dict.fromkeys(frame["model"]))
-    factors = [(model, bar) if several else model for model in models for bar in (bars if several else [None])
-               if ((frame["model"] == model) & ((frame["bar"] == bar) if several else True)).any()]
-    frame["factor"] = [(m, b) if several else m for m, b in zip(frame["model"], frame["bar"])]
-    if "capped" in frame.columns:
-        frame["capped_note"] = ["yes, the search stopped at its cap" if c is True else "no"
-                                for c in frame["capped"]]
+    offsets, thickness = _dodge_offsets(len(bars))
     colors = _colors(bars)
-    fig = figure(title=title, y_range=FactorRange(*reversed(factors)), width=860,
-                 height=80 + 22 * len(factors), tools=TOOLS,
-                 x_axis_label="largest batch size that ran (images)")
-    for bar in bars:
+    fig = _wide_figure(title=title, y_range=FactorRange(*reversed(models)),
+                       x_axis_label="largest batch size that ran (images)")
+    fig.frame_height = max(120, (14 * len(bars) + 8) * len(models))
+    for bar, offset in zip(bars, offsets):
         rows = frame[frame["bar"] == bar]
         source = _source(rows, ("model", "device", "largest", "first_failing_batch", "capped_note",
-                                "memory_limit_mb"), factor=list(rows["factor"]))
-        fig.hbar(y="factor", right="largest", left=0, height=0.8, source=source,
-                 color=colors[bar], **({"legend_label": bar} if several else {}))
+                                "memory_limit_mb"))
+        fig.hbar(y=dodge("model", offset, range=fig.y_range), right="largest", left=0,
+                 height=thickness, source=source, color=colors[bar],
+                 **({"legend_label": bar} if several else {}))
     fig.ygrid.grid_line_color = None
     fig.x_range.start = 0
+    fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
     fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, ("largest batch", "@largest{0,0} images"),
                                       ("first failing batch", "@first_failing_batch{0,0} images"),
                                       ("hit the cap", "@capped_note"),
@@ -456,43 +481,42 @@ def batch_size_vs_memory(data: pd.DataFrame):
     The gap between allocated and reserved is the caching allocator's pool, the
     gap to NVML is the CUDA context and other processes: why one "memory" figure
     per batch size can mislead. Colour is the kind of memory; hover names the model.
+    The batch-size axis is linear so that linear growth shows as a straight line.
     Falls back to the seed's ``device_mem`` for records without the new columns.
     """
     frame = _records(data, ("model", "batch_size"), "batch_size_vs_memory", task="throughput",
                      numeric=("batch_size",))
-    kinds = [(column, label) for column, label in MEMORY_KINDS if column in frame.columns]
-    kinds = [(column, label) for column, label in kinds
-             if pd.to_numeric(frame[column], errors="coerce").notna().any()]
+    kinds = [(column, label) for column, label in MEMORY_KINDS if column in frame.columns
+             and pd.to_numeric(frame[column], errors="coerce").notna().any()]
     if not kinds:
-        if "device_mem" in data.columns or "device_mem" in frame.columns:
-            kinds = [("device_mem", "device memory (seed's device_mem)")]
-        else:
+        if "device_mem" not in frame.columns:
             names = ", ".join(column for column, _ in MEMORY_KINDS)
             raise UserError(f"plot.batch_size_vs_memory needs one of the columns {names} "
                             f"or 'device_mem' in the data")
+        kinds = [("device_mem", "device memory (seed's device_mem)")]
     frame = _latest(frame, ("series", "batch_size"))
-    fig = figure(title="Memory against batch size" + _on_devices(frame), x_axis_type="log",
-                 width=860, height=460, tools=TOOLS,
-                 x_axis_label="batch size (images per forward pass)", y_axis_label="memory (MB)")
-    long_rows = []
+    fig = _wide_figure(title="Memory against batch size" + _on_devices(frame),
+                       x_axis_label="batch size (images per forward pass)", y_axis_label="memory (MB)")
+    parts = []
     for column, label in kinds:
         part = frame[["model", "device", "series", "batch_size"]].copy()
         part["memory_mb"] = pd.to_numeric(frame[column], errors="coerce")
         part["kind"] = label
-        long_rows.append(part.dropna(subset=["memory_mb"]))
-    memory = pd.concat(long_rows, ignore_index=True) if long_rows else pd.DataFrame()
+        parts.append(part.dropna(subset=["memory_mb"]))
+    memory = pd.concat(parts, ignore_index=True)
     if memory.empty:
         return _no_data(fig)
     colors = _colors([label for _, label in kinds])
-    dashes = {"allocated (torch)": "solid", "reserved (torch cache)": "dashed", "in use (NVML)": "dotted"}
+    dashes = {"reserved (torch cache)": "dashed", "in use (NVML)": "dotted"}
     for (kind, _series), rows in memory.groupby(["kind", "series"], sort=False):
         rows = rows.sort_values("batch_size")
         source = _source(rows, ("model", "device", "batch_size", "memory_mb", "kind"))
         fig.line("batch_size", "memory_mb", source=source, color=colors[kind], legend_label=kind,
-                 line_width=2, line_dash=dashes.get(kind, "solid"))
-        fig.scatter("batch_size", "memory_mb", source=source, color=colors[kind], legend_label=kind, size=6)
+                 line_width=2, line_dash=dashes.get(kind, "solid"), alpha=0.8)
+        fig.scatter("batch_size", "memory_mb", source=source, color=colors[kind], legend_label=kind, size=5)
     fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, ("memory", "@kind"),
                                       ("amount", "@memory_mb{0,0.0} MB")]))
+    fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
     fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
     _outside_legend(fig)
     return fig
@@ -508,51 +532,56 @@ def throughput_vs_accuracy(data: pd.DataFrame):
     ``accuracy`` column, indexed by model, with a ``model_prefix`` column for the
     family (``family`` or the name up to its last ``-`` when it is absent).
     Marker area grows with ``device_mem``. The dashed line joins the models that
-    no other model beats on both throughput and accuracy, per device.
+    no other model beats on both throughput and accuracy, per device, and names them.
     """
     frame = _records(data, ("model", "throughput", "accuracy"), "throughput_vs_accuracy",
                      task="throughput", numeric=("throughput", "accuracy"))
     if "model_prefix" in frame.columns:
         frame["group"] = frame["model_prefix"].astype(str)
     elif "family" in frame.columns:
-        frame["group"] = [str(f) if not _is_missing(f) else family_of(m)
-                          for f, m in zip(frame["family"], frame["model"])]
+        frame["group"] = [family_of(model) if _is_missing(family) else str(family)
+                          for family, model in zip(frame["family"], frame["model"])]
     else:
-        frame["group"] = [family_of(m) for m in frame["model"]]
+        frame["group"] = [family_of(model) for model in frame["model"]]
     if "batch_size" not in frame.columns:
         frame["batch_size"] = np.nan
     # The seed's join repeats a model's row once per accuracy record; keep one.
     frame = _latest(frame, ("series", "batch_size"))
     batch_sizes = pd.to_numeric(frame["batch_size"], errors="coerce").dropna().unique()
     on_batch = f", batch size {batch_sizes[0]:g}" if len(batch_sizes) == 1 else ""
-    fig = figure(title="Accuracy against throughput" + _on_devices(frame) + on_batch,
-                 x_axis_type="log", width=860, height=500, tools=TOOLS,
-                 x_axis_label="throughput (images/s)", y_axis_label="top-1 accuracy")
+    fig = _wide_figure(title="Accuracy against throughput" + _on_devices(frame) + on_batch,
+                       x_axis_type="log", x_axis_label="throughput (images/s)",
+                       y_axis_label="top-1 accuracy")
     if frame.empty:
         return _no_data(fig)
     as_fraction = _accuracy_is_fraction(frame["accuracy"])
-    accuracy_format = "@accuracy{0.00%}" if as_fraction else "@accuracy{0.00}"
     if as_fraction:
         fig.yaxis.formatter = NumeralTickFormatter(format="0%")
+    _plain_numbers(fig.xaxis, frame["throughput"])
+    # Room on the right for the names written beside frontier points (padding in log space).
+    fig.x_range = Range1d(frame["throughput"].min() / 1.5, frame["throughput"].max() * 2.5)
+    fig.y_range.range_padding = 0.1
     colors = _colors(frame["group"])
-    sizes = _marker_sizes(frame["device_mem"], _memory_scale(frame)) if "device_mem" in frame else None
-    frame["marker_size"] = sizes if sizes is not None else 10.0
+    frame["marker_size"] = (_marker_sizes(frame["device_mem"], _memory_scale(frame)) + 4
+                            if "device_mem" in frame else 10.0)
+    points = []
     for group, rows in frame.groupby("group", sort=False):
         source = _source(rows, ("model", "device", "batch_size", "throughput", "accuracy",
                                 "device_mem", "marker_size", "group"))
-        fig.scatter("throughput", "accuracy", source=source, size="marker_size", color=colors[group],
-                    alpha=0.75, legend_label=group)
+        points.append(fig.scatter("throughput", "accuracy", source=source, size="marker_size",
+                                  color=colors[group], alpha=0.75, legend_label=group))
+    several_devices = frame["device"].nunique() > 1
     for device, rows in frame.groupby("device", sort=False):
         best = pareto_frontier(rows, "throughput", "accuracy")
-        label = "Pareto frontier" + (f" ({device})" if frame["device"].nunique() > 1 else "")
-        source = _source(best, ("model", "device", "batch_size", "throughput", "accuracy", "device_mem"))
-        fig.line("throughput", "accuracy", source=source, color="#555555",
-                 line_dash="dashed", line_width=1.5, legend_label=label)
+        label = "Pareto frontier" + (f" ({device})" if several_devices else "")
+        source = _source(best, ("model", "throughput", "accuracy"))
+        fig.line("throughput", "accuracy", source=source, color="#555555", line_dash="dashed",
+                 line_width=1.5, legend_label=label)
         fig.add_layout(LabelSet(x="throughput", y="accuracy", text="model", source=source,
-                                x_offset=6, y_offset=4, text_font_size="8pt", text_color="#333333"))
-    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, ("family", "@group"), _HOVER_BATCH,
-                                      _HOVER_THROUGHPUT, ("top-1 accuracy", accuracy_format),
-                                      _HOVER_MEMORY],
-                            renderers=[r for r in fig.renderers if r.glyph.__class__.__name__ == "Scatter"]))
+                                x_offset=8, y_offset=4, text_font_size="8pt", text_color="#333333"))
+    accuracy_format = "@accuracy{0.00%}" if as_fraction else "@accuracy{0.00}"
+    fig.add_tools(HoverTool(renderers=points, tooltips=[
+        *_HOVER_MODEL, ("family", "@group"), _HOVER_BATCH, _HOVER_THROUGHPUT,
+        ("top-1 accuracy", accuracy_format), _HOVER_MEMORY]))
     _outside_legend(fig)
     return fig

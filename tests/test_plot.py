@@ -1,0 +1,268 @@
+"""dlmark.plot and dlmark.pareto: what the figures contain, not just that they build."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from bokeh.embed import file_html
+from bokeh.models import GlyphRenderer, GridPlot, HoverTool, LabelSet, LogScale
+from bokeh.resources import INLINE
+
+from dlmark import plot
+from dlmark.errors import UserError
+from dlmark.pareto import pareto_frontier
+
+import synthetic_results as synthetic
+
+GPU, CPU = synthetic.GPU, synthetic.CPU
+
+
+def records(rows: list[dict]) -> pd.DataFrame:
+    """Records as load_results returns them: the env object flattened to env.* columns."""
+    return pd.json_normalize(rows, max_level=1)
+
+
+@pytest.fixture(scope="module")
+def thr() -> pd.DataFrame:
+    rows = [synthetic.throughput_record(model, device, batch)
+            for device in (GPU, CPU) for model in ("AlexNet", "ResNet-v2-50", "VGG-16")
+            for batch in (1, 4, 16, 64)]
+    rows.append(synthetic.throughput_record("VGG-16", GPU, 4096, status="oom"))
+    return records(rows)
+
+
+@pytest.fixture(scope="module")
+def largest() -> pd.DataFrame:
+    return records([synthetic.max_batch_record(model, device)
+                    for device in (GPU, CPU) for model in ("AlexNet", "ResNet-v2-50", "VGG-16")])
+
+
+def glyph_renderers(fig, glyph: str) -> list[GlyphRenderer]:
+    return [r for r in fig.renderers if isinstance(r, GlyphRenderer) and type(r.glyph).__name__ == glyph]
+
+
+def plotted(fig, glyph: str, column: str) -> list:
+    """Every value of ``column`` drawn by glyphs of one kind."""
+    return [value for r in glyph_renderers(fig, glyph) for value in r.data_source.data[column]]
+
+
+def legend_labels(fig) -> list[str]:
+    return [item.label.value for legend in fig.legend for item in legend.items]
+
+
+def hover_text(fig) -> str:
+    tools = [tool for tool in fig.toolbar.tools if isinstance(tool, HoverTool)]
+    assert tools, "figure has no hover tool"
+    for tool in tools:
+        # List-form tooltips show values as text; an HTML string template would not.
+        assert isinstance(tool.tooltips, list)
+    return " ".join(f"{label} {value}" for tool in tools for label, value in tool.tooltips)
+
+
+def test_importing_plot_does_not_import_torch():
+    code = "import sys, dlmark.plot, dlmark.pareto; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_throughput_plot_has_log_axes_units_and_skips_failed_records(thr):
+    fig = plot.batch_size_vs_throughput(thr)
+    assert isinstance(fig.x_scale, LogScale) and isinstance(fig.y_scale, LogScale)
+    assert "images/s" in fig.yaxis[0].axis_label and "batch size" in fig.xaxis[0].axis_label
+    batches = plotted(fig, "Scatter", "batch_size")
+    assert sorted(set(batches)) == [1, 4, 16, 64]  # the oom record at 4096 is not drawn
+    assert not any(math.isnan(v) for v in plotted(fig, "Scatter", "throughput"))
+    assert len(glyph_renderers(fig, "Line")) == 6  # 3 models x 2 devices
+    assert f"AlexNet on {GPU}" in legend_labels(fig)
+    hover = hover_text(fig)
+    for unit in ("images/s", " ms", " MB"):
+        assert unit in hover
+
+
+def test_marker_area_grows_with_device_memory(thr):
+    fig = plot.batch_size_vs_throughput(thr[thr.device == GPU])
+    for renderer in glyph_renderers(fig, "Scatter"):
+        data = renderer.data_source.data
+        order = np.argsort(data["device_mem"])
+        assert list(np.diff(np.asarray(data["marker_size"])[order]) > 0) == [True] * (len(order) - 1)
+
+
+def test_grid_takes_the_seed_numpy_model_array_and_makes_one_plot_per_model(thr):
+    models = thr.model.unique()  # a numpy array, as in the seed notebook
+    grid = plot.batch_size_vs_throughput_grid(thr[thr.device == thr.device.unique()[0]], models[::2])
+    assert isinstance(grid, GridPlot)
+    figures = [child[0] for child in grid.children]
+    assert [f.title.text for f in figures] == list(models[::2])
+    assert all(isinstance(f.x_scale, LogScale) for f in figures)
+
+
+def test_grid_says_so_for_a_model_without_successful_records(thr):
+    grid = plot.batch_size_vs_throughput_grid(thr, ["AlexNet", "NoSuchNet"])
+    empty = [child[0] for child in grid.children if child[0].title.text == "NoSuchNet"][0]
+    assert plotted(empty, "Text", "text") == ["no successful measurements"]
+
+
+def test_only_failed_records_give_an_empty_figure_not_an_error(thr):
+    failed = records([synthetic.throughput_record("VGG-16", GPU, 4096, status="oom")])
+    fig = plot.batch_size_vs_throughput(failed)
+    assert plotted(fig, "Text", "text") == ["no successful measurements"]
+
+
+@pytest.mark.parametrize("function, column", [
+    (plot.batch_size_vs_throughput, "throughput"),
+    (plot.latency_vs_throughput, "latency_ms_median"),
+    (plot.throughput_vs_device, "device"),
+    (plot.throughput_vs_accuracy, "accuracy"),
+    (plot.max_batch_size, "batch_size"),
+])
+def test_a_missing_column_is_a_user_error_naming_it(thr, function, column):
+    with pytest.raises(UserError, match=repr(column)):
+        function(thr.drop(columns=[column]) if column in thr else thr)
+
+
+def test_memory_plot_without_any_memory_column_names_them(thr):
+    memory_columns = ["peak_mem_allocated_mb", "peak_mem_reserved_mb", "nvml_mem_used_mb",
+                      "peak_rss_mb", "device_mem"]
+    with pytest.raises(UserError, match="peak_mem_allocated_mb"):
+        plot.batch_size_vs_memory(thr.drop(columns=memory_columns))
+
+
+def test_memory_plot_shows_allocated_reserved_nvml_on_gpu_and_rss_on_cpu(thr):
+    fig = plot.batch_size_vs_memory(thr)
+    assert set(legend_labels(fig)) == {"allocated (torch)", "reserved (torch cache)", "in use (NVML)",
+                                       "peak RSS (CPU)"}
+    gpu = thr[(thr.device == GPU) & (thr.status == "ok")]
+    for renderer in glyph_renderers(fig, "Line"):
+        data = renderer.data_source.data
+        if data["kind"][0] == "reserved (torch cache)" and data["model"][0] == "AlexNet":
+            expected = gpu[gpu.model == "AlexNet"].sort_values("batch_size")["peak_mem_reserved_mb"]
+            assert list(data["memory_mb"]) == pytest.approx(list(expected))
+    assert "MB" in fig.yaxis[0].axis_label and "MB" in hover_text(fig)
+
+
+def test_memory_plot_of_2018_records_falls_back_to_device_mem():
+    old = pd.DataFrame({"model": ["AlexNet"] * 3, "device": ["GPU"] * 3, "batch_size": [1, 2, 4],
+                        "throughput": [10.0, 20.0, 30.0], "device_mem": [100.0, 120.0, 160.0]})
+    fig = plot.batch_size_vs_memory(old)
+    assert legend_labels(fig) == ["device memory (seed's device_mem)"]
+
+
+def test_max_batch_size_with_two_devices_is_grouped_bars(largest):
+    fig = plot.max_batch_size(largest)
+    bars = glyph_renderers(fig, "HBar")
+    assert len(bars) == 2 and set(legend_labels(fig)) == {GPU, CPU}
+    assert list(fig.y_range.factors) == ["VGG-16", "ResNet-v2-50", "AlexNet"]
+    expected = largest.set_index(["model", "device"])["max_batch_size"]
+    for bar in bars:
+        data = bar.data_source.data
+        for model, device, value in zip(data["model"], data["device"], data["largest"]):
+            assert value == expected[(model, device)]
+
+
+def test_max_batch_size_with_one_device_has_no_legend(largest):
+    fig = plot.max_batch_size(largest[largest.device == CPU])
+    assert legend_labels(fig) == [] and CPU in fig.title.text
+
+
+def test_throughput_vs_device_draws_a_bar_per_device_and_batch(thr):
+    fig = plot.throughput_vs_device(thr[thr.model == "AlexNet"])
+    assert fig.title.text == "Throughput of AlexNet across devices"
+    assert list(fig.x_range.factors) == ["1", "4", "16", "64"]
+    assert isinstance(fig.y_scale, LogScale)
+    bars = glyph_renderers(fig, "VBar")
+    assert sorted(legend_labels(fig)) == sorted([GPU, CPU]) and len(bars) == 2
+    assert sum(len(b.data_source.data["throughput"]) for b in bars) == 8
+
+
+def test_latency_vs_throughput_orders_points_by_batch_size(thr):
+    fig = plot.latency_vs_throughput(thr)
+    for line in glyph_renderers(fig, "Line"):
+        assert list(line.data_source.data["batch_size"]) == [1, 4, 16, 64]
+    assert "ms" in fig.xaxis[0].axis_label
+
+
+def seed_accuracy_frame(thr: pd.DataFrame) -> pd.DataFrame:
+    """The seed notebook's accuracy cell, verbatim apart from where acc comes from."""
+    acc = records([synthetic.accuracy_record(m, GPU, 16) for m in ("AlexNet", "ResNet-v2-50", "VGG-16")])
+    data = thr[(thr.model.isin(acc.model)) &
+               (thr.batch_size.isin(acc.batch_size)) &
+               (thr.device.isin(acc.device))]
+    data = data.set_index('model').join(acc[['model', 'accuracy']].set_index('model'))
+    data['model_prefix'] = [i[:i.rfind('-')] if i.rfind('-') > 0 else i for i in data.index]
+    return data
+
+
+def test_accuracy_plot_takes_the_seed_shape_and_draws_the_pareto_frontier(thr):
+    data = seed_accuracy_frame(thr)
+    assert data.index.name == "model"
+    fig = plot.throughput_vs_accuracy(data)
+    assert isinstance(fig.x_scale, LogScale)
+    assert set(legend_labels(fig)) == {"AlexNet", "ResNet-v2", "VGG", "Pareto frontier"}
+    frontier_line = glyph_renderers(fig, "Line")[0].data_source.data
+    # VGG-16 is slower and less accurate than ResNet-v2-50: it is not on the frontier.
+    assert list(frontier_line["model"]) == ["ResNet-v2-50", "AlexNet"]
+    labels = [a for a in fig.center if isinstance(a, LabelSet)]
+    assert labels and list(labels[0].source.data["model"]) == ["ResNet-v2-50", "AlexNet"]
+    assert "@accuracy{0.00%}" in hover_text(fig)
+
+
+def test_accuracy_plot_skips_failed_records_and_keeps_one_row_per_model(thr):
+    data = seed_accuracy_frame(thr).reset_index()
+    doubled = pd.concat([data, data.assign(status="oom", throughput=None)], ignore_index=True)
+    fig = plot.throughput_vs_accuracy(doubled)
+    assert sorted(plotted(fig, "Scatter", "model")) == ["AlexNet", "ResNet-v2-50", "VGG-16"]
+
+
+def test_every_figure_has_a_title_and_renders_to_standalone_html(thr, largest):
+    figures = [plot.batch_size_vs_throughput(thr), plot.max_batch_size(largest),
+               plot.throughput_vs_device(thr[thr.model == "VGG-16"]), plot.batch_size_vs_memory(thr),
+               plot.latency_vs_throughput(thr), plot.throughput_vs_accuracy(seed_accuracy_frame(thr))]
+    for fig in figures:
+        assert fig.title.text
+        assert fig.xaxis[0].axis_label or fig.yaxis[0].axis_label
+        html = file_html(fig, INLINE, "t")
+        assert "cdn.bokeh.org" not in html
+
+
+def test_names_from_result_files_stay_text_in_the_page(thr):
+    evil = thr.assign(model=thr.model.where(thr.model != "AlexNet", synthetic.XSS_MODEL))
+    html = file_html(plot.batch_size_vs_throughput(evil), INLINE, "t")
+    assert synthetic.XSS_MODEL not in html  # Bokeh escapes < in the embedded JSON
+    assert "&lt;script&gt;document.title" in html
+
+
+# ---------------------------------------------------------------- pareto
+
+
+def test_pareto_frontier_keeps_exactly_the_non_dominated_rows():
+    df = pd.DataFrame({"model": list("abcdefg"),
+                       "throughput": [1.0, 2.0, 3.0, 3.0, 4.0, np.nan, 2.0],
+                       "accuracy": [0.9, 0.8, 0.7, 0.75, 0.5, 1.0, 0.8]})
+    best = pareto_frontier(df)
+    # c loses to d (same speed, less accurate); b and g tie exactly and both stay; f has no speed.
+    assert list(best["model"]) == ["a", "b", "g", "d", "e"]
+
+
+def test_pareto_frontier_brute_force_agreement():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.integers(0, 8, 60).astype(float), "y": rng.integers(0, 8, 60).astype(float)})
+    best = set(pareto_frontier(df, "x", "y").index)
+    for i, row in df.iterrows():
+        dominated = ((df.x >= row.x) & (df.y >= row.y) & ((df.x > row.x) | (df.y > row.y))).any()
+        assert (i in best) == (not dominated)
+
+
+def test_pareto_frontier_lower_is_better_and_repeated_index_labels():
+    df = pd.DataFrame({"latency_ms_median": [5.0, 2.0, 3.0], "accuracy": [0.9, 0.7, 0.6]},
+                      index=["m", "m", "n"])  # the seed notebook indexes by model, so labels repeat
+    best = pareto_frontier(df, "latency_ms_median", "accuracy", maximize_x=False)
+    assert list(best["latency_ms_median"]) == [2.0, 5.0]
+
+
+def test_pareto_frontier_missing_column_is_a_user_error():
+    with pytest.raises(UserError, match="'accuracy'"):
+        pareto_frontier(pd.DataFrame({"throughput": [1.0]}))
