@@ -1,0 +1,268 @@
+"""How close a measurement is to the hardware's limit: peak table, MFU, roofline.
+
+Peaks are the vendors' datasheet figures, **dense, without sparsity** (the
+datasheets print the 2:4-sparsity figure, twice the dense one, first and mark
+it with an asterisk; we halve it). Tensor-core figures are with FP32
+accumulation where a datasheet distinguishes (GeForce parts), since that is
+what PyTorch's fp16/bf16 matmuls and convolutions use. ``dlmark peak``
+measures what a device actually reaches; a measured peak for the same device
+name, found in the results folder, is preferred over this table.
+
+FLOP convention: ``flops_per_sample`` comes from ``torch.utils.flop_counter``,
+which counts a multiply-add as 2 FLOPs (a ``[m,k] @ [k,n]`` matmul is
+``2*m*k*n``), the same convention as the datasheets' TFLOP/s. So
+
+    achieved TFLOP/s = flops_per_sample * throughput / 1e12
+    MFU              = achieved TFLOP/s / peak TFLOP/s (of the precision used)
+
+This module imports no torch at load (``count_activation_elements`` imports it
+when called, inside a worker).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+
+@dataclass(frozen=True)
+class DevicePeak:
+    """One device's dense peaks (TFLOP/s per precision) and memory bandwidth (GB/s)."""
+
+    name: str
+    tflops: dict[str, float]  # keys: fp32 (non-tensor-core), tf32, fp16, bf16, fp8
+    bandwidth_gbs: float
+    source: str  # the datasheet the figures come from
+
+
+# Figures: NVIDIA datasheets (dense = the printed sparse tensor-core figure / 2).
+PEAK_TABLE: tuple[DevicePeak, ...] = (
+    DevicePeak("H200 NVL", {"fp32": 60.0, "tf32": 417.5, "fp16": 835.5, "bf16": 835.5, "fp8": 1670.5}, 4800.0,
+               "NVIDIA H200 datasheet (H200 NVL column)"),
+    DevicePeak("H200 SXM", {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5, "fp8": 1979.0}, 4800.0,
+               "NVIDIA H200 datasheet (H200 SXM column)"),
+    DevicePeak("H100 NVL", {"fp32": 60.0, "tf32": 417.5, "fp16": 835.5, "bf16": 835.5, "fp8": 1670.5}, 3900.0,
+               "NVIDIA H100 datasheet (H100 NVL column)"),
+    DevicePeak("H100 PCIe", {"fp32": 51.0, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0, "fp8": 1513.0}, 2000.0,
+               "NVIDIA H100 datasheet (H100 PCIe column)"),
+    DevicePeak("H100 SXM", {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5, "fp8": 1979.0}, 3350.0,
+               "NVIDIA H100 datasheet (H100 SXM column)"),
+    DevicePeak("A100 80GB PCIe", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0}, 1935.0,
+               "NVIDIA A100 datasheet (80GB PCIe column)"),
+    DevicePeak("A100 80GB SXM", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0}, 2039.0,
+               "NVIDIA A100 datasheet (80GB SXM column)"),
+    DevicePeak("A100 40GB", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0}, 1555.0,
+               "NVIDIA A100 datasheet (40GB PCIe and SXM columns)"),
+    DevicePeak("L40S", {"fp32": 91.6, "tf32": 183.0, "fp16": 362.05, "bf16": 362.05, "fp8": 733.0}, 864.0,
+               "NVIDIA L40S datasheet"),
+    DevicePeak("L40", {"fp32": 90.5, "tf32": 90.5, "fp16": 181.05, "bf16": 181.05, "fp8": 362.0}, 864.0,
+               "NVIDIA L40 datasheet"),
+    DevicePeak("L4", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0, "fp8": 242.5}, 300.0,
+               "NVIDIA L4 datasheet"),
+    DevicePeak("A10", {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0}, 600.0,
+               "NVIDIA A10 datasheet"),
+    # Turing and Volta have no TF32 or BF16 units: those precisions run at the fp32 rate.
+    DevicePeak("T4", {"fp32": 8.1, "tf32": 8.1, "fp16": 65.0}, 320.0, "NVIDIA T4 datasheet"),
+    DevicePeak("V100 PCIe", {"fp32": 14.0, "tf32": 14.0, "fp16": 112.0}, 900.0,
+               "NVIDIA V100 datasheet (PCIe column)"),
+    DevicePeak("V100 SXM2", {"fp32": 15.7, "tf32": 15.7, "fp16": 125.0}, 900.0,
+               "NVIDIA V100 datasheet (SXM2 column)"),
+    DevicePeak("RTX 4090", {"fp32": 82.6, "tf32": 82.6, "fp16": 165.2, "bf16": 165.2, "fp8": 330.3}, 1008.0,
+               "NVIDIA Ada Lovelace architecture whitepaper, RTX 4090 (FP32 accumulate)"),
+    DevicePeak("RTX 3090", {"fp32": 35.6, "tf32": 35.6, "fp16": 71.0, "bf16": 71.0}, 936.0,
+               "NVIDIA Ampere GA102 whitepaper, RTX 3090 (FP32 accumulate)"),
+)
+
+# Name tokens -> table entry. First match wins, so the more specific rules
+# come first ("H200 NVL" before "H200", "L40S" before "L40"). Device names as
+# NVML and torch print them: "NVIDIA H200", "NVIDIA H100 80GB HBM3",
+# "NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe", "Tesla T4",
+# "Tesla V100-SXM2-16GB", "NVIDIA GeForce RTX 4090".
+_RULES: tuple[tuple[frozenset[str], str], ...] = tuple((frozenset(tokens.split()), name) for tokens, name in (
+    ("h200 nvl", "H200 NVL"), ("h200", "H200 SXM"),
+    ("h100 nvl", "H100 NVL"), ("h100 pcie", "H100 PCIe"), ("h100", "H100 SXM"),
+    ("a100 80gb pcie", "A100 80GB PCIe"), ("a100 80gb", "A100 80GB SXM"), ("a100", "A100 40GB"),
+    ("l40s", "L40S"), ("l40", "L40"), ("l4", "L4"), ("a10", "A10"), ("t4", "T4"),
+    ("v100 pcie", "V100 PCIe"), ("v100", "V100 SXM2"), ("4090", "RTX 4090"), ("3090", "RTX 3090"),
+))
+_BY_NAME = {p.name: p for p in PEAK_TABLE}
+
+
+def _tokens(device_name: str) -> set[str]:
+    tokens = set(re.split(r"[^a-z0-9]+", device_name.lower()))
+    # "A100-SXM4-80GB" and "A100 80GB" both say 80gb; "H100 80GB HBM3" is the SXM part.
+    return {t for t in tokens if t}
+
+
+def lookup(device_name: str | None) -> DevicePeak | None:
+    """The table entry for a device name as NVML or torch prints it, or None."""
+    if not device_name:
+        return None
+    tokens = _tokens(device_name)
+    for required, name in _RULES:
+        if required <= tokens:
+            return _BY_NAME[name]
+    return None
+
+
+#: Which peak a precision is held against: autocast runs its matmuls and
+#: convolutions in the lower precision, pure fp32 on the non-tensor-core units.
+PEAK_PRECISION = {"fp32": "fp32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16",
+                  "amp-fp16": "fp16", "amp-bf16": "bf16", "fp8": "fp8"}
+
+#: Bytes per element of weights and of activations, per precision. Autocast
+#: keeps fp32 weights (and re-casts them every pass) but writes its
+#: convolution and matmul outputs in the low precision.
+_WEIGHT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "amp-fp16": 4, "amp-bf16": 4, "fp8": 1}
+_ACTIVATION_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "amp-fp16": 2, "amp-bf16": 2, "fp8": 1}
+
+MEASURED = "measured by dlmark peak"
+TABLE = "table"
+
+
+def achieved_tflops(flops_per_sample: float | None, throughput: float | None) -> float | None:
+    """FLOPs of one sample times samples per second, in TFLOP/s."""
+    if not flops_per_sample or not throughput:
+        return None
+    return flops_per_sample * throughput / 1e12
+
+
+def mfu(achieved: float | None, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: achieved / peak (both TFLOP/s), or None."""
+    if achieved is None or not peak:
+        return None
+    return achieved / peak
+
+
+def measured_peak(device_name: str | None, records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest ok ``task == "peak"`` record for this device name, if any."""
+    best = None
+    for r in records:
+        if r.get("task") == "peak" and r.get("status") == "ok" and r.get("device") == device_name:
+            if best is None or str(r.get("timestamp") or "") > str(best.get("timestamp") or ""):
+                best = r
+    return best
+
+
+def peak_for(device_name: str | None, precision: str,
+             measured: dict[str, Any] | None = None) -> tuple[float | None, float | None, str | None]:
+    """(peak TFLOP/s for the precision, memory bandwidth GB/s, source) for a device.
+
+    A measured peak (a ``dlmark peak`` record) wins over the datasheet table.
+    """
+    key = PEAK_PRECISION.get(precision, precision)
+    if measured is not None and measured.get(f"peak_tflops_{key}"):
+        return measured[f"peak_tflops_{key}"], measured.get("peak_bandwidth_gbs"), MEASURED
+    entry = lookup(device_name)
+    if entry is None or key not in entry.tflops:
+        return None, (entry.bandwidth_gbs if entry else None), None
+    return entry.tflops[key], entry.bandwidth_gbs, TABLE
+
+
+def bytes_per_sample(params: int | None, activation_elements: float | None, batch_size: int | None,
+                     precision: str) -> float | None:
+    """Estimated DRAM bytes moved per sample by one forward pass.
+
+    Weights are read once per batch (so their share per sample falls as the
+    batch grows); every activation tensor an operator writes is written once
+    and read once by its consumer (``activation_elements`` counts both, per
+    sample). This is the traffic of an unfused eager pass with nothing kept in
+    cache: an upper bound for compiled (fused) execution, whose intermediates
+    partly stay on chip, and a lower bound where convolutions re-read inputs.
+    """
+    if not params or activation_elements is None or not batch_size:
+        return None
+    weight_b = _WEIGHT_BYTES.get(precision, 4)
+    act_b = _ACTIVATION_BYTES.get(precision, 4)
+    return params * weight_b / batch_size + activation_elements * act_b
+
+
+def roofline(flops_per_sample: float | None, bytes_sample: float | None, peak_tflops: float | None,
+             bandwidth_gbs: float | None) -> dict[str, Any]:
+    """Arithmetic intensity, ridge point, bound and the roofline's attainable TFLOP/s."""
+    out: dict[str, Any] = {"arithmetic_intensity": None, "ridge_intensity": None, "bound": None,
+                           "roofline_tflops": None}
+    if not flops_per_sample or not bytes_sample:
+        return out
+    intensity = flops_per_sample / bytes_sample  # FLOP per byte
+    out["arithmetic_intensity"] = intensity
+    if peak_tflops and bandwidth_gbs:
+        ridge = peak_tflops * 1e12 / (bandwidth_gbs * 1e9)
+        out["ridge_intensity"] = ridge
+        out["bound"] = "compute" if intensity >= ridge else "memory"
+        out["roofline_tflops"] = min(peak_tflops, intensity * bandwidth_gbs * 1e9 / 1e12)
+    return out
+
+
+#: Fields ``efficiency_fields`` adds to a throughput record (documented in docs/records.md).
+EFFICIENCY_FIELDS = ("achieved_tflops", "mfu", "peak_tflops", "peak_source", "peak_bandwidth_gbs",
+                     "bytes_per_sample_est", "arithmetic_intensity", "ridge_intensity", "bound",
+                     "roofline_tflops", "roofline_fraction")
+
+
+def efficiency_fields(record: dict[str, Any], known_records: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """MFU and roofline fields for one throughput record (all None where not computable).
+
+    ``known_records`` are records already in the results folder; a ``dlmark
+    peak`` record of the same device among them supplies the peaks.
+    """
+    out: dict[str, Any] = dict.fromkeys(EFFICIENCY_FIELDS)
+    if record.get("task") != "throughput" or record.get("status") != "ok":
+        return out
+    precision = record.get("precision") or "fp32"
+    achieved = achieved_tflops(record.get("flops_per_sample"), record.get("throughput"))
+    out["achieved_tflops"] = achieved
+    if not str(record.get("device_spec") or "").startswith("cuda"):
+        return out  # no CPU peaks in the table: achieved TFLOP/s only
+    peak, bandwidth, source = peak_for(record.get("device"), precision,
+                                       measured_peak(record.get("device"), known_records))
+    out.update(peak_tflops=peak, peak_source=source, peak_bandwidth_gbs=bandwidth, mfu=mfu(achieved, peak))
+    moved = bytes_per_sample(record.get("params"), record.get("activation_elements_per_sample"),
+                             record.get("batch_size"), precision)
+    out["bytes_per_sample_est"] = moved
+    out.update(roofline(record.get("flops_per_sample"), moved, peak, bandwidth))
+    if achieved is not None and out["roofline_tflops"]:
+        out["roofline_fraction"] = achieved / out["roofline_tflops"]
+    return out
+
+
+# ------------------------------------------------------------- worker side
+
+
+def count_activation_elements(module, input_shape: tuple[int, ...]) -> float | None:
+    """Elements of activation traffic of one sample's forward pass (written + read).
+
+    Runs the network on the meta device (no arithmetic) under a dispatch mode
+    that adds up the outputs of every ATen operator that materialises a new
+    tensor (views alias their input and move nothing); each output is counted
+    twice, written by its producer and read by its consumer, and the input
+    image once. Call inside a worker: it imports torch.
+    """
+    import copy
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Traffic(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.elements = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            returns = func._schema.returns
+            if not any(r.alias_info is not None for r in returns):
+                for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                    if isinstance(t, torch.Tensor):
+                        self.elements += 2 * t.numel()
+            return out
+
+    try:
+        net = copy.deepcopy(module).to("meta")
+        x = torch.zeros((1, *input_shape), device="meta")
+        mode = _Traffic()
+        with torch.inference_mode(), mode:
+            net(x)
+        return float(mode.elements + x.numel())
+    except Exception:  # noqa: BLE001 -- an operator without a meta kernel: the estimate is absent
+        return None
