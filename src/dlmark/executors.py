@@ -161,6 +161,28 @@ class Lane:
         self.worker.close()
 
 
+def estimated_cost(group: Any) -> float:
+    """Relative time a group will take, known before anything runs.
+
+    Adaptive timing makes every throughput job last about as long as the
+    others (at least ``min_run_s`` plus warm-up), so a throughput group costs
+    one unit per job; a largest-batch search runs a dozen or more short trials
+    and a model build each time one kills the worker, so it counts as eight.
+    """
+    per_job = 8.0 if getattr(group, "task", None) == "max_batch_size" else 1.0
+    return per_job * len(getattr(group, "jobs", ()) or (None,))
+
+
+def schedule_order(groups: list[Any]) -> list[Any]:
+    """Largest groups first, plan order among equals.
+
+    Lanes take the next group when they are free, so the run ends with the
+    last group to finish; starting the long ones first keeps that last group
+    short (longest-processing-time-first list scheduling).
+    """
+    return sorted(groups, key=lambda g: -estimated_cost(g))
+
+
 class LocalExecutor:
     """One lane per device on this host; groups go to whichever lane is free."""
 
@@ -170,7 +192,7 @@ class LocalExecutor:
     def run(self, groups: list[Any], run_group: Callable[[Any, Lane], None], stop: threading.Event) -> None:
         """Run every group through ``run_group(group, lane)``; returns when all are done or ``stop`` is set."""
         pending: queue.Queue = queue.Queue()
-        for group in groups:
+        for group in schedule_order(groups) if len(self.lanes) > 1 else groups:
             pending.put(group)
         errors: list[BaseException] = []
 

@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from . import environment
 from .devices import Device
@@ -91,8 +91,12 @@ class RunResult:
     out_dir: Path | None = None
 
 
-def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, quiet: bool = False) -> RunResult:
+def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, quiet: bool = False,
+        make_executor: Callable[[RunContext], Any] | None = None) -> RunResult:
     """Run a planned sweep, writing each record to ``out_dir`` the moment it exists.
+
+    ``make_executor(ctx)`` picks where jobs run (default: this host's devices,
+    one lane each); see ``ray_executor.RayExecutor``.
 
     Ctrl-C stops at once: the job in flight is dropped, every finished record
     is already on disk, and re-running the same command resumes.
@@ -116,7 +120,12 @@ def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, 
         env=environment.capture(), host=environment.host(),
         on_job_start=progress.start, on_job_skipped=progress.skip,
     )
-    executor = LocalExecutor(options.devices, options.memory_limit_bytes)
+    if make_executor is not None:
+        executor = make_executor(ctx)
+        # An executor may run the sweep once per device kind (Ray's --each-accelerator).
+        progress.total = total * getattr(executor, "copies", 1)
+    else:
+        executor = LocalExecutor(options.devices, options.memory_limit_bytes)
     try:
         executor.run(groups, lambda group, lane: run_group(group, lane, ctx), ctx.stop)
     except KeyboardInterrupt:
