@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,8 +195,6 @@ def _build_py(spec: ModelSpec):
     module_name, _, function_name = spec.arch.rpartition(":")
     try:
         if module_name.endswith(".py"):
-            import importlib.util
-
             loader_spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
             if loader_spec is None or loader_spec.loader is None:
                 raise ImportError(module_name)
