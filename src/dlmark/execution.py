@@ -14,7 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from . import records
+from . import hardware, records
 from .backends import RunConfig
 from .devices import Device
 from .errors import UserError
@@ -65,6 +65,7 @@ def make_record(ctx: RunContext, job: Job, device: Device, facts: dict[str, Any]
         extra_config=config["extra_config"], backend_version=facts.get("backend_version"),
     )
     record.update(fields)
+    record.update(hardware.record_extras(record, facts, ctx.finished.values()))  # MFU, roofline, agreement
     return record
 
 

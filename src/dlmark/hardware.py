@@ -266,3 +266,17 @@ def count_activation_elements(module, input_shape: tuple[int, ...]) -> float | N
         return float(mode.elements + x.numel())
     except Exception:  # noqa: BLE001 -- an operator without a meta kernel: the estimate is absent
         return None
+
+
+#: Model facts a worker reports at load that records carry as they are.
+FACT_FIELDS = ("activation_elements_per_sample", "agreement_max_abs", "agreement_max_rel", "agreement_top1",
+               "agreement_ok", "agreement_method")
+
+
+def record_extras(record: dict[str, Any], facts: dict[str, Any],
+                  known_records: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Fields ``execution.make_record`` adds: load-time facts, then MFU and roofline of throughput records."""
+    out = {k: facts[k] for k in FACT_FIELDS if k in facts}
+    if record.get("task") == "throughput":
+        out.update(efficiency_fields({**record, **out}, known_records))
+    return out

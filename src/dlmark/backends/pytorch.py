@@ -10,6 +10,9 @@ import torch
 from .. import measure, zoo
 from ..environment import torch_versions
 from . import RunConfig
+from .. import hardware
+from . import precision_check
+from .gpu_modes import GRAPH_MODE, CudaGraphed, compile_module
 
 _DTYPES = {
     "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
@@ -50,16 +53,47 @@ class PyTorchRunner:
         self.memory_format = torch.channels_last if config.layout == "channels_last" else torch.contiguous_format
         # Counted on the CPU fp32 module before .to() changes it in place.
         self.flops_per_sample = zoo.count_flops(built.module, self.input_shape)
+        self.activation_elements = hardware.count_activation_elements(built.module, self.input_shape)
+        reference = self._fp32_reference(built.module) if config.precision != "fp32" else None
         module = built.module.to(self.device, dtype=self.dtype, memory_format=self.memory_format)
         self.params = zoo.count_params(module)
-        if config.compile_mode:
-            mode = None if config.compile_mode == "default" else config.compile_mode
-            module = torch.compile(module, mode=mode)
-        self.module = module
         autocast_dtype = _AUTOCAST.get(config.precision)
+        # Autocast's weight cache would hand a captured CUDA graph casts freed after capture.
+        cache = config.compile_mode != GRAPH_MODE
         self._autocast = (
-            (lambda: torch.autocast(self.device.type, dtype=autocast_dtype))
+            (lambda: torch.autocast(self.device.type, dtype=autocast_dtype, cache_enabled=cache))
             if autocast_dtype else contextlib.nullcontext)
+        self.module = module
+        self.agreement = self._agreement(reference) if reference is not None else {}
+        if config.compile_mode == GRAPH_MODE:
+            if self.device.type != "cuda":
+                raise ValueError("compile mode 'cudagraphs' needs a CUDA device")
+            module = CudaGraphed(module, self.device)
+        elif config.compile_mode:
+            module = compile_module(module, config.compile_mode)
+        self.module = module
+
+    def _fp32_reference(self, module) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, logits) of the fp32 eager model on the device, before any cast."""
+        x = torch.randn((precision_check.AGREEMENT_BATCH, *self.input_shape),
+                        generator=torch.Generator().manual_seed(precision_check.AGREEMENT_SEED))
+        module.to(self.device)
+        if self.device.type == "cuda":
+            _set_tf32(False)
+        try:
+            with torch.inference_mode():
+                return x, module(x.to(self.device)).float()
+        finally:
+            if self.device.type == "cuda":
+                _set_tf32(self.config.precision == "tf32")
+
+    def _agreement(self, reference: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+        x, ref = reference
+        inputs = x.to(self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+        out = self.run(inputs)
+        method = (f"{self.config.precision} {self.config.layout} eager vs fp32 eager on {self.device.type}, "
+                  f"seeded N(0,1) input, batch {precision_check.AGREEMENT_BATCH}")
+        return precision_check.agreement_fields(ref, out, self.config.precision, method)
 
     # -- running
     def make_inputs(self, batch_size: int, seed: int | None = None) -> torch.Tensor:
@@ -117,6 +151,8 @@ class PyTorchRunner:
             "input_shape": list(self.input_shape),
             "params": self.params,
             "flops_per_sample": self.flops_per_sample,
+            "activation_elements_per_sample": self.activation_elements,
+            **self.agreement,
             "weights": self.built.weights,
             "weights_tag": self.built.weights_tag,
             "threads": torch.get_num_threads(),
