@@ -96,11 +96,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if len(options.devices) > 1 and any(d.kind == "cpu" for d in options.devices):
         raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
+        imagenet=args.imagenet, accuracy_limit=args.limit, accuracy_batch_size=args.accuracy_batch_size,
+        data_workers=args.data_workers,
     out = Path(args.out)
     check_writable(out)
     result = run(options, out, quiet=args.quiet)
     print(summary_table(result.records) if result.records else "no new measurements")
     measured = len(result.records)
+    if options.imagenet:
+        from .tasks.accuracy import preflight
+
+        preflight(options)  # an unreadable data set or missing weights fail here, before any work
     print(f"\n{measured} record(s) written to {out}/ in {result.seconds:.0f} s"
           + (f"; {result.skipped} job(s) skipped (already done, or after an out-of-memory)" if result.skipped else ""))
     if result.interrupted:
@@ -181,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--layout", help="nchw, channels_last, or both comma-separated")
     run.add_argument("--compile", help="torch.compile mode(s): default, reduce-overhead, max-autotune (none = eager)")
     run.add_argument("--threads", type=int, help="CPU intra-op threads (default: the runtime's)")
-    run.add_argument("--task", help="throughput, max-batch-size, or both comma-separated")
+    run.add_argument("--task", help="throughput, max-batch-size, accuracy (comma-separated)")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
     run.add_argument("--force", action="store_true", help="re-measure jobs that are already in the results folder")
     run.add_argument("--timeout", type=float, default=900.0, help="seconds one job may take before it is killed")
@@ -189,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-batch-cap", type=int, help="largest batch the largest-batch search tries")
     run.add_argument("--min-time", type=float, help="seconds of timed blocks per measurement (default from the suite)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--imagenet", metavar="DIR",
+                     help="accuracy task: ImageNet-1k validation folder (class folders, devkit or Kaggle layout); "
+                          "without it accuracy records carry the weights' published figures")
+    run.add_argument("--limit", type=int, metavar="N", help="accuracy task: a class-balanced subset of N images (with a 95%% CI)")
+    run.add_argument("--accuracy-batch-size", type=int, default=64, help="accuracy task: images per forward pass (default 64)")
+    run.add_argument("--data-workers", type=int, help="accuracy task: image-decoding processes (default: up to 8)")
     run.set_defaults(handler=cmd_run)
 
     ls = commands.add_parser("ls", help="print stored results as a table")
@@ -212,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extension_commands() -> list[Callable[[Any], None]]:
     """Commands that live beside their feature (report, pareto, ...), registered if present."""
     found = []
-    for module_name, function in (("dlmark.report.cli", "add_report_command"),):
+    for module_name, function in (("dlmark.report.cli", "add_report_command"), ("dlmark.tradeoff", "add_pareto_command")):
         try:
             module = __import__(module_name, fromlist=[function])
         except ImportError:

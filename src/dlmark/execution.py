@@ -71,6 +71,11 @@ def make_record(ctx: RunContext, job: Job, device: Device, facts: dict[str, Any]
 
 def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
     """Run one group's jobs on ``lane``; every job ends as a record or is skipped."""
+    if group.task == "accuracy":
+        from .tasks import accuracy
+
+        accuracy.run_group(group, lane, ctx)
+        return
     device, worker = lane.device, lane.worker
     todo = []
     for job in group.jobs:

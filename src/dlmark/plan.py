@@ -39,6 +39,12 @@ class RunOptions:
     memory_limit_bytes: int | None = None
     timeout_s: float = 900.0
     force: bool = False
+    # accuracy task: validation folder (None: published figures), class-balanced subset size,
+    # images per forward pass, DataLoader worker processes (None: up to 8)
+    imagenet: str | None = None
+    accuracy_limit: int | None = None
+    accuracy_batch_size: int = 64
+    data_workers: int | None = None
 
     def __post_init__(self) -> None:
         for task in self.tasks:
@@ -59,6 +65,12 @@ class RunOptions:
         unknown = set(self.timing) - set(TimingConfig.__dataclass_fields__)
         if unknown:
             raise UserError(f"unknown timing option(s) {sorted(unknown)}; known: {sorted(TimingConfig.__dataclass_fields__)}")
+        if self.accuracy_batch_size < 1 or (self.accuracy_limit is not None and self.accuracy_limit < 1):
+            raise UserError("--accuracy-batch-size and --limit must be positive integers")
+        if (self.imagenet or self.accuracy_limit) and "accuracy" not in self.tasks:
+            raise UserError("--imagenet and --limit are for the accuracy task; add --task accuracy")
+        if self.accuracy_limit and not self.imagenet:
+            raise UserError("--limit picks images from the validation set; give it with --imagenet DIR")
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,14 @@ def plan(options: RunOptions) -> list[Group]:
                     for task in options.tasks:
                         if task == "throughput":
                             jobs = [Job(task=task, batch_size=b, **common) for b in sorted(set(options.batch_sizes))]
+                        elif task == "accuracy":
+                            from .tasks.accuracy import job_extra
+
+                            first = (options.precisions[0], options.layouts[0], options.compile_modes[0])
+                            if not options.imagenet and (precision, layout, compile_mode) != first:
+                                continue  # a published figure does not depend on how the model runs
+                            jobs = [Job(task=task, batch_size=options.accuracy_batch_size,
+                                        extra=job_extra(options), **common)]
                         else:
                             extra = {"cap": options.max_batch_cap}
                             if options.memory_limit_bytes:

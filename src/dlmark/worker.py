@@ -91,6 +91,12 @@ class Worker:
 
         return probe(self.runner, int(request["batch_size"]), int(request.get("iters", 2)))
 
+    def op_accuracy(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Top-1/top-5 on a validation folder (imagenet, limit, batch_size, data_workers)."""
+        from .tasks.accuracy import evaluate
+
+        return evaluate(self.runner, request)
+
     def op_outputs(self, request: dict[str, Any]) -> dict[str, Any]:
         """Logits for a fixed seeded input, for output agreement checks."""
         runner = self.runner

@@ -1,0 +1,333 @@
+"""Accuracy: top-1/top-5 on the ImageNet-1k validation set, or the weights' published figures.
+
+Driver side (``run_group``): without a data set the record is built from the
+published figure (no worker, no forward pass); with ``--imagenet DIR`` the
+lane's worker loads the model with its pretrained weights and answers an
+``accuracy`` request. Worker side (``evaluate``): each model's own evaluation
+transform, a torch DataLoader with parallel decoding, and only the forward
+passes are timed (``eval_forward_s``); no throughput is derived from this task.
+
+Torch is imported inside functions: the driver imports this module.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from ..errors import UserError
+
+#: Images per forward pass: the seed's accuracy/throughput plot is at batch size 64.
+DEFAULT_BATCH_SIZE = 64
+#: z for a two-sided 95% interval.
+Z95 = 1.959963984540054
+#: Seconds allowed per image on top of the run's --timeout (slow CPUs, large nets).
+TIMEOUT_PER_IMAGE_S = 0.5
+
+
+# ----------------------------------------------------------------- statistics
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default).
+
+    Chosen over the normal approximation because it stays inside [0, 1] and
+    keeps close to nominal coverage for accuracies near 0 or 1 and small n.
+    """
+    if n <= 0:
+        raise ValueError("n must be positive")
+    if not 0 <= successes <= n:
+        raise ValueError("successes must be between 0 and n")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# ----------------------------------------------------------------- transforms
+
+
+def eval_transform(spec, module=None) -> tuple[Any, dict[str, Any]]:
+    """The model's own evaluation transform (PIL image -> normalised tensor) and its description.
+
+    torchvision: the default weights' ``transforms()``; timm: the pretrained
+    config through ``timm.data.resolve_data_config`` + ``create_transform``;
+    a py: model may set ``dlmark_eval_transform`` (a dict with resize, crop,
+    mean, std, interpolation) and otherwise gets the common ImageNet recipe.
+    """
+    if spec.source == "torchvision":
+        from torchvision.models import get_model_weights
+
+        try:
+            weights = get_model_weights(spec.arch).DEFAULT
+        except (ValueError, KeyError, AttributeError):
+            raise UserError(f"torchvision has no pretrained weights (and so no evaluation transform) for {spec.name}") from None
+        transform = weights.transforms()
+        return transform, {
+            "resize": int(transform.resize_size[0]), "crop": int(transform.crop_size[0]),
+            "interpolation": transform.interpolation.value, "mean": list(transform.mean), "std": list(transform.std),
+            "from": f"{weights}.transforms()",
+        }
+    if spec.source == "timm":
+        import timm
+        from timm.data import create_transform, resolve_data_config
+
+        if module is not None:
+            config = resolve_data_config({}, model=module)
+        else:
+            config = resolve_data_config({}, pretrained_cfg=timm.get_pretrained_cfg(spec.arch).to_dict())
+        transform = create_transform(**config, is_training=False)
+        size = int(config["input_size"][-1])
+        return transform, {
+            "resize": int(math.floor(size / config["crop_pct"])) if config.get("crop_mode", "center") == "center" else None,
+            "crop": size, "crop_pct": config["crop_pct"], "crop_mode": config.get("crop_mode"),
+            "interpolation": config["interpolation"], "mean": list(config["mean"]), "std": list(config["std"]),
+            "from": "timm.data.resolve_data_config + create_transform",
+        }
+    custom = dict(getattr(module, "dlmark_eval_transform", None) or {})
+    crop = int(custom.get("crop", 224))
+    described = {
+        "resize": int(custom.get("resize", round(crop / 0.875))), "crop": crop,
+        "interpolation": custom.get("interpolation", "bilinear"),
+        "mean": list(custom.get("mean", (0.485, 0.456, 0.406))), "std": list(custom.get("std", (0.229, 0.224, 0.225))),
+        "from": "dlmark_eval_transform" if custom else "default ImageNet recipe (resize 256, crop 224)",
+    }
+    return _build_transform(described), described
+
+
+def _build_transform(described: dict[str, Any]):
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.Resize(described["resize"], interpolation=T.InterpolationMode(described["interpolation"]), antialias=True),
+        T.CenterCrop(described["crop"]),
+        T.ToTensor(),
+        T.Normalize(described["mean"], described["std"]),
+    ])
+
+
+# ----------------------------------------------------------------- weights
+
+
+def missing_weights(spec) -> str | None:
+    """Why ``spec``'s pretrained weights cannot be loaded offline, or None when they are on disk.
+
+    Checked without building the model, so a run over many models can name
+    every missing file before any work starts.
+    """
+    from .. import zoo
+
+    if spec.source == "py":
+        return None  # a py: model brings its own weights
+    if spec.source == "torchvision":
+        weights = zoo._torchvision_weights(spec.arch)
+        if weights is None:
+            return f"{spec.name}: torchvision has no pretrained weights"
+        path = zoo.torch_hub_checkpoint(weights.url)
+        return None if path.exists() else f"{spec.name}: expected {path} (fetch {weights.url})"
+    import timm
+
+    cfg = timm.get_pretrained_cfg(spec.arch)
+    cfg_dict = cfg.to_dict() if cfg is not None else {}
+    if zoo._timm_cached_weights(cfg_dict):
+        return None
+    repo = cfg_dict.get("hf_hub_id") or spec.arch
+    return f"{spec.name}: not in the Hugging Face cache (fetch with: huggingface-cli download {repo})"
+
+
+# ----------------------------------------------------------------- worker side
+
+
+def _data_workers(requested: int | None) -> int:
+    if requested is not None:
+        return max(0, int(requested))
+    return min(8, os.cpu_count() or 1)
+
+
+def evaluate(runner, request: dict[str, Any]) -> dict[str, Any]:
+    """Top-1/top-5 of the loaded model on the validation folder in ``request``.
+
+    ``request``: imagenet (folder), limit (images, or None for all),
+    batch_size, data_workers (None: up to 8).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .. import zoo
+    from ..datasets import balanced_subset, open_imagenet
+    from ..datasets.images import ImageFiles, collate
+
+    built = getattr(runner, "built", None)
+    if built is None:
+        raise UserError(f"accuracy is measured with the pytorch backend; {runner.backend} has no model to feed images")
+    spec = built.spec
+    if spec.source != "py" and built.weights != "pretrained":
+        zoo.build(spec, pretrained="require")  # raises the UserError that names the missing file
+        raise UserError(f"{spec.name}: pretrained weights were not loaded; accuracy of random weights is never reported")
+
+    dataset = open_imagenet(request["imagenet"])
+    limit = request.get("limit")
+    samples = balanced_subset(dataset.samples, int(limit)) if limit else list(dataset.samples)
+    transform, described = eval_transform(spec, built.module)
+    batch_size = int(request.get("batch_size") or DEFAULT_BATCH_SIZE)
+    workers = _data_workers(request.get("data_workers"))
+    device = getattr(runner, "device", torch.device("cpu"))
+    loader = DataLoader(ImageFiles(samples, transform), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+
+    correct1 = correct5 = seen = 0
+    forward_s = wait_s = 0.0
+    began = time.perf_counter()
+    waited = time.perf_counter()
+    for batch in loader:
+        wait_s += time.perf_counter() - waited
+        if "error" in batch:
+            raise UserError(batch["error"])
+        images = batch["images"].to(device, dtype=runner.dtype, non_blocking=True)
+        images = images.contiguous(memory_format=runner.memory_format)
+        labels = batch["labels"]
+        runner.synchronize()
+        start = time.perf_counter()
+        logits = runner.run(images)
+        runner.synchronize()
+        forward_s += time.perf_counter() - start
+        if logits.ndim != 2 or logits.shape[1] <= int(labels.max()):
+            raise UserError(f"{spec.name} outputs shape {tuple(logits.shape)}; ImageNet-1k accuracy needs "
+                            f"(batch, 1000) logits in sorted-WordNet-id order")
+        top = logits.float().topk(min(5, logits.shape[1]), dim=1).indices.cpu()
+        hits = top == labels[:, None]
+        correct1 += int(hits[:, 0].sum())
+        correct5 += int(hits.any(dim=1).sum())
+        seen += len(labels)
+        waited = time.perf_counter()
+    if not seen:
+        raise UserError(f"no images to evaluate in {request['imagenet']}")
+
+    fields: dict[str, Any] = {
+        "accuracy": correct1 / seen, "top5": correct5 / seen,
+        "correct_top1": correct1, "correct_top5": correct5, "num_images": seen,
+        "num_images_available": len(dataset), "num_classes": len({s.label for s in samples}),
+        "accuracy_source": "measured",
+        "accuracy_reference": f"ILSVRC-2012 validation, {dataset.layout} layout, labels from {dataset.label_source}",
+        "imagenet_dir": str(dataset.root), "imagenet_layout": dataset.layout, "limit": limit,
+        "eval_transform": described, "data_workers": workers,
+        "eval_forward_s": forward_s, "eval_data_wait_s": wait_s, "eval_wall_s": time.perf_counter() - began,
+        "accuracy_ci95_low": None, "accuracy_ci95_high": None, "top5_ci95_low": None, "top5_ci95_high": None,
+        "ci_method": None,
+    }
+    if seen < len(dataset):
+        # A subset estimates the full-set figure; the whole set *is* the figure and needs no interval.
+        fields["accuracy_ci95_low"], fields["accuracy_ci95_high"] = wilson_interval(correct1, seen)
+        fields["top5_ci95_low"], fields["top5_ci95_high"] = wilson_interval(correct5, seen)
+        fields["ci_method"] = "wilson"
+    return fields
+
+
+# ----------------------------------------------------------------- driver side
+
+
+def job_extra(options) -> dict[str, Any]:
+    """The configuration an accuracy job adds to its key: where the figure comes from."""
+    if not options.imagenet:
+        return {"accuracy_source": "published"}
+    return {"accuracy_source": "measured", "imagenet": os.path.abspath(os.path.expanduser(options.imagenet)),
+            "limit": options.accuracy_limit}
+
+
+def preflight(options) -> None:
+    """Before anything runs: the data set is readable and every model's weights are on disk."""
+    if not options.imagenet or "accuracy" not in options.tasks:
+        return
+    from ..datasets import open_imagenet
+
+    dataset = open_imagenet(options.imagenet)
+    if options.accuracy_limit and options.accuracy_limit > len(dataset):
+        raise UserError(f"--limit {options.accuracy_limit} is more than the {len(dataset)} images in {dataset.root}")
+    missing = [why for why in (missing_weights(spec) for spec in options.models) if why]
+    if missing:
+        raise UserError("accuracy needs pretrained weights, and these are not on disk (dlmark never downloads, "
+                        "and never reports the accuracy of random weights): " + "; ".join(missing))
+
+
+def run_group(group, lane, ctx) -> None:
+    """Run one accuracy job on ``lane``; it always ends as a record (or is skipped as done)."""
+    from ..execution import make_record
+
+    device = lane.device
+    for job in group.jobs:
+        done = ctx.finished.get(job.key(device, ctx.host))
+        if done is not None and not ctx.options.force:
+            ctx.on_job_skipped(job, "done")
+            continue
+        if ctx.stop.is_set():
+            return
+        ctx.on_job_start(job, device)
+        if job.extra.get("accuracy_source") == "published":
+            ctx.emit(_published_record(ctx, job, device, make_record))
+        else:
+            _measure(ctx, job, group, lane, make_record)
+
+
+def _published_record(ctx, job, device, make_record) -> dict[str, Any]:
+    from .. import zoo
+    from .published_accuracy import NoPublishedFigure, lookup
+
+    try:
+        fields = lookup(job.model)
+    except NoPublishedFigure as exc:
+        return make_record(ctx, job, device, {}, "error", str(exc), accuracy_source="published")
+    facts = {"weights_tag": fields.pop("weights_tag"), "threads": job.threads}
+    try:
+        facts["input_shape"] = list(zoo.input_shape(job.model))
+    except Exception:  # noqa: BLE001 -- the shape is informative; the published figure stands without it
+        pass
+    return make_record(ctx, job, device, facts, "ok", **fields)
+
+
+def _measure(ctx, job, group, lane, make_record) -> None:
+    from dataclasses import asdict
+
+    from ..backends import RunConfig
+    from ..datasets import open_imagenet
+    from ..executors import WorkerFailed
+
+    device, worker = lane.device, lane.worker
+    config = RunConfig(device=device.worker_device, precision=group.precision, layout=group.layout,
+                       compile_mode=group.compile_mode, threads=group.threads)
+    model_ref = job.model.source_ref if job.model.source != "py" else job.model.name
+    num_images = job.extra.get("limit") or len(open_imagenet(job.extra["imagenet"]))
+    from ..execution import LOAD_TIMEOUT_S
+
+    facts: dict[str, Any] = {}
+    try:
+        answer = worker.request({"op": "load", "backend": group.backend, "model": model_ref,
+                                 "config": asdict(config)}, LOAD_TIMEOUT_S)
+        if not answer["ok"]:
+            if answer.get("user_error"):
+                ctx.user_errors.append(answer["error"])
+            ctx.emit(make_record(ctx, job, device, {}, answer["status"], f"while loading the model: {answer['error']}",
+                                 accuracy_source="measured"))
+            return
+        facts = answer
+        request = {"op": "accuracy", "imagenet": job.extra["imagenet"], "limit": job.extra.get("limit"),
+                   "batch_size": job.batch_size, "data_workers": ctx.options.data_workers}
+        answer = worker.request(request, ctx.options.timeout_s + TIMEOUT_PER_IMAGE_S * num_images)
+    except WorkerFailed as exc:
+        if ctx.stop.is_set():
+            return
+        worker.restart()
+        ctx.emit(make_record(ctx, job, device, facts, exc.status, str(exc), accuracy_source="measured"))
+        return
+    if not answer["ok"]:
+        if answer.get("user_error"):
+            ctx.user_errors.append(answer["error"])
+        ctx.emit(make_record(ctx, job, device, facts, answer["status"], answer["error"], accuracy_source="measured"))
+        return
+    fields = {k: v for k, v in answer.items() if k != "ok"}
+    record = make_record(ctx, job, device, facts, "ok", **fields)
+    if job.model.source == "py":
+        record["weights"] = "own"  # a py: model's function supplies its weights; "random" would mislead
+    ctx.emit(record)
