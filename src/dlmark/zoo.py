@@ -21,6 +21,8 @@ from .errors import UserError
 from .records import family_of
 
 SOURCES = ("torchvision", "timm", "py")
+#: Seed of random initialisation when no pretrained weights are on disk.
+RANDOM_WEIGHTS_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,10 @@ def build(spec: ModelSpec, pretrained: str = "auto") -> BuiltModel:
     """
     import torch
 
+    # Random weights are seeded, so that every process (the PyTorch reference, an
+    # ONNX export, the weights copied into MXNet) builds the same network and
+    # runtimes' outputs can be compared.
+    torch.manual_seed(RANDOM_WEIGHTS_SEED)
     if pretrained not in ("auto", "never", "require"):
         raise ValueError(f"pretrained must be auto, never or require, not {pretrained!r}")
     weights_tag = weights_file = None
