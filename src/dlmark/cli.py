@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _extension_commands() -> list[Callable[[Any], None]]:
     """Commands that live beside their feature (report, pareto, ...), registered if present."""
     found = []
-    for module_name, function in (("dlmark.report.cli", "add_report_command"), ("dlmark.tradeoff", "add_pareto_command")):
+    for module_name, function in (("dlmark.report.cli", "add_report_command"), ("dlmark.tradeoff", "add_pareto_command"),
+                                  ("dlmark.tune", "add_tune_command"), ("dlmark.peak", "add_peak_command")):
         try:
             module = __import__(module_name, fromlist=[function])
         except ImportError:

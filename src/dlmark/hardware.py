@@ -212,10 +212,10 @@ def efficiency_fields(record: dict[str, Any], known_records: Iterable[dict[str, 
     precision = record.get("precision") or "fp32"
     achieved = achieved_tflops(record.get("flops_per_sample"), record.get("throughput"))
     out["achieved_tflops"] = achieved
-    if not str(record.get("device_spec") or "").startswith("cuda"):
-        return out  # no CPU peaks in the table: achieved TFLOP/s only
-    peak, bandwidth, source = peak_for(record.get("device"), precision,
-                                       measured_peak(record.get("device"), known_records))
+    measured = measured_peak(record.get("device"), known_records)
+    if measured is None and not str(record.get("device_spec") or "").startswith("cuda"):
+        return out  # the table holds GPUs only; a CPU gets peaks from `dlmark peak --device cpu`
+    peak, bandwidth, source = peak_for(record.get("device"), precision, measured)
     out.update(peak_tflops=peak, peak_source=source, peak_bandwidth_gbs=bandwidth, mfu=mfu(achieved, peak))
     moved = bytes_per_sample(record.get("params"), record.get("activation_elements_per_sample"),
                              record.get("batch_size"), precision)
