@@ -18,6 +18,9 @@ from ..errors import UserError
 #: backend name -> (module, pip extra or install hint)
 BACKENDS: dict[str, tuple[str, str]] = {
     "pytorch": ("dlmark.backends.pytorch", "pip install dlmark"),
+    "onnxruntime": ("dlmark.backends.onnxruntime", "pip install dlmark[onnx]"),
+    "openvino": ("dlmark.backends.openvino", "pip install dlmark[openvino]"),
+    "mxnet": ("dlmark.backends.mxnet", "dlmark env create mxnet"),
 }
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16")
@@ -42,7 +45,7 @@ class Runner(Protocol):
     backend: str
     input_shape: tuple[int, ...]
 
-    def make_inputs(self, batch_size: int) -> Any: ...
+    def make_inputs(self, batch_size: int, seed: int | None = None) -> Any: ...
     def run(self, inputs: Any) -> Any: ...
     def synchronize(self) -> None: ...
     def timer(self) -> Any: ...
@@ -50,6 +53,14 @@ class Runner(Protocol):
     def is_oom(self, exc: BaseException) -> bool: ...
     def recover(self) -> None: ...
     def facts(self) -> dict[str, Any]: ...
+
+
+def seeded_input(shape: tuple[int, ...], seed: int) -> Any:
+    """N(0, 1) float32 samples that are the same on every runtime and interpreter (numpy's PCG64),
+    so that runtimes' outputs on ``make_inputs(batch, seed)`` can be compared."""
+    import numpy as np
+
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def load(backend: str, model: str, config: RunConfig) -> Runner:

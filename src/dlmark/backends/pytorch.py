@@ -9,7 +9,7 @@ import torch
 
 from .. import measure, zoo
 from ..environment import torch_versions
-from . import RunConfig
+from . import RunConfig, seeded_input
 from .. import hardware
 from . import precision_check
 from .gpu_modes import GRAPH_MODE, CudaGraphed, compile_module
@@ -97,8 +97,10 @@ class PyTorchRunner:
 
     # -- running
     def make_inputs(self, batch_size: int, seed: int | None = None) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        x = torch.randn((batch_size, *self.input_shape), generator=generator)
+        if seed is not None:  # the input every runtime generates alike (output agreement)
+            x = torch.from_numpy(seeded_input((batch_size, *self.input_shape), seed))
+        else:
+            x = torch.randn((batch_size, *self.input_shape))
         return x.to(self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
 
     def run(self, inputs: torch.Tensor) -> torch.Tensor:
