@@ -85,34 +85,66 @@ def cmd_run(args: argparse.Namespace) -> int:
     compile_modes: list[str | None] = [None]
     if args.compile:
         compile_modes = [None if m in ("none", "eager") else m for m in _split(args.compile) or []]
+    make_executor = _ray_executor_factory(args)
     options = RunOptions(
         suite=suite, models=models, tasks=parse_tasks(args.task) if args.task else suite.tasks,
-        batch_sizes=batch_sizes, devices=devices.resolve(args.device),
+        batch_sizes=batch_sizes,
+        # Under Ray the cluster assigns devices; the driver host may have none.
+        devices=_ray_devices(args) if make_executor else devices.resolve(args.device),
         precisions=_split(args.precision) or suite.precisions, layouts=_split(args.layout) or ["nchw"],
         compile_modes=compile_modes, threads=args.threads, timing=timing,
         max_batch_cap=args.max_batch_cap or int(suite.max_batch_size.get("cap", 65536)),
         memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
         timeout_s=args.timeout, force=args.force,
+        imagenet=args.imagenet, accuracy_limit=args.limit, accuracy_batch_size=args.accuracy_batch_size,
+        data_workers=args.data_workers,
     )
     if len(options.devices) > 1 and any(d.kind == "cpu" for d in options.devices):
         raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
-        imagenet=args.imagenet, accuracy_limit=args.limit, accuracy_batch_size=args.accuracy_batch_size,
-        data_workers=args.data_workers,
     out = Path(args.out)
     check_writable(out)
-    result = run(options, out, quiet=args.quiet)
-    print(summary_table(result.records) if result.records else "no new measurements")
-    measured = len(result.records)
     if options.imagenet:
         from .tasks.accuracy import preflight
 
         preflight(options)  # an unreadable data set or missing weights fail here, before any work
+    result = run(options, out, quiet=args.quiet, make_executor=make_executor)
+    print(summary_table(result.records) if result.records else "no new measurements")
+    measured = len(result.records)
     print(f"\n{measured} record(s) written to {out}/ in {result.seconds:.0f} s"
           + (f"; {result.skipped} job(s) skipped (already done, or after an out-of-memory)" if result.skipped else ""))
     if result.interrupted:
         print("interrupted: every finished record is kept; run the same command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _ray_executor_factory(args: argparse.Namespace) -> Callable[[Any], Any] | None:
+    """None for a local run; otherwise what builds the Ray executor once the run context exists."""
+    ray_flags = [flag for flag, value in (("--ray-address", args.ray_address), ("--accelerator-type", args.accelerator_type),
+                                          ("--each-accelerator", args.each_accelerator),
+                                          ("--include-cpu", args.include_cpu)) if value]
+    if args.executor == "local" and ray_flags:
+        raise UserError(f"{ray_flags[0]} needs --executor ray")
+    if args.executor != "ray" and not ray_flags:
+        return None
+    from .ray_executor import RayExecutor, import_ray
+
+    import_ray()  # fail now, in one line, when Ray is missing
+    spec = (args.device or "cuda").strip().lower()
+    if spec not in ("cpu", "cuda", "cuda:all"):
+        raise UserError(f"--device {args.device} names a local GPU; under Ray use --device cuda (any GPU Ray assigns) or cpu")
+    want_gpu = spec != "cpu"
+    return lambda ctx: RayExecutor(ctx, want_gpu=want_gpu, address=args.ray_address,
+                                   accelerator_type=args.accelerator_type, each_accelerator=args.each_accelerator,
+                                   include_cpu=args.include_cpu)
+
+
+def _ray_devices(args: argparse.Namespace) -> list[Any]:
+    from . import devices
+
+    if (args.device or "").strip().lower() == "cpu":
+        return [devices.cpu()]
+    return [devices.Device("cuda", "cuda", "any GPU Ray assigns")]
 
 
 _LS_COLUMNS = [
@@ -201,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, metavar="N", help="accuracy task: a class-balanced subset of N images (with a 95%% CI)")
     run.add_argument("--accuracy-batch-size", type=int, default=64, help="accuracy task: images per forward pass (default 64)")
     run.add_argument("--data-workers", type=int, help="accuracy task: image-decoding processes (default: up to 8)")
+    run.add_argument("--executor", choices=("local", "ray"), help="local (this host's devices, default) or ray")
+    run.add_argument("--ray-address", help="Ray cluster to use (default: start a local Ray instance)")
+    run.add_argument("--accelerator-type", help="Ray: only GPUs of this type, e.g. H100 (see ray.cluster_resources())")
+    run.add_argument("--each-accelerator", action="store_true",
+                     help="Ray: run the sweep once on every accelerator type the cluster offers")
+    run.add_argument("--include-cpu", action="store_true", help="Ray: also run the sweep once on CPU")
     run.set_defaults(handler=cmd_run)
 
     ls = commands.add_parser("ls", help="print stored results as a table")
