@@ -156,6 +156,8 @@ def summary_table(records: list[dict[str, Any]]) -> str:
                 row["lat1"] = r["latency_ms_median"]
         elif r["task"] == "max_batch_size" and r["status"] in ("ok", "oom"):
             row["max_b"] = r.get("max_batch_size")
+        elif r["task"] == "accuracy" and r["status"] == "ok" and r.get("accuracy") is not None:
+            row["top1"] = f"{100 * r['accuracy']:.2f}% {r.get('accuracy_source') or ''}".strip()
         if r["status"] != "ok":
             row["failed"].append(f"{r['status']}@{r['batch_size']}" if r["task"] == "throughput" else r["status"])
     rows = []
@@ -164,9 +166,12 @@ def summary_table(records: list[dict[str, Any]]) -> str:
             "model": row["model"], "device": row["device"], "precision": row["precision"],
             "best": throughput_label(row["best"]) if row["best"] else None, "best_b": row["best_b"],
             "lat1": row["lat1"], "max_b": row["max_b"], "failed": ", ".join(row["failed"]) or None,
+            "top1": row.get("top1"),
         })
+    # The accuracy column appears only when the run measured or looked up accuracy.
+    accuracy_column = [("top1", "top-1")] if any(row["top1"] for row in rows) else []
     return format_table(rows, [
         ("model", "model"), ("device", "device"), ("precision", "precision"),
         ("best", "best img/s [95% CI]"), ("best_b", "at batch"), ("lat1", "batch-1 ms"),
-        ("max_b", "largest batch"), ("failed", "not ok"),
+        ("max_b", "largest batch"), *accuracy_column, ("failed", "not ok"),
     ])
