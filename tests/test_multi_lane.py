@@ -1,0 +1,140 @@
+"""Several lanes at once (what ``--device cuda:all`` does), exercised on CPU.
+
+Two fake CPU devices with distinct specs stand in for two GPUs: each lane gets
+its own pinned worker process, exactly as with GPUs; only the pinning
+environment differs.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dlmark import suites, sweep, zoo
+from dlmark.benchmark import load_records
+from dlmark.devices import Device, cpu
+from dlmark.executors import LocalExecutor, schedule_order
+from dlmark.plan import Group, RunOptions
+
+FIX = "py:tests.fixtures.models"
+KILLS_WORKER = "py:tests.fixtures.scale_models:sigkills_itself_above_limit"
+
+
+def two_lanes() -> list[Device]:
+    name = cpu().name  # same name: identical devices are interchangeable, as two H200s are
+    return [Device("cpu:0", "cpu", name), Device("cpu:1", "cpu", name)]
+
+
+def options(models, timing, **kw):
+    return RunOptions(suite=suites.load("quick"), models=[zoo.get(m) for m in models], tasks=["throughput"],
+                      batch_sizes=kw.pop("batch_sizes", [1, 8]), devices=two_lanes(), timing=timing, threads=1, **kw)
+
+
+def fake_group(name: str, jobs: int, task: str = "throughput") -> Group:
+    return Group(task=task, model=zoo.ModelSpec(name, "py", f"m:{name}"), backend="pytorch", precision="fp32",
+                 layout="nchw", compile_mode=None, threads=None, jobs=[object()] * jobs)
+
+
+# ----------------------------------------------------------- scheduling, no processes
+
+
+def test_largest_groups_start_first_and_ties_keep_plan_order():
+    groups = [fake_group("a", 2), fake_group("b", 9), fake_group("c", 1, "max_batch_size"), fake_group("d", 9)]
+    assert [g.model.name for g in schedule_order(groups)] == ["b", "d", "c", "a"]
+
+
+def test_groups_spread_over_free_lanes_each_exactly_once():
+    executor = LocalExecutor(two_lanes())
+    taken: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def run_group(group, lane):
+        with lock:
+            taken.append((group.model.name, lane.device.spec))
+        # A long group keeps its lane busy; the other lane takes the short ones meanwhile.
+        time.sleep(0.6 if group.model.name == "long" else 0.05)
+
+    groups = [fake_group(f"short{i}", 1) for i in range(6)] + [fake_group("long", 9)]
+    executor.run(groups, run_group, threading.Event())
+    names = [name for name, _ in taken]
+    assert sorted(names) == sorted(g.model.name for g in groups)  # every group once, none twice
+    lane_of = dict(taken)
+    assert names[0] == "long"  # started first although planned last
+    assert {spec for name, spec in taken if name != "long"} == {"cpu:0", "cpu:1"} - {lane_of["long"]}
+
+
+# --------------------------------------------------------------- real worker processes
+
+
+@pytest.mark.slow
+def test_two_lanes_split_a_sweep_and_isolate_a_crash_and_a_hang(tmp_path, fast_timing):
+    models = [f"{FIX}:tiny", KILLS_WORKER, f"{FIX}:hangs_above_limit", f"{FIX}:alloc_fails_above_limit"]
+    result = sweep.run(options(models, fast_timing, timeout_s=5.0), tmp_path / "r", quiet=True)
+    got = {(r["model"], r["batch_size"]): r["status"] for r in result.records}
+    assert got == {
+        (f"{FIX}:tiny", 1): "ok", (f"{FIX}:tiny", 8): "ok",
+        (KILLS_WORKER, 1): "ok", (KILLS_WORKER, 8): "crash",  # SIGKILL of one lane's worker
+        (f"{FIX}:hangs_above_limit", 1): "ok", (f"{FIX}:hangs_above_limit", 8): "timeout",
+        (f"{FIX}:alloc_fails_above_limit", 1): "ok", (f"{FIX}:alloc_fails_above_limit", 8): "oom",
+    }
+    assert len({r["job_key"] for r in result.records}) == len(result.records) == 8  # no duplicates
+    # Both lanes measured, each record says which; a model's jobs stay on one lane (one build per group).
+    lanes_of = {}
+    for r in result.records:
+        lanes_of.setdefault(r["model"], set()).add(r["device_spec"])
+    assert set().union(*lanes_of.values()) == {"cpu:0", "cpu:1"}
+    assert all(len(specs) == 1 for specs in lanes_of.values())
+    # Resume on two lanes: only the failures of the run (crash, timeout) are retried.
+    again = sweep.run(options(models, fast_timing, timeout_s=5.0), tmp_path / "r", quiet=True)
+    assert sorted(r["status"] for r in again.records) == ["crash", "timeout"]
+
+
+def _our_workers() -> list[int]:
+    """Live dlmark worker processes whose parent is this test process."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if ppid == os.getpid() and "dlmark.worker" in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_lane_and_keeps_finished_records(tmp_path, fast_timing):
+    class Watch:
+        """Progress stream: once both lanes have begun a batch-8 job, press Ctrl-C (a real SIGINT)."""
+
+        def __init__(self):
+            self.started = 0
+
+        def write(self, text):
+            if " b=8 " in text:
+                self.started += 1
+                if self.started == 2:
+                    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+        def flush(self):
+            pass
+
+    began = time.monotonic()
+    # One lane hangs at batch 8 (a 900 s timeout away); the other measures tiny at 1, 8, 16.
+    result = sweep.run(options([f"{FIX}:hangs_above_limit", f"{FIX}:tiny"], fast_timing, batch_sizes=[1, 8, 16]),
+                       tmp_path / "r", stream=Watch())
+    assert result.interrupted
+    assert time.monotonic() - began < 120  # the hang was not waited for
+    assert _our_workers() == []  # no lane left a worker behind
+    assert {r["job_key"] for r in load_records(str(tmp_path / "r"))} == {r["job_key"] for r in result.records}
+    assert all(r["status"] == "ok" for r in result.records)  # the job in flight is dropped, not recorded
+    assert (f"{FIX}:hangs_above_limit", 1) in {(r["model"], r["batch_size"]) for r in result.records}
