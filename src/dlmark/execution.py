@@ -182,17 +182,18 @@ def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
     except _Stopped:
         return
     trials = [asdict(t) for t in result.trials]
-    failures = {t.status for t in result.trials if t.status != "ok"}
-    if failures - {"oom", "crash", "timeout"}:
-        # Something other than memory stopped the search: its answer is not a memory limit.
-        error = next(t.error for t in result.trials if t.status not in ("ok", "oom", "crash", "timeout"))
-        status = "error"
+    # The limit is whatever stopped the smallest failing batch: usually memory, sometimes a
+    # kernel's own limit (32-bit indexing) at huge batches. Either way that batch does not run.
+    limit = next((t for t in result.trials if t.batch_size == result.first_failing_batch and t.status != "ok"), None)
+    if result.max_batch_size:
+        status, error = "ok", None
     else:
-        error = None if result.max_batch_size else "even batch size 1 does not fit"
-        status = "ok" if result.max_batch_size else "oom"
+        status = limit.status if limit else "error"
+        error = f"even batch size 1 does not run: {limit.error if limit else 'unknown'}"
     fields = dict(
         max_batch_size=result.max_batch_size, first_failing_batch=result.first_failing_batch,
         cap=cap, capped=result.capped, trials=trials, num_trials=len(trials), search_s=result.seconds,
+        limit_status=limit.status if limit else None, limit_error=limit.error if limit else None,
         memory_limit_mb=(ctx.options.memory_limit_bytes / 2**20) if ctx.options.memory_limit_bytes else None,
     )
     record = make_record(ctx, job, device, facts, status, error, **fields)
