@@ -397,16 +397,19 @@ def add_tune_command(commands) -> None:
     parser.add_argument("--precisions", help="comma-separated precisions to search (default fp32,tf32,fp16,bf16,amp-bf16)")
     parser.add_argument("--layouts", help="comma-separated layouts to search (default nchw,channels_last)")
     parser.add_argument("--modes", help="execution modes tried on the best pair (default default,cudagraphs,default+freezing)")
+    parser.add_argument("--latency-modes", help="modes tried at batch 1 (default eager,cudagraphs,reduce-overhead)")
     parser.add_argument("--slow-modes", help="modes tried last under their own cap (default max-autotune; 'none' for none)")
     parser.add_argument("--slow-mode-timeout-s", type=float, help="compile cap of a slow mode (default 180)")
     parser.add_argument("--force", action="store_true", help="measure again what is already in the results folder")
     parser.set_defaults(handler=cmd_tune)
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
+def _names(text: str | None) -> tuple[str | None, ...] | None:
+    """'a,b' -> ('a', 'b'); 'none' -> (); 'eager' -> None (the eager mode)."""
     if text is None:
         return None
-    return tuple(x.strip() for x in text.split(",") if x.strip() and x.strip() != "none")
+    names = [x.strip() for x in text.split(",") if x.strip() and x.strip() != "none"]
+    return tuple(EAGER if x == "eager" else x for x in names)
 
 
 def space_from_args(args) -> SearchSpace:
@@ -415,7 +418,7 @@ def space_from_args(args) -> SearchSpace:
 
     changes: dict[str, Any] = {}
     for attr, flag in (("precisions", "precisions"), ("layouts", "layouts"), ("modes", "modes"),
-                       ("slow_modes", "slow_modes")):
+                       ("latency_modes", "latency_modes"), ("slow_modes", "slow_modes")):
         value = _names(getattr(args, flag))
         if value is not None:
             changes[attr] = value
