@@ -49,6 +49,9 @@ class PyTorchRunner:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             _set_tf32(config.precision == "tf32")
+            # Let cuDNN pick the fastest convolution per shape, as deployed inference does;
+            # warm-up absorbs the search.
+            torch.backends.cudnn.benchmark = True
         self.dtype = _DTYPES[config.precision]
         self.memory_format = torch.channels_last if config.layout == "channels_last" else torch.contiguous_format
         # Counted on the CPU fp32 module before .to() changes it in place.
@@ -160,7 +163,8 @@ class PyTorchRunner:
             "threads": torch.get_num_threads(),
             "backend_version": torch.__version__,
             "device_name": device_name(self.device),
-            **({"tf32": torch.backends.cudnn.allow_tf32} if self.device.type == "cuda" else {}),
+            **({"tf32": torch.backends.cudnn.allow_tf32, "cudnn_benchmark": torch.backends.cudnn.benchmark}
+               if self.device.type == "cuda" else {}),
             "versions": torch_versions(),
         }
 

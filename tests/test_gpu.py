@@ -1,0 +1,43 @@
+"""GPU timing against an independent measurement; skipped without CUDA."""
+import statistics
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+
+
+def test_cuda_throughput_within_3_percent_of_torch_timer():
+    from torch.utils import benchmark as tb
+
+    from dlmark.backends import RunConfig
+    from dlmark.backends.pytorch import load
+    from dlmark.tasks.throughput import measure_throughput
+
+    runner = load("ResNet-v1-50", RunConfig(device="cuda:0"))
+    batch = 256
+    x = runner.make_inputs(batch)
+    # torch.utils.benchmark synchronises CUDA around its own blocks: an independent method.
+    timer = tb.Timer(stmt="run(x)", globals={"run": runner.run, "x": x})
+    ours, theirs = [], []
+    for _ in range(3):
+        ours.append(measure_throughput(runner, batch, {"min_run_s": 1.0})["throughput"])
+        theirs.append(batch / timer.blocked_autorange(min_run_time=1.0).median)
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    print(f"dlmark {ours} torch.utils.benchmark {theirs} ratio {ratio:.4f}")
+    assert abs(ratio - 1) < 0.03
+
+
+def test_peak_allocated_memory_grows_linearly_with_batch():
+    from dlmark.backends import RunConfig
+    from dlmark.backends.pytorch import load
+
+    runner = load("ResNet-v1-50", RunConfig(device="cuda:0"))
+    peaks = {}
+    for b in (16, 32, 64, 128):
+        x = runner.make_inputs(b)
+        runner.run(x)
+        peaks[b] = runner.memory(x)["peak_mem_allocated_mb"]
+        del x
+    slopes = [(peaks[b2] - peaks[b1]) / (b2 - b1) for b1, b2 in ((16, 32), (32, 64), (64, 128))]
+    assert max(slopes) / min(slopes) < 1.2, peaks
