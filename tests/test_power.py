@@ -1,0 +1,104 @@
+"""Power and clocks: NVML reason decoding, energy arithmetic, None on CPU; the GPU path where there is one."""
+from __future__ import annotations
+
+import pytest
+
+from dlmark import power
+
+
+def test_decode_reasons_names_every_bit():
+    assert power.decode_reasons(0) == []
+    assert power.decode_reasons(None) is None
+    assert power.decode_reasons(0x1) == ["gpu_idle"]
+    assert power.decode_reasons(0x4 | 0x40) == ["sw_power_cap", "hw_thermal_slowdown"]
+    assert power.decode_reasons(0x800 | 0x2) == ["applications_clocks_setting", "bit_0x800"]
+
+
+def test_bits_match_nvml_constants():
+    pynvml = pytest.importorskip("pynvml")
+    by_name = {"gpu_idle": "GpuIdle", "sw_power_cap": "SwPowerCap", "hw_slowdown": "HwSlowdown",
+               "sw_thermal_slowdown": "SwThermalSlowdown", "hw_thermal_slowdown": "HwThermalSlowdown",
+               "hw_power_brake_slowdown": "HwPowerBrakeSlowdown", "sync_boost": "SyncBoost"}
+    bits = {name: bit for bit, name in power.REASON_BITS.items()}
+    for ours, nvml in by_name.items():
+        assert getattr(pynvml, f"nvmlClocksThrottleReason{nvml}") == bits[ours]
+
+
+def test_throttled_means_power_or_heat_not_idle():
+    assert power.is_throttled(["gpu_idle"]) is False
+    assert power.is_throttled([]) is False
+    assert power.is_throttled(["sw_power_cap"]) is True
+    assert power.is_throttled(None) is None
+
+
+class _FakeTimer:
+    name = "fake"
+
+    def time_block(self, fn, iters):
+        for _ in range(iters):
+            fn()
+        return 0.1
+
+
+def test_energy_timer_takes_only_the_timed_blocks(monkeypatch):
+    readings = iter(range(0, 100_000, 1000))  # the counter grows 1000 mJ at every read
+    monkeypatch.setattr(power, "energy_mj", lambda handle: next(readings))
+    timer = power.EnergyTimer(_FakeTimer(), handle=object())
+    for _ in range(3):  # warm-up blocks: reads 0/1000, 2000/3000, 4000/5000
+        timer.time_block(lambda: None, 1)
+    for _ in range(2):  # timed blocks: reads 6000/7000, 8000/9000
+        timer.time_block(lambda: None, 5)
+    out = timer.summary(timed_blocks=2, samples=2 * 5 * 4)
+    assert out["energy_j"] == pytest.approx(3.0)  # 9000 - 6000 mJ
+    assert out["energy_j_per_sample"] == pytest.approx(3.0 / 40)
+    assert out["avg_power_w"] == pytest.approx(3.0 / out["energy_window_s"])
+
+
+def test_everything_is_none_on_cpu():
+    torch = pytest.importorskip("torch")
+    handle = power.handle_for_torch_device(torch.device("cpu"))
+    assert handle is None
+    assert set(power.gpu_state(handle).values()) == {None}
+    timer = power.EnergyTimer(_FakeTimer(), handle)
+    timer.time_block(lambda: None, 1)
+    assert set(timer.summary(1, 10).values()) == {None}
+    fields = power.state_fields(power.gpu_state(None), power.gpu_state(None))
+    assert set(fields) | set(timer.summary(1, 10)) == set(power.POWER_FIELDS)
+    assert set(fields.values()) == {None}
+
+
+def test_cpu_throughput_records_carry_power_fields_as_none():
+    torch = pytest.importorskip("torch")
+    from dlmark.backends import RunConfig, load
+    from dlmark.tasks.throughput import measure_throughput
+
+    runner = load("pytorch", "py:tests.fixtures.models:tiny", RunConfig(device="cpu"))
+    fields = measure_throughput(runner, 2, {"min_run_s": 0.02, "min_blocks": 3, "warmup_min_s": 0.0,
+                                            "warmup_max_s": 0.5})
+    assert {k: fields[k] for k in power.POWER_FIELDS} == dict.fromkeys(power.POWER_FIELDS)
+
+
+needs_gpu = pytest.mark.skipif(
+    not __import__("importlib").util.find_spec("torch") or not __import__("torch").cuda.is_available(),
+    reason="needs a CUDA GPU with NVML (energy counter, clocks)")
+
+
+@needs_gpu
+def test_gpu_energy_and_clocks_are_read():
+    import torch
+
+    handle = power.handle_for_torch_device(torch.device("cuda:0"))
+    state = power.gpu_state(handle)
+    assert state["sm_clock_mhz"] and state["power_limit_w"] and state["throttle_reasons"] is not None
+    a = torch.randn(4096, 4096, device="cuda")
+    timer = power.EnergyTimer(power_timer(), handle)
+    for _ in range(5):
+        timer.time_block(lambda: a @ a, 50)
+    out = timer.summary(5, 5 * 50)
+    assert 10 < out["avg_power_w"] < 2000
+
+
+def power_timer():
+    from dlmark.measure import CudaEventTimer
+
+    return CudaEventTimer()
