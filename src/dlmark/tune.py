@@ -147,7 +147,7 @@ class Search:
         pairs = self._screen(batch)
         best = self._modes(pairs, batch)
         if best is not None:
-            self._latency(best.config.pair)
+            self._latency(best.config)
             self._grow(best)
             self._slow_modes(best.config)
         self.result.seconds = self.clock() - self._began
@@ -201,9 +201,13 @@ class Search:
             current = outcome
         return current
 
-    def _latency(self, pair: tuple[str, str]) -> None:
+    def _latency(self, best: Config) -> None:
+        """Batch 1 on the best pair; compiled modes inherit ``+freezing`` when the best used it."""
+        freezing = bool(best.mode and best.mode.endswith("+freezing"))
         for mode in self.space.latency_modes:
-            self.run_one(Config(*pair, mode, 1))
+            if freezing and self.space.is_compiled(mode) and "+" not in mode:
+                mode = f"{mode}+freezing"
+            self.run_one(Config(*best.pair, mode, 1))
 
     def _slow_modes(self, config: Config) -> None:
         best = self.result.best_throughput() or Outcome(config, "ok")
@@ -400,6 +404,7 @@ def add_tune_command(commands) -> None:
     parser.add_argument("--latency-modes", help="modes tried at batch 1 (default eager,cudagraphs,reduce-overhead)")
     parser.add_argument("--slow-modes", help="modes tried last under their own cap (default max-autotune; 'none' for none)")
     parser.add_argument("--slow-mode-timeout-s", type=float, help="compile cap of a slow mode (default 180)")
+    parser.add_argument("--keep", type=int, help="precision/layout pairs that go on to the execution modes (default 2)")
     parser.add_argument("--force", action="store_true", help="measure again what is already in the results folder")
     parser.set_defaults(handler=cmd_tune)
 
@@ -432,6 +437,10 @@ def space_from_args(args) -> SearchSpace:
         changes["screen_batch"] = args.screen_batch
     if args.max_batch is not None:
         changes["max_batch"] = args.max_batch
+    if args.keep is not None:
+        if args.keep < 1:
+            raise UserError("--keep must be at least 1")
+        changes["keep"] = args.keep
     if args.slow_mode_timeout_s is not None:
         changes["slow_mode_timeout_s"] = args.slow_mode_timeout_s
     if changes.get("screen_batch", 1) < 1 or changes.get("max_batch", 1) < 1:
