@@ -50,7 +50,7 @@ class FakeGPU:
 
     def true_best(self, space: SearchSpace) -> Config:
         configs = [Config(p, l, m, b) for (p, l) in PAIR_MS for m in MODE_FACTOR
-                   for b in [2**i for i in range(12)] if b <= OOM_ABOVE and m != "max-autotune"]
+                   for b in [2**i for i in range(12)] if b <= OOM_ABOVE and (m is EAGER or m in space.modes)]
         return max(configs, key=lambda c: c.batch_size / self.latency_ms(c))
 
 
