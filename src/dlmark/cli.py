@@ -92,13 +92,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Under Ray the cluster assigns devices; the driver host may have none.
         devices=_ray_devices(args) if make_executor else devices.resolve(args.device),
         precisions=_split(args.precision) or suite.precisions, layouts=_split(args.layout) or ["nchw"],
-        compile_modes=compile_modes, threads=args.threads, timing=timing,
+        compile_modes=compile_modes, threads=args.threads, timing=timing, backends=_split(args.backend) or ["pytorch"],
         max_batch_cap=args.max_batch_cap or int(suite.max_batch_size.get("cap", 65536)),
         memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
         timeout_s=args.timeout, force=args.force,
         imagenet=args.imagenet, accuracy_limit=args.limit, accuracy_batch_size=args.accuracy_batch_size,
         data_workers=args.data_workers,
     )
+    from .runtimes import check_installed, expand
+
+    for backend, _ in expand(options.backends, options.compile_modes):
+        check_installed(backend)  # a missing extra or environment: one line, before any work
     if len(options.devices) > 1 and any(d.kind == "cpu" for d in options.devices):
         raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
     out = Path(args.out)
@@ -148,21 +152,23 @@ def _ray_devices(args: argparse.Namespace) -> list[Any]:
 
 
 _LS_COLUMNS = [
-    ("model", "model"), ("device", "device"), ("task", "task"), ("precision", "precision"),
+    ("model", "model"), ("device", "device"), ("runtime", "runtime"), ("task", "task"), ("precision", "precision"),
     ("layout", "layout"), ("batch_size", "batch"), ("throughput_label", "img/s [95% CI]"),
     ("latency_ms_median", "latency ms"), ("device_mem", "mem MB"), ("status", "status"),
+    ("agreement_label", "agrees"),  # output agreement with PyTorch fp32 eager: yes / NO / n/c (not comparable)
 ]
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from .benchmark import load_records
-    from .tables import format_table, throughput_label
+    from .runtimes import label as runtime_label
+    from .tables import agreement_label, format_table, throughput_label
 
     if not Path(args.results).exists():
         raise UserError(f"no such results folder or file: {args.results}")
     rows = load_records(args.results)
     filters = {"model": args.model, "device": args.device, "task": args.task and args.task.replace("-", "_"),
-               "status": args.status, "precision": args.precision}
+               "status": args.status, "precision": args.precision, "backend": args.backend}
     for column, wanted in filters.items():
         if wanted:
             choices = {w.lower() for w in _split(wanted) or []}
@@ -174,6 +180,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
                              str(r.get("precision")), r.get("batch_size") or 0))
     for r in rows:
         r["throughput_label"] = throughput_label(r)
+        r["runtime"], r["agreement_label"] = runtime_label(r), agreement_label(r)
+    if args.compare:
+        from .compare import COLUMNS, runtime_rows
+
+        print(format_table(runtime_rows(rows), COLUMNS))
+        return 0
     print(format_table(rows, _LS_COLUMNS))
     print(f"\n{len(rows)} record(s)")
     return 0
@@ -205,6 +217,19 @@ def cmd_suites(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    from . import envs
+    from .tables import format_table
+
+    if args.action == "list":
+        print(format_table(envs.status(), [(k, k) for k in ("env", "ready", "python", "packages")]))
+        return 0
+    if not args.name:
+        raise UserError(f"name the environment to create: {', '.join(envs.ENVS)}")
+    envs.create(args.name, force=args.force)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dlmark", description="Benchmark deep-learning inference.")
     parser.add_argument("--version", action="version", version=f"dlmark {__import__('dlmark').__version__}")
@@ -217,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda, cuda:N, cuda:all, cuda:0,cuda:1 (default: a GPU when present)")
     run.add_argument("--precision", help="comma-separated: fp32, tf32, fp16, bf16, amp-fp16, amp-bf16")
     run.add_argument("--layout", help="nchw, channels_last, or both comma-separated")
+    run.add_argument("--backend", help="runtime(s), comma-separated: pytorch, pytorch-compile, onnxruntime, openvino, "
+                                       "openvino-throughput, mxnet (default: pytorch; see docs/runtimes.md)")
     run.add_argument("--compile", help="torch.compile mode(s): default, reduce-overhead, max-autotune (none = eager)")
     run.add_argument("--threads", type=int, help="CPU intra-op threads (default: the runtime's)")
     run.add_argument("--task", help="throughput, max-batch-size, accuracy (comma-separated)")
@@ -243,8 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = commands.add_parser("ls", help="print stored results as a table")
     ls.add_argument("results", help="results folder, file or glob")
-    for flag in ("model", "device", "task", "status", "precision"):
+    for flag in ("model", "device", "task", "status", "precision", "backend"):
         ls.add_argument(f"--{flag}", help=f"only these {flag}s (comma-separated)")
+    ls.add_argument("--compare", action="store_true",
+                    help="runtimes side by side per model, device and batch, with the speed-up over PyTorch eager")
     ls.set_defaults(handler=cmd_ls)
 
     models = commands.add_parser("models", help="list the model zoo")
@@ -253,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     suites_cmd = commands.add_parser("suites", help="list shipped suites")
     suites_cmd.set_defaults(handler=cmd_suites)
+
+    env = commands.add_parser("env", help="separate environments for runtimes that need one (mxnet)")
+    env.add_argument("action", choices=("create", "list"), help="create an environment, or list them")
+    env.add_argument("name", nargs="?", help="environment name (mxnet)")
+    env.add_argument("--force", action="store_true", help="rebuild from scratch")
+    env.set_defaults(handler=cmd_env)
 
     for register in _extension_commands():
         register(commands)

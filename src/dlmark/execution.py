@@ -64,6 +64,7 @@ def make_record(ctx: RunContext, job: Job, device: Device, facts: dict[str, Any]
         timestamp=_now(), run_id=ctx.run_id, suite=ctx.options.suite.name,
         extra_config=config["extra_config"], backend_version=facts.get("backend_version"),
     )
+    record.update(facts.get("runtime_fields") or {})  # runtime options: ORT session, OpenVINO hint, ...
     record.update(fields)
     record.update(hardware.record_extras(record, facts, ctx.finished.values()))  # MFU, roofline, agreement
     return record
@@ -99,6 +100,10 @@ def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
     def load() -> dict[str, Any]:
         return worker.request(load_request, LOAD_TIMEOUT_S)
 
+    if hasattr(lane, "use_python"):  # some runtimes (MXNet) run under an interpreter of their own
+        from .runtimes import interpreter, worker_env
+
+        lane.use_python(interpreter(group.backend), worker_env(group.backend))
     ctx.on_job_start(todo[0], device)
     try:
         answer = load()
@@ -117,6 +122,12 @@ def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
         return
     facts = answer
     if group.task == "throughput":
+        from . import agreement
+
+        # Every runtime but PyTorch fp32 eager is checked against it on a seeded input.
+        facts = {**facts, **agreement.check(group, load_request["model"], worker, device, facts, ctx.options.timeout_s)}
+        if not worker.alive():  # the check input took the worker down: load again before timing
+            load()
         _run_throughput(todo, lane, ctx, facts, load)
     else:
         for job in todo:

@@ -157,6 +157,12 @@ class Lane:
         self.device = device
         self.worker = WorkerProcess(device, python=python, memory_limit_bytes=memory_limit_bytes)
 
+    def use_python(self, python: str, extra_env: dict[str, str] | None = None) -> None:
+        """Run the next groups under ``python`` (a runtime with its own environment, e.g. MXNet's)."""
+        if python != self.worker.python or (extra_env or {}) != self.worker.extra_env:
+            self.worker.kill()
+            self.worker.python, self.worker.extra_env = python, extra_env or {}
+
     def close(self) -> None:
         self.worker.close()
 

@@ -14,6 +14,7 @@ from . import records
 from .backends import LAYOUTS, PRECISIONS
 from .devices import Device
 from .errors import UserError
+from .runtimes import expand, layouts_for
 from .measure import TimingConfig
 from .suites import Suite
 from .tasks import TASKS, normalize_task
@@ -33,6 +34,7 @@ class RunOptions:
     layouts: list[str] = field(default_factory=lambda: ["nchw"])
     compile_modes: list[str | None] = field(default_factory=lambda: [None])
     backend: str = "pytorch"
+    backends: list[str] = field(default_factory=list)  # several runtimes side by side; empty: [backend]
     threads: int | None = None
     timing: dict[str, Any] = field(default_factory=dict)
     max_batch_cap: int = 65536
@@ -62,6 +64,7 @@ class RunOptions:
             raise UserError("--max-batch-cap must be a positive integer")
         if self.threads is not None and self.threads < 1:
             raise UserError("--threads must be a positive integer")
+        expand(self.backends or [self.backend], self.compile_modes)  # an unknown runtime name is a UserError
         unknown = set(self.timing) - set(TimingConfig.__dataclass_fields__)
         if unknown:
             raise UserError(f"unknown timing option(s) {sorted(unknown)}; known: {sorted(TimingConfig.__dataclass_fields__)}")
@@ -104,7 +107,8 @@ class Job:
         what = f"b={self.batch_size}" if self.batch_size else "largest batch"
         config = "/".join(x for x in (self.precision, self.layout if self.layout != "nchw" else "",
                                       f"compile:{self.compile_mode}" if self.compile_mode else "") if x)
-        return f"{self.model.name} {what} {config}"
+        runtime = f" on {self.backend}" if self.backend != "pytorch" else ""
+        return f"{self.model.name} {what} {config}{runtime}"
 
 
 @dataclass
@@ -125,10 +129,10 @@ def plan(options: RunOptions) -> list[Group]:
     """Groups in the order they run: per model, every configuration, throughput first."""
     groups: list[Group] = []
     for model in options.models:
-        for precision in options.precisions:
-            for layout in options.layouts:
-                for compile_mode in options.compile_modes:
-                    common = dict(model=model, backend=options.backend, precision=precision, layout=layout,
+        for backend, compile_modes, precision in _variants(options):
+            for layout in layouts_for(backend, options.layouts):
+                for compile_mode in compile_modes:
+                    common = dict(model=model, backend=backend, precision=precision, layout=layout,
                                   compile_mode=compile_mode, threads=options.threads)
                     for task in options.tasks:
                         if task == "throughput":
@@ -148,6 +152,13 @@ def plan(options: RunOptions) -> list[Group]:
                             jobs = [Job(task=task, batch_size=None, extra=extra, **common)]
                         groups.append(Group(task=task, jobs=jobs, **common))
     return groups
+
+
+def _variants(options: RunOptions):
+    """(backend, compile modes, precision) for every runtime asked for (``--backend``), in order."""
+    for backend, modes in expand(options.backends or [options.backend], options.compile_modes):
+        for precision in options.precisions:
+            yield backend, modes, precision
 
 
 def parse_tasks(text: str) -> list[str]:

@@ -14,7 +14,8 @@ from .execution import RunContext, raise_user_errors, run_group
 from .executors import LocalExecutor
 from .plan import Group, Job, RunOptions, plan
 from .store import Store
-from .tables import format_table, throughput_label
+from .runtimes import label as runtime_label
+from .tables import agreement_label, format_table, throughput_label
 
 
 class Progress:
@@ -145,9 +146,10 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     """Per model, device and configuration: best throughput, batch-1 latency, largest batch, failures."""
     groups: dict[tuple, dict[str, Any]] = {}
     for r in records:
-        key = (r["model"], r["device_spec"], r["precision"], r["layout"], r.get("compile_mode"))
+        key = (r["model"], r["device_spec"], r.get("backend"), r["precision"], r["layout"], r.get("compile_mode"))
         row = groups.setdefault(key, {
-            "model": r["model"], "device": r["device_spec"], "precision": r["precision"],
+            "model": r["model"], "device": r["device_spec"], "precision": r["precision"], "runtime": runtime_label(r),
+            "agrees": agreement_label(r),
             "best": None, "best_b": None, "lat1": None, "max_b": None, "failed": []})
         if r["task"] == "throughput" and r["status"] == "ok":
             if row["best"] is None or r["throughput"] > row["best"]["throughput"]:
@@ -164,6 +166,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     for row in groups.values():
         rows.append({
             "model": row["model"], "device": row["device"], "precision": row["precision"],
+            "runtime": row["runtime"], "agrees": row["agrees"],
             "best": throughput_label(row["best"]) if row["best"] else None, "best_b": row["best_b"],
             "lat1": row["lat1"], "max_b": row["max_b"], "failed": ", ".join(row["failed"]) or None,
             "top1": row.get("top1"),
@@ -171,7 +174,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     # The accuracy column appears only when the run measured or looked up accuracy.
     accuracy_column = [("top1", "top-1")] if any(row["top1"] for row in rows) else []
     return format_table(rows, [
-        ("model", "model"), ("device", "device"), ("precision", "precision"),
-        ("best", "best img/s [95% CI]"), ("best_b", "at batch"), ("lat1", "batch-1 ms"),
+        ("model", "model"), ("device", "device"), ("runtime", "runtime"), ("precision", "precision"),
+        ("agrees", "agrees"), ("best", "best img/s [95% CI]"), ("best_b", "at batch"), ("lat1", "batch-1 ms"),
         ("max_b", "largest batch"), *accuracy_column, ("failed", "not ok"),
     ])

@@ -48,3 +48,17 @@ def throughput_label(row: dict[str, Any]) -> str | None:
     if row.get("noisy") is True:
         text += " noisy"
     return text
+
+
+def agreement_label(row: dict[str, Any]) -> str | None:
+    """Output agreement with PyTorch fp32 eager: 'yes', 'NO' (beyond tolerance), 'n/c' (not comparable),
+    or None where no check applies (the reference itself, records older than the check)."""
+    ok = row.get("agreement_ok")
+    if ok is True:
+        return "yes"
+    if ok is False:
+        return "NO"
+    method = row.get("agreement_method")
+    if isinstance(method, str) and method:
+        return "n/c"
+    return None

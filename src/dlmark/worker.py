@@ -103,6 +103,8 @@ class Worker:
         inputs = runner.make_inputs(int(request["batch_size"]), seed=int(request.get("seed", 0)))
         out = runner.run(inputs)
         runner.synchronize()
+        if hasattr(runner, "to_numpy"):  # runtimes whose outputs are not torch tensors (ORT, OpenVINO, MXNet)
+            out = runner.to_numpy(out)
         to_list = getattr(out, "float", None)
         values = out.float().cpu().tolist() if to_list else [list(map(float, row)) for row in out]
         return {"logits": values}

@@ -1,0 +1,135 @@
+"""OpenVINO on CPU: the zoo's PyTorch network converted with ``openvino.convert_model`` (IR cached on disk).
+
+The compiled model's performance hint is ``compile_mode``: ``latency`` (the
+default, one request uses every thread) or ``throughput`` (several streams
+sharing the cores, which pays off only with concurrent requests; dlmark times
+one request at a time, see docs/runtimes.md). The inference precision is set
+explicitly: OpenVINO's CPU plugin would otherwise compute fp32 models in bf16
+on CPUs that support it, and call that fp32.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from .. import measure
+from ..environment import cpu_model, package_version
+from ..errors import UserError
+from . import RunConfig, cache, runtime_util, seeded_input, torch_source
+
+HINTS = {None: "LATENCY", "latency": "LATENCY", "throughput": "THROUGHPUT"}
+#: dlmark precision -> OpenVINO's INFERENCE_PRECISION_HINT
+PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def convert(built) -> tuple[str, str]:
+    """(IR .xml path, how it was made), converted once per model, weights and shape."""
+    import torch
+
+    key = torch_source.cache_key(built, openvino=ov.__version__)
+    xml = cache.artifact("openvino", key, ".xml")
+    if not xml.exists() or not xml.with_suffix(".bin").exists():
+        model = ov.convert_model(built.module.float(), example_input=torch.zeros((2, *built.input_shape)),
+                                 input=[ov.PartialShape([-1, *built.input_shape])])
+        # save_model compresses weights to fp16 by default; fp32 must stay fp32. The .bin is
+        # written first and the .xml last, so an .xml on disk means a complete pair.
+        tmp = xml.with_name(f".{xml.stem}.tmp.xml")
+        ov.save_model(model, str(tmp), compress_to_fp16=False)
+        tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+        tmp.replace(xml)
+    return str(xml), "openvino.convert_model from the PyTorch module"
+
+
+class OpenVinoRunner:
+    backend = "openvino"
+
+    def __init__(self, model: str, config: RunConfig):
+        if config.device != "cpu":
+            raise UserError("openvino runs on CPU here (its GPU plugin drives Intel GPUs); use --device cpu")
+        if config.precision not in PRECISIONS:
+            raise UserError(f"openvino runs {', '.join(PRECISIONS)}, not {config.precision}")
+        if config.compile_mode not in HINTS:
+            raise UserError(f"openvino performance hints are latency or throughput, not {config.compile_mode!r}")
+        if config.layout != "nchw":
+            raise UserError("openvino takes no --layout (it picks its own blocked layouts)")
+        self.config = config
+        built = torch_source.build(model)
+        self.model_facts = torch_source.model_facts(built)
+        self.input_shape = tuple(built.input_shape)
+        self.xml, self.converted_by = convert(built)
+        del built
+        runtime_util.recover()
+        self.threads = runtime_util.threads_for(config.threads)
+        self.hint = HINTS[config.compile_mode]
+        core = ov.Core()
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        wanted = PRECISIONS[config.precision]
+        if wanted != "f32" and {"bf16": "BF16", "f16": "FP16"}[wanted] not in capabilities:
+            raise UserError(f"this CPU has no {config.precision} support in OpenVINO (capabilities: {', '.join(capabilities)})")
+        self.compiled = core.compile_model(self.xml, "CPU", {
+            "PERFORMANCE_HINT": self.hint, "INFERENCE_PRECISION_HINT": wanted,
+            "INFERENCE_NUM_THREADS": self.threads})
+        self.request = self.compiled.create_infer_request()
+
+    # -- running
+    def make_inputs(self, batch_size: int, seed: int | None = None) -> np.ndarray:
+        return seeded_input((batch_size, *self.input_shape), 0 if seed is None else seed)
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        # share_inputs: no copy of the batch into OpenVINO's buffer; the output is a view
+        # of the request's tensor, overwritten by the next call.
+        self.request.infer({0: inputs}, share_inputs=True)
+        return self.request.get_output_tensor(0).data
+
+    def to_numpy(self, out: np.ndarray) -> np.ndarray:
+        return np.array(out, copy=True)
+
+    def synchronize(self) -> None:
+        """Nothing to wait for: ``infer`` is synchronous."""
+
+    def timer(self) -> measure.PerfCounterTimer:
+        return measure.PerfCounterTimer()
+
+    # -- memory and failure
+    def memory(self, inputs: np.ndarray) -> dict[str, float | None]:
+        return runtime_util.cpu_pass_memory(lambda: self.run(inputs))
+
+    def is_oom(self, exc: BaseException) -> bool:
+        return runtime_util.is_oom(exc)
+
+    def recover(self) -> None:
+        runtime_util.recover()
+
+    def _property(self, name: str) -> Any:
+        try:
+            value = self.compiled.get_property(name)
+            return value.to_string() if hasattr(value, "to_string") else str(value)  # ov.Type -> "f32"
+        except Exception:  # noqa: BLE001 -- a property this version lacks is simply not recorded
+            return None
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            **self.model_facts,
+            "threads": self.threads,
+            "backend_version": ov.__version__,
+            "device_name": cpu_model(),
+            "versions": {"openvino": ov.__version__, "torch": package_version("torch")},
+            "runtime_fields": {
+                "ov_performance_hint": self.hint,
+                "ov_inference_precision": self._property("INFERENCE_PRECISION_HINT"),
+                "ov_num_streams": self._property("NUM_STREAMS"),
+                "ov_inference_threads": self._property("INFERENCE_NUM_THREADS"),
+                "ov_converted_by": self.converted_by, "ov_ir_file": self.xml,
+            },
+            "agreement_via": f"the same weights converted by {self.converted_by}",
+        }
+
+    def close(self) -> None:
+        del self.request, self.compiled
+        runtime_util.recover()
+
+
+def load(model: str, config: RunConfig) -> OpenVinoRunner:
+    return OpenVinoRunner(model, config)
