@@ -75,6 +75,24 @@ def test_model_without_imagenet_outputs_is_refused(tmp_path):
         evaluate(tiny, L.class_folders(tmp_path / "imagenet"))
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision,compile_mode", [("fp32", None), ("fp16", None), ("fp16", "cudagraphs")])
+def test_exact_figures_on_gpu(tmp_path, precision, compile_mode):
+    from dlmark.backends import pytorch
+
+    gpu = pytorch.load(L.MODEL, RunConfig(device="cuda:0", precision=precision, compile_mode=compile_mode))
+    # 12 images at batch 5: the last pass is padded to one shape, which a CUDA graph needs.
+    result = evaluate(gpu, L.kaggle(tmp_path / "imagenet"), workers=2, batch_size=5)
+    assert (result["correct_top1"], result["correct_top5"]) == (L.TOP1, L.TOP5)
+
+
 # ------------------------------------------------------------------ confidence intervals
 
 

@@ -189,14 +189,18 @@ def evaluate(runner, request: dict[str, Any]) -> dict[str, Any]:
         wait_s += time.perf_counter() - waited
         if "error" in batch:
             raise UserError(batch["error"])
-        images = batch["images"].to(device, dtype=runner.dtype, non_blocking=True)
-        images = images.contiguous(memory_format=runner.memory_format)
-        labels = batch["labels"]
+        images, labels = batch["images"], batch["labels"]
+        count = len(labels)
+        if count < batch_size:
+            # Keep every pass at one shape: CUDA graphs and static-shape compiles are built for it.
+            images = torch.cat([images, images.new_zeros((batch_size - count, *images.shape[1:]))])
+        images = images.to(device, dtype=runner.dtype, non_blocking=True).contiguous(memory_format=runner.memory_format)
         runner.synchronize()
         start = time.perf_counter()
         logits = runner.run(images)
         runner.synchronize()
         forward_s += time.perf_counter() - start
+        logits = logits[:count]
         if logits.ndim != 2 or logits.shape[1] <= int(labels.max()):
             raise UserError(f"{spec.name} outputs shape {tuple(logits.shape)}; ImageNet-1k accuracy needs "
                             f"(batch, 1000) logits in sorted-WordNet-id order")
