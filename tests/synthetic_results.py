@@ -139,3 +139,46 @@ def read_records(folder: Path, pattern: str) -> pd.DataFrame:
     """A minimal reader of the folder, for tests that must not depend on load_results."""
     rows = [json.loads(path.read_text()) for path in sorted(folder.glob(pattern))]
     return pd.json_normalize(rows, max_level=1) if rows else pd.DataFrame()
+
+
+# ---------------------------------------------------------------- real results
+
+#: Published ImageNet top-1 of the weights dlmark's zoo loads (torchvision's and timm's
+#: model cards), for accuracy records until `dlmark run --task accuracy` exists.
+PUBLISHED_TOP1 = {"AlexNet": 0.56522, "ResNet-v2-50": 0.8040}
+REAL_MODELS = tuple(PUBLISHED_TOP1)
+_real_results: Path | None = None
+
+
+def real_cpu_results() -> Path:
+    """A folder a short real `dlmark run cnn` on this CPU wrote, made once per test session.
+
+    AlexNet and ResNet-v2-50 are the two models the seed notebook names; batch sizes
+    1 and 2 and a largest-batch search capped at 4 keep it to a minute or two.
+    """
+    global _real_results
+    if _real_results is None:
+        import subprocess
+        import sys
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="dlmark-real-results-"))
+        command = [sys.executable, "-m", "dlmark.cli", "run", "cnn", "--device", "cpu",
+                   "--models", ",".join(REAL_MODELS), "--batch-sizes", "1,2",
+                   "--task", "throughput,max-batch-size", "--max-batch-cap", "4",
+                   "--memory-limit", "6GiB", "--min-time", "0.05", "--quiet", "--out", str(folder)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"`dlmark run` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        _real_results = folder
+    return _real_results
+
+
+def published_accuracy_records(folder: Path, device: str, batch_size: int) -> None:
+    """Accuracy records from published figures, named as the seed's glob `cnn*accuracy.json` expects."""
+    for model, top1 in PUBLISHED_TOP1.items():
+        config = dict(task="accuracy", source=model, device=device, host=HOST, batch_size=batch_size)
+        record = new_record(**config, job_key=job_key(config), model=model, family=family_of(model),
+                            accuracy=top1, status="ok", weights="pretrained", run_id="published",
+                            suite="cnn", timestamp="2025-01-01T00:00:00Z")
+        write_record(folder, record, "accuracy", suffix="__accuracy")

@@ -215,7 +215,7 @@ def _outside_legend(fig) -> None:
     fig.add_layout(legend, "right")
 
 
-def _batch_size_axis(axis, batch_sizes, most_labels: int = 12) -> None:
+def _batch_size_axis(fig, batch_sizes, most_labels: int = 12) -> None:
     """Ticks at the powers of two a batch-size sweep uses, labelled as plain integers.
 
     Bokeh's default log ticks put 2..9 between decades, which crowd and say
@@ -226,8 +226,10 @@ def _batch_size_axis(axis, batch_sizes, most_labels: int = 12) -> None:
         low, high = math.floor(math.log2(sizes[0])), math.ceil(math.log2(sizes[-1]))
         ticks = [2.0 ** e for e in range(low, high + 1)]
         step = math.ceil(len(ticks) / most_labels)
-        axis.ticker = FixedTicker(ticks=ticks[::step])
-    axis.formatter = NumeralTickFormatter(format="0,0")
+        fig.xaxis.ticker = FixedTicker(ticks=ticks[::step])
+        # Pad in log space: the default linear padding leaves the end markers cut in half.
+        fig.x_range = Range1d(sizes[0] / 1.4, sizes[-1] * 1.4)
+    fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
 
 
 def _plain_numbers(axis, values) -> None:
@@ -288,7 +290,7 @@ def batch_size_vs_throughput(data: pd.DataFrame):
     if frame.empty:
         return _no_data(fig)
     _throughput_lines(fig, frame, "series", _colors(frame["series"]), _memory_scale(frame), True)
-    _batch_size_axis(fig.xaxis, frame["batch_size"])
+    _batch_size_axis(fig, frame["batch_size"])
     _plain_numbers(fig.yaxis, frame["throughput"])
     fig.add_tools(HoverTool(tooltips=_THROUGHPUT_HOVER))
     _outside_legend(fig)
@@ -324,7 +326,7 @@ def batch_size_vs_throughput_grid(data: pd.DataFrame, models: Iterable[str], nco
             figures.append(_no_data(fig))
             continue
         _throughput_lines(fig, rows, "line", colors, scale, several_lines)
-        _batch_size_axis(fig.xaxis, rows["batch_size"], most_labels=6)
+        _batch_size_axis(fig, rows["batch_size"], most_labels=6)
         fig.yaxis.formatter = NumeralTickFormatter(format="0,0.[0]")
         if several_lines:
             fig.legend.location = "top_left"
