@@ -128,6 +128,7 @@ class Group:
 def plan(options: RunOptions) -> list[Group]:
     """Groups in the order they run: per model, every configuration, throughput first."""
     groups: list[Group] = []
+    published: set[str] = set()  # models that already have a published-accuracy job
     for model in options.models:
         for backend, compile_modes, precision in _variants(options):
             for layout in layouts_for(backend, options.layouts):
@@ -140,9 +141,9 @@ def plan(options: RunOptions) -> list[Group]:
                         elif task == "accuracy":
                             from .tasks.accuracy import job_extra
 
-                            first = (options.precisions[0], options.layouts[0], options.compile_modes[0])
-                            if not options.imagenet and (precision, layout, compile_mode) != first:
+                            if not options.imagenet and model.name in published:
                                 continue  # a published figure does not depend on how the model runs
+                            published.add(model.name)
                             jobs = [Job(task=task, batch_size=options.accuracy_batch_size,
                                         extra=job_extra(options), **common)]
                         else:
