@@ -207,8 +207,9 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
         "text": "We feed a batch of b images to the network and time the forward pass, t; "
                 "throughput is b/t (median over timed blocks). Marker area grows with device memory.",
         "figures": [_figure(f"Throughput against batch size on {device}",
-                            lambda d=device: plot.batch_size_vs_throughput_grid(thr[thr["device"] == d],
-                                                                                models))
+                            # only the models measured there: merged folders rarely cover the same set
+                            lambda d=device: plot.batch_size_vs_throughput_grid(
+                                thr[thr["device"] == d], _unique(thr[thr["device"] == d], "model")))
                     for device in devices],
         "tables": [throughput_table]})
     sections.append({
