@@ -89,7 +89,7 @@ class Worker:
     def op_probe(self, request: dict[str, Any]) -> dict[str, Any]:
         from .tasks.max_batch_size import probe
 
-        return probe(self.runner, int(request["batch_size"]), int(request.get("iters", 2)))
+        return probe(self.runner, int(request["batch_size"]), int(request.get("iters", 1)))
 
     def op_accuracy(self, request: dict[str, Any]) -> dict[str, Any]:
         """Top-1/top-5 on a validation folder (imagenet, limit, batch_size, data_workers)."""

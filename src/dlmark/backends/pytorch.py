@@ -103,8 +103,20 @@ class PyTorchRunner:
         if seed is not None:  # the input every runtime generates alike (output agreement)
             x = torch.from_numpy(seeded_input((batch_size, *self.input_shape), seed))
         else:
-            x = torch.randn((batch_size, *self.input_shape))
+            # Generated on the device: a CPU randn of a 10 GB batch takes longer than the trial.
+            x = torch.randn((batch_size, *self.input_shape), device=self.device, dtype=self.dtype)
         return x.to(self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+
+    @contextlib.contextmanager
+    def probing(self):
+        """Largest-batch trials: no cuDNN autotuning, which would benchmark every
+        algorithm at every new (huge) shape and try workspace-hungry ones."""
+        saved = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.benchmark = saved
 
     def run(self, inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), self._autocast():
