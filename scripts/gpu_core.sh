@@ -9,5 +9,5 @@ dlmark() { python3 -m dlmark.cli "$@"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv
 python3 -c 'import torch, torchvision, timm; print("torch", torch.__version__, "torchvision", torchvision.__version__, "timm", timm.__version__)'
 time dlmark run cnn --device cuda --models ResNet-v1-50 --task throughput --precision fp32,bf16 --out "$out"
-time dlmark run cnn --device cuda --models ResNet-v1-50,SqueezeNet-1.1,VGG-16 --task max-batch-size --out "$out"
+time dlmark run cnn --device cuda --models ResNet-v1-50,SqueezeNet-1.1,VGG-16 --task max-batch-size --timeout 120 --out "$out"
 dlmark ls "$out"
