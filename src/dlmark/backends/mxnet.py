@@ -48,6 +48,10 @@ KNOWN_DIFFERENCES = {
 }
 
 
+#: torchvision tensors that inference never uses (Inception-v3's auxiliary classifier); Gluon has none.
+TRAINING_ONLY = ("AuxLogits.",)
+
+
 def _spec(model: str) -> zoo.ModelSpec:
     """The registry entry for a display name or source reference, without importing torch."""
     for spec in zoo.REGISTRY.values():
@@ -66,9 +70,10 @@ def _torch_weights(spec: zoo.ModelSpec, folder: Path) -> tuple[list[np.ndarray],
                           capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         return f"dumping the PyTorch weights failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}"
+    facts = json.loads(out.with_suffix(".json").read_text())
     with np.load(out) as archive:
-        arrays = [archive[f"arr_{i}"] for i in range(len(archive.files))]
-    return arrays, json.loads(out.with_suffix(".json").read_text())
+        arrays = [archive[f"arr_{i}"] for i, name in enumerate(facts["names"]) if not name.startswith(TRAINING_ONLY)]
+    return arrays, facts
 
 
 def copy_weights(net: Any, arrays: list[np.ndarray], gluon_name: str, source: str) -> tuple[bool, str]:

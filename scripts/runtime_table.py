@@ -1,0 +1,53 @@
+"""Runtimes side by side on this machine's CPU, as ratios to PyTorch eager, measured in one run.
+
+    python scripts/runtime_table.py runs/runtimes-cpu
+
+runs one sweep (every runtime of each model and batch size back to back, so
+that all see the same machine state) into the folder given, then prints the
+markdown table of BENCHMARKS.md: throughput of each runtime divided by PyTorch
+eager fp32's, with PyTorch's own img/s for scale and a mark where outputs do
+not agree. Re-running resumes; --force re-measures.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dlmark import compare, environment
+from dlmark.benchmark import load_records
+from dlmark.cli import main as dlmark_main
+
+RUNTIMES = ["pytorch", "pytorch-compile", "onnxruntime", "openvino", "mxnet"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", help="results folder")
+    parser.add_argument("--models", default="ResNet-v1-50,SqueezeNet-1.1")
+    parser.add_argument("--batch-sizes", default="1,32")
+    parser.add_argument("--backends", default=",".join(RUNTIMES))
+    parser.add_argument("--threads", type=int, default=environment.usable_cpus())
+    parser.add_argument("--min-time", type=float, default=2.0, help="seconds of timed blocks per figure")
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    code = dlmark_main(["run", "quick", "--device", "cpu", "--task", "throughput", "--models", args.models,
+                        "--batch-sizes", args.batch_sizes, "--backend", args.backends, "--threads", str(args.threads),
+                        "--min-time", str(args.min_time), "--out", args.out, *(["--force"] if args.force else [])])
+    if code != 0:
+        return code
+    models = args.models.split(",")
+    rows = [r for r in load_records(args.out) if r.get("model") in models and r.get("threads") == args.threads]
+    table, names = compare.ratio_table(rows)
+    table.sort(key=lambda r: (models.index(r["model"]), r["batch_size"]))
+    columns = [("model", "model"), ("batch_size", "batch"), ("pytorch img/s", "PyTorch eager img/s")]
+    columns += [(n, n) for n in names]
+    print()
+    print(f"CPU: {environment.cpu_model()}, {environment.usable_cpus()} usable cores, {args.threads} threads per runtime; "
+          "cells: throughput / PyTorch eager fp32 throughput (same model, batch, run)")
+    print()
+    print(compare.markdown(table, columns))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
