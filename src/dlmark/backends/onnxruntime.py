@@ -8,6 +8,7 @@ providers actually in use go into the record.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,10 @@ class OnnxRuntimeRunner:
     def memory(self, inputs: Any) -> dict[str, float | None]:
         if self.on_gpu:
             self.run(inputs)
-            used = measure.nvml_memory_used_mb(index=self.device_index)
+            # A worker is pinned by CUDA_VISIBLE_DEVICES=<GPU uuid>; NVML numbers GPUs its own way.
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+            used = measure.nvml_memory_used_mb(uuid=visible if visible.startswith("GPU-") else None,
+                                               index=self.device_index)
             return {"nvml_mem_used_mb": used, "device_mem": used}
         return runtime_util.cpu_pass_memory(lambda: self.run(inputs))
 
