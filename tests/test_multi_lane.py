@@ -72,16 +72,15 @@ def test_groups_spread_over_free_lanes_each_exactly_once():
 
 @pytest.mark.slow
 def test_two_lanes_split_a_sweep_and_isolate_a_crash_and_a_hang(tmp_path, fast_timing):
-    models = [f"{FIX}:tiny", KILLS_WORKER, f"{FIX}:hangs_above_limit", f"{FIX}:alloc_fails_above_limit"]
+    models = [f"{FIX}:tiny", KILLS_WORKER, f"{FIX}:hangs_above_limit"]
     result = sweep.run(options(models, fast_timing, timeout_s=5.0), tmp_path / "r", quiet=True)
     got = {(r["model"], r["batch_size"]): r["status"] for r in result.records}
     assert got == {
         (f"{FIX}:tiny", 1): "ok", (f"{FIX}:tiny", 8): "ok",
         (KILLS_WORKER, 1): "ok", (KILLS_WORKER, 8): "crash",  # SIGKILL of one lane's worker
-        (f"{FIX}:hangs_above_limit", 1): "ok", (f"{FIX}:hangs_above_limit", 8): "timeout",
-        (f"{FIX}:alloc_fails_above_limit", 1): "ok", (f"{FIX}:alloc_fails_above_limit", 8): "oom",
+        (f"{FIX}:hangs_above_limit", 1): "ok", (f"{FIX}:hangs_above_limit", 8): "timeout",  # one lane's hang
     }
-    assert len({r["job_key"] for r in result.records}) == len(result.records) == 8  # no duplicates
+    assert len({r["job_key"] for r in result.records}) == len(result.records) == 6  # no duplicates
     # Both lanes measured, each record says which; a model's jobs stay on one lane (one build per group).
     lanes_of = {}
     for r in result.records:

@@ -38,7 +38,7 @@ class WorkerProcess:
     """One worker process pinned to a device."""
 
     def __init__(self, device: Device, python: str | None = None, memory_limit_bytes: int | None = None,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str | None] | None = None):
         self.device = device
         self.python = python or sys.executable
         self.memory_limit_bytes = memory_limit_bytes
@@ -51,7 +51,11 @@ class WorkerProcess:
     def start(self) -> None:
         env = os.environ.copy()
         env.update(self.device.worker_env)
-        env.update(self.extra_env)
+        for name, value in self.extra_env.items():  # None removes a variable the parent has
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         # The worker imports this very dlmark (also under another interpreter), and
         # py: models resolve from the directory the user ran dlmark in.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_DIR, os.getcwd(), env.get("PYTHONPATH")) if p)
@@ -159,9 +163,10 @@ class Lane:
 
     def use_python(self, python: str, extra_env: dict[str, str] | None = None) -> None:
         """Run the next groups under ``python`` (a runtime with its own environment, e.g. MXNet's)."""
-        if python != self.worker.python or (extra_env or {}) != self.worker.extra_env:
+        env = {**self.worker.extra_env, **(extra_env or {})}  # adds to what the lane set, never drops it
+        if python != self.worker.python or env != self.worker.extra_env:
             self.worker.kill()
-            self.worker.python, self.worker.extra_env = python, extra_env or {}
+            self.worker.python, self.worker.extra_env = python, env
 
     def close(self) -> None:
         self.worker.close()

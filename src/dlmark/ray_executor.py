@@ -310,12 +310,11 @@ def _group_task(group: Group, target: Target, options, finished: dict[str, dict[
         on_job_start=lambda job, _device: events.put(("start", index[id(job)])),
         on_job_skipped=lambda job, why: events.put(("skip", index[id(job)], why)),
     )
-    extra_env = {}
-    if target.kind == "cpu":
-        # The worker's intra-op threads match the CPUs Ray reserved for it (Ray sets OMP_NUM_THREADS likewise).
-        extra_env["OMP_NUM_THREADS"] = str(options.threads or cpus)
     lane = Lane(device, options.memory_limit_bytes)
-    lane.worker.extra_env.update(extra_env)
+    # Ray sets OMP_NUM_THREADS to the task's CPU reservation. A CPU job keeps it (its
+    # threads match the cores it owns); a GPU job reserves one CPU only for Ray's
+    # bookkeeping, so its worker gets the runtime's default threads, as a local GPU lane does.
+    lane.worker.extra_env["OMP_NUM_THREADS"] = str(options.threads or cpus) if target.kind == "cpu" else None
     failure: list[BaseException] = []
 
     def work() -> None:
