@@ -160,3 +160,13 @@ def _eventually_free(ray, seconds=10.0):
             return True
         time.sleep(0.2)
     return False
+
+
+def test_a_cpu_job_larger_than_any_node_is_refused_not_left_pending(ray_instance, fast_timing):
+    from dlmark.execution import RunContext
+
+    ctx = RunContext(options=options([KILLS_WORKER], fast_timing), emit=lambda r: None, finished={}, env={},
+                     host="h")
+    with pytest.raises(UserError, match="largest Ray node has 2"):
+        RayExecutor(ctx, want_gpu=False, cpus_per_cpu_job=64)
+    assert ray_instance.is_initialized()  # a cluster it did not start is left running

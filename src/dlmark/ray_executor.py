@@ -129,9 +129,19 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise UserError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
             self._started_here = True
-        self.targets = resolve_targets(self.ray.cluster_resources(), want_gpu, accelerator_type,
-                                       each_accelerator, include_cpu)
-        self.cpus_per_cpu_job = cpus_per_cpu_job or ctx.options.threads or _min_node_cpus(self.ray)
+        try:
+            self.targets = resolve_targets(self.ray.cluster_resources(), want_gpu, accelerator_type,
+                                           each_accelerator, include_cpu)
+            self.cpus_per_cpu_job = cpus_per_cpu_job or ctx.options.threads or _min_node_cpus(self.ray)
+            largest = max((int(n["Resources"].get("CPU", 0)) for n in self.ray.nodes() if n.get("Alive")), default=0)
+            if any(t.kind == "cpu" for t in self.targets) and self.cpus_per_cpu_job > largest:
+                # Ray would keep such a task pending forever.
+                raise UserError(f"a CPU job would ask for {self.cpus_per_cpu_job} CPUs, but the largest Ray node "
+                                f"has {largest}; lower --threads")
+        except BaseException:
+            if self._started_here:
+                self.ray.shutdown()
+            raise
         self._active: dict[Any, _TaskState] = {}
 
     @property
@@ -193,8 +203,12 @@ class RayExecutor:
             event = self.ray.get(ref)
         except Exception as exc:  # noqa: BLE001 -- a dead Ray worker, cancellation, a bug in the task
             del self._active[generator]
-            if not self.ctx.stop.is_set():
-                self._task_died(state, exc)
+            if self.ctx.stop.is_set():
+                return
+            if isinstance(exc, self.ray.exceptions.RayTaskError):
+                # The task's own code raised: a bug in dlmark, which stops a local run too.
+                raise RuntimeError(f"{state.group.model.name} on {state.target.describe()}: {exc}") from exc
+            self._task_died(state, exc)
             return
         kind = event[0]
         if kind == "hello":
