@@ -71,6 +71,19 @@ def test_targets_follow_the_cluster():
     assert resolve_targets(cpu_only, want_gpu=True, each_accelerator=True, include_cpu=True) == [Target("cpu")]
 
 
+def test_an_address_nobody_listens_on_fails_at_once():
+    import socket
+
+    from dlmark.ray_executor import _check_reachable
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}", timeout_s=2)
+    _check_reachable("auto")  # left to Ray
+
+
 # ---------------------------------------------------------------- with Ray
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -97,6 +98,18 @@ def resolve_targets(resources: dict[str, float], want_gpu: bool, accelerator_typ
     return [Target("gpu")] + targets
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """UserError now for a HOST:PORT nobody listens on (ray.init would retry for minutes)."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" and the like: Ray resolves them itself, quickly
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
 def _min_node_cpus(ray) -> int:
     counts = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
     counts = [c for c in counts if c > 0]
@@ -120,6 +133,7 @@ class RayExecutor:
         if not self.ray.is_initialized():
             init: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False)
             if address:
+                _check_reachable(address)
                 init["address"] = address
             else:
                 # A local instance: this host's CPUs; the GPUs Ray finds by itself.
