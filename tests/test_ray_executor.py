@@ -21,12 +21,13 @@ from dlmark.ray_executor import INSTALL_HINT, RayExecutor, Target, import_ray, r
 TINY = "py:tests.fixtures.models:tiny"
 KILLS_WORKER = "py:tests.fixtures.scale_models:sigkills_itself_above_limit"
 KILLS_RAY_WORKER = "py:tests.fixtures.scale_models:sigkills_ray_worker_above_limit"
+HANGS = "py:tests.fixtures.models:hangs_above_limit"  # sleeps an hour above batch 5
 BATCHES = [1, 2, 8]  # scale_models.LIMIT is 4: batch 8 is the one that dies
 
 
 def options(models, timing):
     return RunOptions(suite=suites.load("quick"), models=[zoo.get(m) for m in models], tasks=["throughput"],
-                      batch_sizes=BATCHES, devices=[cpu()], timing=timing, threads=1, timeout_s=120)
+                      batch_sizes=BATCHES, devices=[cpu()], timing=timing, threads=1, timeout_s=8)
 
 
 def statuses(rows):
@@ -104,12 +105,14 @@ def run_on_ray(opts, out, stream=None):
 @pytest.mark.slow
 def test_ray_records_match_the_local_executor(ray_instance, tmp_path, fast_timing):
     local = sweep.run(options([KILLS_WORKER], fast_timing), tmp_path / "local", quiet=True)
-    on_ray = run_on_ray(options([KILLS_WORKER, KILLS_RAY_WORKER], fast_timing), tmp_path / "ray")
+    on_ray = run_on_ray(options([KILLS_WORKER, KILLS_RAY_WORKER, HANGS], fast_timing), tmp_path / "ray")
     expected = {(KILLS_WORKER, 1): "ok", (KILLS_WORKER, 2): "ok", (KILLS_WORKER, 8): "crash"}
     assert statuses(local.records) == expected
     # A SIGKILLed Ray worker ends its group exactly as a SIGKILLed dlmark worker does.
+    # The per-job timeout holds inside a Ray task as it does locally.
     assert statuses(on_ray.records) == {**expected, (KILLS_RAY_WORKER, 1): "ok", (KILLS_RAY_WORKER, 2): "ok",
-                                        (KILLS_RAY_WORKER, 8): "crash"}
+                                        (KILLS_RAY_WORKER, 8): "crash",
+                                        (HANGS, 1): "ok", (HANGS, 2): "ok", (HANGS, 8): "timeout"}
     crashed = {r["model"]: r["error"] for r in on_ray.records if r["status"] == "crash"}
     assert "killed by signal 9" in crashed[KILLS_WORKER]
     assert "Ray task died" in crashed[KILLS_RAY_WORKER]
@@ -135,9 +138,9 @@ def test_ray_records_match_the_local_executor(ray_instance, tmp_path, fast_timin
     assert sorted(r["job_key"] for r in on_disk) == sorted(ray_by_key)
 
     # Resume: only the crashed jobs run again (failures of the run are retried); nothing is measured twice.
-    again = run_on_ray(options([KILLS_WORKER, KILLS_RAY_WORKER], fast_timing), tmp_path / "ray")
-    assert statuses(again.records) == {(KILLS_WORKER, 8): "crash", (KILLS_RAY_WORKER, 8): "crash"}
-    assert again.skipped == 4  # the two good batches of each model
+    again = run_on_ray(options([KILLS_WORKER, KILLS_RAY_WORKER, HANGS], fast_timing), tmp_path / "ray")
+    assert statuses(again.records) == {(KILLS_WORKER, 8): "crash", (KILLS_RAY_WORKER, 8): "crash", (HANGS, 8): "timeout"}
+    assert again.skipped == 6  # the two good batches of each model
     assert sorted(r["job_key"] for r in load_records(str(tmp_path / "ray"))) == sorted(ray_by_key)
 
 
