@@ -97,9 +97,10 @@ def ray_instance():
 
 
 def run_on_ray(opts, out, stream=None):
-    # One CPU per job, so that the two CPUs of this machine run two tasks at once.
+    # One CPU per job, so that the two CPUs of this machine run two tasks at once; two
+    # tasks in flight, so that the third group waits its turn on the driver.
     return sweep.run(opts, out, stream=stream, quiet=stream is None,
-                     make_executor=lambda ctx: RayExecutor(ctx, want_gpu=False, cpus_per_cpu_job=1))
+                     make_executor=lambda ctx: RayExecutor(ctx, want_gpu=False, cpus_per_cpu_job=1, max_in_flight=2))
 
 
 @pytest.mark.slow

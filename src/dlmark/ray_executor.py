@@ -21,6 +21,7 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -122,12 +123,14 @@ class RayExecutor:
     ``ctx`` is the driver's run context (its ``emit`` writes the store).
     ``cpus_per_cpu_job``: CPUs one CPU job reserves; by default a whole node
     (the smallest), because two benchmarks sharing cores measure each other.
+    ``max_in_flight``: tasks submitted at once (default: see ``window``).
     """
 
     def __init__(self, ctx: RunContext, want_gpu: bool, address: str | None = None,
                  accelerator_type: str | None = None, each_accelerator: bool = False, include_cpu: bool = False,
-                 num_cpus: int | None = None, cpus_per_cpu_job: int | None = None):
+                 num_cpus: int | None = None, cpus_per_cpu_job: int | None = None, max_in_flight: int | None = None):
         self.ray = import_ray()
+        self.max_in_flight = max_in_flight
         self.ctx = ctx
         self._started_here = False
         if not self.ray.is_initialized():
@@ -163,6 +166,18 @@ class RayExecutor:
         """How many times each job runs (once per target)."""
         return len(self.targets)
 
+    def window(self) -> int:
+        """Tasks in flight at once: twice the jobs the cluster can run together, so none idles."""
+        if self.max_in_flight:
+            return self.max_in_flight
+        resources = self.ray.cluster_resources()
+        slots = 0
+        if any(t.kind == "gpu" for t in self.targets):
+            slots += int(resources.get("GPU", 0))
+        if any(t.kind == "cpu" for t in self.targets):
+            slots += int(resources.get("CPU", 0)) // max(1, self.cpus_per_cpu_job)
+        return max(4, 2 * slots)
+
     def _task_options(self, target: Target) -> dict[str, Any]:
         common = dict(num_returns="streaming", max_retries=0, retry_exceptions=False)
         if target.kind == "cpu":
@@ -185,20 +200,23 @@ class RayExecutor:
         # Only what resume needs: the status of every finished job, shipped once for all tasks.
         finished_ref = ray.put({k: {"status": r.get("status")} for k, r in ctx.finished.items()})
         remote = ray.remote(_group_task)
-        order = schedule_order(groups)
+        # Largest groups first, interleaved over targets. Only a window of tasks is
+        # submitted at a time: that keeps this order (Ray does not promise FIFO) and
+        # keeps each ray.wait short when the plan has tens of thousands of groups.
+        pending = deque((group, target) for group in schedule_order(groups) for target in self.targets)
+        window = self.window()
         completed = False
         try:
-            # Ray starts tasks roughly in submission order: largest groups first, interleaved over targets.
-            for group in order:
-                for target in self.targets:
+            while (pending or self._active) and not stop.is_set():
+                while pending and len(self._active) < window:
+                    group, target = pending.popleft()
                     generator = remote.options(**self._task_options(target)).remote(
                         group, target, ctx.options, finished_ref, ctx.run_id, self.cpus_per_cpu_job)
                     self._active[generator] = _TaskState(group, target)
-            while self._active and not stop.is_set():
                 ready, _ = ray.wait(list(self._active), num_returns=1, timeout=0.5)
                 for generator in ready:
                     self._advance(generator)
-            completed = not self._active
+            completed = not pending and not self._active
         finally:
             if not completed:
                 self.kill_all()
