@@ -137,3 +137,24 @@ def test_ctrl_c_stops_every_lane_and_keeps_finished_records(tmp_path, fast_timin
     assert {r["job_key"] for r in load_records(str(tmp_path / "r"))} == {r["job_key"] for r in result.records}
     assert all(r["status"] == "ok" for r in result.records)  # the job in flight is dropped, not recorded
     assert (f"{FIX}:hangs_above_limit", 1) in {(r["model"], r["batch_size"]) for r in result.records}
+
+
+def test_an_error_in_one_lane_stops_the_others_at_once():
+    """A driver-side error in one lane must not wait for a long job on another lane."""
+    executor = LocalExecutor(two_lanes())
+    killed = {}
+    for lane in executor.lanes:
+        killed[lane.device.spec] = threading.Event()
+        lane.worker.kill = killed[lane.device.spec].set  # what a long job sees: its worker killed
+
+    def run_group(group, lane):
+        if group.model.name == "bad":
+            time.sleep(0.2)
+            raise ValueError("bug in the driver")
+        if not killed[lane.device.spec].wait(timeout=20):  # the long job ends only when its worker is killed
+            raise AssertionError("the other lane was not stopped")
+
+    began = time.monotonic()
+    with pytest.raises(ValueError, match="bug in the driver"):
+        executor.run([fake_group("long", 2), fake_group("bad", 1)], run_group, threading.Event())
+    assert time.monotonic() - began < 10

@@ -218,7 +218,9 @@ class LocalExecutor:
             except BaseException as exc:  # noqa: BLE001 -- surfaced in the driver thread below
                 errors.append(exc)
                 stop.set()
-                lane.worker.kill()  # interrupted mid-job: nothing of the in-flight job is kept
+                # Stop means every lane, now: a job in flight elsewhere may have minutes to go.
+                # Nothing of an interrupted job is kept; finished records are on disk.
+                self.kill_all()
             finally:
                 lane.close()
 
