@@ -94,8 +94,7 @@ def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
         return
     config = RunConfig(device=device.worker_device, precision=group.precision, layout=group.layout,
                        compile_mode=group.compile_mode, threads=group.threads)
-    load_request = {"op": "load", "backend": group.backend, "model": group.model.source_ref
-                    if group.model.source != "py" else group.model.name, "config": asdict(config)}
+    load_request = {"op": "load", "backend": group.backend, "model": group.model.source_ref, "config": asdict(config)}
 
     def load() -> dict[str, Any]:
         return worker.request(load_request, LOAD_TIMEOUT_S)
