@@ -35,18 +35,22 @@ def main(argv: list[str] | None = None) -> int:
                         "--min-time", str(args.min_time), "--out", args.out, *(["--force"] if args.force else [])])
     if code != 0:
         return code
-    models = args.models.split(",")
-    rows = [r for r in load_records(args.out) if r.get("model") in models and r.get("threads") == args.threads]
+    print_table(args.out, args.models.split(","), args.threads)
+    return 0
+
+
+def print_table(out: str, models: list[str], threads: int) -> None:
+    rows = [r for r in load_records(out) if r.get("model") in models and r.get("threads") == threads]
     table, names = compare.ratio_table(rows)
     table.sort(key=lambda r: (models.index(r["model"]), r["batch_size"]))
     columns = [("model", "model"), ("batch_size", "batch"), ("pytorch img/s", "PyTorch eager img/s")]
     columns += [(n, n) for n in names]
     print()
-    print(f"CPU: {environment.cpu_model()}, {environment.usable_cpus()} usable cores, {args.threads} threads per runtime; "
-          "cells: throughput / PyTorch eager fp32 throughput (same model, batch, run)")
+    print(f"CPU: {environment.cpu_model()}, {environment.usable_cpus()} usable cores, {threads} threads per runtime; "
+          "cells: throughput / PyTorch eager fp32 throughput (same model, batch, run); "
+          "~: either figure noisy (IQR > 10% of the median); n/c: outputs not comparable (different network)")
     print()
     print(compare.markdown(table, columns))
-    return 0
 
 
 if __name__ == "__main__":

@@ -97,3 +97,23 @@ def test_a_deliberately_wrong_model_is_flagged(tmp_path, runtime_cache, capsys):
     assert main(["ls", str(out), "--compare"]) == 0
     compare = capsys.readouterr().out
     assert "x pytorch eager" in compare and "onnxruntime" in compare and " NO " in compare
+
+
+def test_compare_divides_by_pytorch_eager_of_the_same_run():
+    from dlmark import compare
+
+    def rec(backend, thr, run, mode=None, ok=None, noisy=False):
+        return {"task": "throughput", "status": "ok", "model": "M", "device": "cpu", "batch_size": 1, "threads": 2,
+                "backend": backend, "compile_mode": mode, "precision": "fp32", "layout": "nchw",
+                "throughput": thr, "run_id": run, "timestamp": run, "agreement_ok": ok, "noisy": noisy,
+                "agreement_method": None if ok is None else "m"}
+
+    rows = compare.runtime_rows([rec("pytorch", 10.0, "a"), rec("pytorch", 20.0, "b"),
+                                 rec("onnxruntime", 30.0, "a", ok=True), rec("openvino", 5.0, "b", "latency", ok=False),
+                                 rec("pytorch", 40.0, "b", "default", ok=True, noisy=True)])
+    speedups = {(r["runtime"], r["throughput"]): r["speedup"] for r in rows}
+    assert speedups[("onnxruntime", 30.0)] == 3.0  # against run a's eager, not run b's
+    assert speedups[("openvino", 5.0)] == 0.25 and speedups[("pytorch-compile:default", 40.0)] == 2.0
+    table, names = compare.ratio_table([rec("pytorch", 10.0, "a"), rec("onnxruntime", 30.0, "a", ok=False)])
+    assert names == ["pytorch", "onnxruntime"] and table[0]["onnxruntime"] == "3.00 (outputs differ)"
+    assert table[0]["pytorch"] == "1.00"

@@ -46,6 +46,8 @@ def runtime_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "throughput": r.get("throughput"), "throughput_label": throughput_label(r),
             "speedup": r["throughput"] / base["throughput"] if base else None,
             "same_run": bool(base and base.get("run_id") == r.get("run_id")),
+            # Either figure's spread above 10% of its median: the ratio is uncertain by as much.
+            "noisy": bool(r.get("noisy") is True or (base and base.get("noisy") is True)),
             "agrees": agreement_label(r), "agreement_max_rel": r.get("agreement_max_rel"),
         })
     order = {"pytorch": 0}
@@ -70,7 +72,7 @@ def ratio_table(records: Iterable[dict[str, Any]], runtimes: list[str] | None = 
     for r in rows:
         name = r["runtime"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
         row = wide.setdefault((r["model"], r["batch_size"]), {"model": r["model"], "batch_size": r["batch_size"]})
-        cell = "-" if r["speedup"] is None else f"{r['speedup']:.2f}"
+        cell = "-" if r["speedup"] is None else f"{r['speedup']:.2f}" + ("~" if r["noisy"] else "")
         if r["agrees"] == "NO":
             cell += " (outputs differ)"
         elif r["agrees"] == "n/c":
