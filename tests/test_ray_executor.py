@@ -7,7 +7,6 @@ worker, the other the Ray worker that runs the task.
 from __future__ import annotations
 
 import sys
-import threading
 
 import pytest
 

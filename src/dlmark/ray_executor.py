@@ -227,12 +227,10 @@ class RayExecutor:
         """Take the next event of one task: a record, a job start or skip, or its end."""
         state = self._active[generator]
         try:
-            ref = next(generator)
+            event = self.ray.get(next(generator))
         except StopIteration:
             del self._active[generator]
             return
-        try:
-            event = self.ray.get(ref)
         except Exception as exc:  # noqa: BLE001 -- a dead Ray worker, cancellation, a bug in the task
             del self._active[generator]
             if self.ctx.stop.is_set():
