@@ -179,7 +179,9 @@ class RayExecutor:
         return max(4, 2 * slots)
 
     def _task_options(self, target: Target) -> dict[str, Any]:
-        common = dict(num_returns="streaming", max_retries=0, retry_exceptions=False)
+        # Back-pressure 1: a task goes on only after the driver took its last event (see _group_task.send).
+        common = dict(num_returns="streaming", max_retries=0, retry_exceptions=False,
+                      _generator_backpressure_num_objects=1)
         if target.kind == "cpu":
             return dict(common, num_cpus=self.cpus_per_cpu_job, num_gpus=0)
         options = dict(common, num_gpus=1, num_cpus=1)
@@ -347,12 +349,26 @@ def _group_task(group: Group, target: Target, options, finished: dict[str, dict[
     env = environment.capture()
     yield ("hello", device, host, env)
     events: queue.Queue = queue.Queue()
+    stopping = threading.Event()
+
+    def send(event: tuple) -> None:
+        """Hand an event to the driver and wait until it has taken it.
+
+        With back-pressure 1 the generator resumes only once the driver has
+        consumed the last item, so a record is the driver's before the next job
+        starts: a Ray worker killed by that job cannot take the record with it.
+        """
+        taken = threading.Event()
+        events.put((event, taken))
+        while not taken.wait(0.5) and not stopping.is_set():
+            pass
+
     index = {id(job): i for i, job in enumerate(group.jobs)}
     ctx = RunContext(
-        options=options, emit=lambda record: events.put(("record", _job_index(group, record, device, host), record)),
+        options=options, emit=lambda record: send(("record", _job_index(group, record, device, host), record)),
         finished=finished, env=env, host=host, run_id=run_id,
-        on_job_start=lambda job, _device: events.put(("start", index[id(job)])),
-        on_job_skipped=lambda job, why: events.put(("skip", index[id(job)], why)),
+        on_job_start=lambda job, _device: send(("start", index[id(job)])),
+        on_job_skipped=lambda job, why: events.put((("skip", index[id(job)], why), None)),
     )
     lane = Lane(device, options.memory_limit_bytes)
     # Ray sets OMP_NUM_THREADS to the task's CPU reservation. A CPU job keeps it (its
@@ -367,26 +383,29 @@ def _group_task(group: Group, target: Target, options, finished: dict[str, dict[
         except BaseException as exc:  # noqa: BLE001 -- re-raised in the task's main thread
             failure.append(exc)
         finally:
-            events.put(("user_errors", list(ctx.user_errors)))
+            events.put((("user_errors", list(ctx.user_errors)), None))
             events.put(_DONE)
 
     thread = threading.Thread(target=work, name=f"dlmark-{group.model.name}", daemon=True)
     thread.start()
     try:
         while True:
-            event = events.get()
-            if event is _DONE:
+            item = events.get()
+            if item is _DONE:
                 break
+            event, taken = item
             yield event
+            if taken is not None:
+                taken.set()
         if failure:
             raise failure[0]
     finally:
         # Normal end, cancellation (KeyboardInterrupt here) or error: the worker must not outlive the task.
+        stopping.set()
         ctx.stop.set()
         lane.worker.kill()
         thread.join(timeout=10)
         lane.worker.kill()
-
 
 def _job_index(group: Group, record: dict[str, Any], device: Device, host: str) -> int:
     for i, job in enumerate(group.jobs):
