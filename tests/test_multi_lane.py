@@ -158,3 +158,40 @@ def test_an_error_in_one_lane_stops_the_others_at_once():
     with pytest.raises(ValueError, match="bug in the driver"):
         executor.run([fake_group("long", 2), fake_group("bad", 1)], run_group, threading.Event())
     assert time.monotonic() - began < 10
+
+
+def test_gpu_lanes_sharing_cpus_split_them_evenly():
+    from dlmark.executors import split_cpus
+
+    node0, node1 = list(range(0, 16)), list(range(16, 32))
+    # Two GPUs on one NUMA node share its CPUs half and half; GPUs on different nodes keep their own.
+    assert split_cpus([node0, node0]) == [list(range(0, 8)), list(range(8, 16))]
+    assert split_cpus([node0, node1]) == [node0, node1]
+    assert split_cpus([node0, node0, node1, node1]) == [node0[:8], node0[8:], node1[:8], node1[8:]]
+    assert split_cpus([[0], [0]]) == [[], [0]]  # more lanes than CPUs: a lane gets none, so nobody is pinned
+
+
+def test_a_worker_runs_on_its_share_of_the_cpus():
+    from dlmark.executors import WorkerProcess
+
+    worker = WorkerProcess(cpu())
+    worker.cpus = [0]
+    try:
+        worker.request({"op": "ping"}, 60)  # answers before torch is imported: fast
+        status = Path(f"/proc/{worker.pid}/status").read_text()
+        environ = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        worker.close()
+    assert "Cpus_allowed_list:\t0\n" in status
+    assert b"OMP_NUM_THREADS=1" in environ
+
+
+def test_gpu_lanes_are_pinned_and_cpu_or_single_lanes_are_not():
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two usable CPUs to split")
+    gpus = [Device("cuda:0", "cuda", "GPU", 0, None), Device("cuda:1", "cuda", "GPU", 1, None)]
+    shares = [lane.worker.cpus for lane in LocalExecutor(gpus).lanes]
+    assert all(shares) and not set(shares[0]) & set(shares[1])
+    assert sorted(shares[0] + shares[1]) == sorted(os.sched_getaffinity(0))
+    assert [lane.worker.cpus for lane in LocalExecutor(gpus[:1]).lanes] == [None]
+    assert [lane.worker.cpus for lane in LocalExecutor(two_lanes()).lanes] == [None, None]

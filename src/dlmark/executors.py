@@ -43,6 +43,7 @@ class WorkerProcess:
         self.python = python or sys.executable
         self.memory_limit_bytes = memory_limit_bytes
         self.extra_env = extra_env or {}
+        self.cpus: list[int] | None = None  # this worker's share of the host's CPUs, when lanes share a host
         self.proc: subprocess.Popen | None = None
         self._buffer = b""
         self._log: Any = None
@@ -63,6 +64,10 @@ class WorkerProcess:
         args = [self.python, "-m", "dlmark.worker"]
         if self.memory_limit_bytes:
             args += ["--memory-limit", str(self.memory_limit_bytes)]
+        if self.cpus:
+            args += ["--cpus", ",".join(map(str, self.cpus))]
+            if "OMP_NUM_THREADS" not in self.extra_env:
+                env["OMP_NUM_THREADS"] = str(len(self.cpus))
         self._log = tempfile.TemporaryFile(prefix="dlmark-worker-")
         self._buffer = b""
         # A session of its own: Ctrl-C in the terminal reaches the driver only,
@@ -172,6 +177,36 @@ class Lane:
         self.worker.close()
 
 
+def _usable_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def gpu_local_cpus(device: Device, available: list[int]) -> list[int]:
+    """The CPUs NVML says are close to a GPU (its NUMA node), among ``available``; all if unknown."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByUUID(device.uuid)
+        mask = pynvml.nvmlDeviceGetCpuAffinity(handle, max(available) // 64 + 1)
+        local = [c for c in available if (mask[c // 64] >> (c % 64)) & 1]
+    except Exception:  # noqa: BLE001 -- no NVML or no UUID: every CPU is as close as any other
+        return available
+    return local or available
+
+
+def split_cpus(local_sets: list[list[int]]) -> list[list[int]]:
+    """One CPU set per lane: lanes whose GPUs share local CPUs split them into equal, disjoint parts."""
+    lanes_of: dict[tuple[int, ...], list[int]] = {}
+    for lane, cpus in enumerate(local_sets):
+        lanes_of.setdefault(tuple(cpus), []).append(lane)
+    shares: list[list[int]] = [[] for _ in local_sets]
+    for cpus, lanes in lanes_of.items():
+        for k, lane in enumerate(lanes):
+            shares[lane] = list(cpus[k * len(cpus) // len(lanes):(k + 1) * len(cpus) // len(lanes)])
+    return shares
+
+
 def estimated_cost(group: Any) -> float:
     """Relative time a group will take, known before anything runs.
 
@@ -199,6 +234,13 @@ class LocalExecutor:
 
     def __init__(self, devices: list[Device], memory_limit_bytes: int | None = None, python: str | None = None):
         self.lanes = [Lane(d, memory_limit_bytes, python) for d in devices]
+        if len(devices) > 1 and all(d.kind == "cuda" for d in devices):
+            # GPU lanes launch kernels from the host: each gets its own CPUs, near its GPU,
+            # so that one lane's host work (input generation, launches) cannot slow another's.
+            shares = split_cpus([gpu_local_cpus(d, _usable_cpus()) for d in devices])
+            if shares and all(shares):
+                for lane, cpus in zip(self.lanes, shares):
+                    lane.worker.cpus = cpus
 
     def run(self, groups: list[Any], run_group: Callable[[Any, Lane], None], stop: threading.Event) -> None:
         """Run every group through ``run_group(group, lane)``; returns when all are done or ``stop`` is set."""

@@ -126,6 +126,7 @@ def serve(stdin, answer) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlmark.worker")
     parser.add_argument("--memory-limit", type=int, default=None, help="bytes of private memory the worker may use")
+    parser.add_argument("--cpus", default=None, help="comma-separated CPU ids this worker runs on (one lane's share)")
     args = parser.parse_args(argv)
     # The driver owns Ctrl-C: it stops us explicitly and keeps finished records.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     _apply_memory_limit(args.memory_limit)
+    if args.cpus:
+        # Before torch starts its thread pool, so every thread inherits the lane's CPUs.
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
 
     def answer(message: dict[str, Any]) -> None:
         protocol.write(json.dumps(message, default=str) + "\n")
