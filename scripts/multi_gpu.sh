@@ -7,10 +7,11 @@
 # and pins GPUs through NVML). Runs from the source tree (PYTHONPATH=src), so neither an
 # install nor internet, Ray or Bokeh is needed. Set PYTHON to pick the interpreter.
 #
-# The sweep: throughput of 16 torchvision CNNs (the seed page's and two mobile nets) at
-# batch 1..256, fp32, 0.4 s of timed blocks per job: 144 jobs in 16 groups (one per model),
-# about 2-3 minutes on one H200. A group is what a lane takes at a time, so the two-GPU run
-# ends up to one group's time (~10 s) after the ideal half; 16 groups keep that small.
+# The sweep: throughput of 14 torchvision CNNs at batch 1..256, fp32, 0.4 s of timed blocks
+# per job: 126 jobs in 14 groups (one per model), about 3 minutes on one H200. A group is
+# what a lane takes at a time, so the two-GPU run ends when its last group does. Models are
+# listed heaviest first, by their group times in the first H200 run (BENCHMARKS.md: VGG-11
+# 26 s ... ResNet-v1-34 7 s), so that the long groups start first and the tail is short.
 # Target (issue 7): the two-GPU run takes at most 0.6 of the one-GPU time.
 #
 # RESULTS_DIR gets: one_gpu/ and all_gpus/ (the records), warmup/, one_gpu.log,
@@ -26,7 +27,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
-MODELS="AlexNet,DenseNet-121,DenseNet-161,DenseNet-169,DenseNet-201,ResNet-v1-18,ResNet-v1-34,ResNet-v1-50,ResNet-v1-101,ResNet-v1-152,SqueezeNet-1.0,SqueezeNet-1.1,VGG-11,VGG-16,MobileNet-v2,MobileNet-v3-Small"
+MODELS="VGG-11,DenseNet-121,VGG-16,ResNet-v1-50,DenseNet-169,ResNet-v1-152,ResNet-v1-18,ResNet-v1-101,AlexNet,MobileNet-v2,SqueezeNet-1.1,ResNet-v1-34,SqueezeNet-1.0,MobileNet-v3-Small"
 SWEEP=(cnn --task throughput --models "$MODELS" --batch-sizes 1:256 --min-time 0.4 --precision fp32 --quiet)
 
 # Fail now, not after the first run, if something the runs need is missing.
@@ -89,6 +90,11 @@ ratios = [r["throughput"] / one_by[(r["model"], r["batch_size"])]["throughput"]
 if ratios:
     print(f"per-job throughput, all GPUs / one GPU: median {statistics.median(ratios):.3f}, "
           f"min {min(ratios):.3f}, max {max(ratios):.3f} over {len(ratios)} jobs")
+# Host-side interference shows first in warm-up (first passes, cuDNN autotuning), not in timed blocks.
+for name, rows in runs.items():
+    warm = sum(r.get("warmup_s") or 0 for r in rows)
+    timed = sum(sum(r.get("block_times_s") or []) for r in rows)
+    print(f"{name}: warm-up {warm:.1f} s, timed blocks {timed:.1f} s in total")
 print(f"wall time: one GPU {one:.1f} s, all GPUs {every:.1f} s")
 print(f"ratio all/one = {every / one:.3f}  (target <= 0.6)")
 EOF
