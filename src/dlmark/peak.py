@@ -35,25 +35,10 @@ class PeakConfig:
 
 
 def _timer(device) -> Callable[[Callable[[], Any], int], float]:
-    import torch
+    """The block timers of dlmark.measure: CUDA events on GPU, perf_counter on CPU."""
+    from .measure import CudaEventTimer, PerfCounterTimer
 
-    if device.type == "cuda":
-        def time_cuda(fn: Callable[[], Any], iters: int) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1e3
-        return time_cuda
-
-    def time_cpu(fn: Callable[[], Any], iters: int) -> float:
-        began = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        return time.perf_counter() - began
-    return time_cpu
+    return (CudaEventTimer(device) if device.type == "cuda" else PerfCounterTimer()).time_block
 
 
 def _median_per_iter(fn: Callable[[], Any], timer, config: PeakConfig) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 EAGER = None
 
@@ -138,7 +138,6 @@ class Search:
 
     # -- the steps
     def run(self) -> TuneResult:
-        space = self.space
         batch = self._baseline()
         if batch is None:
             self.result.seconds = self.clock() - self._began
