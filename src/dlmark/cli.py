@@ -298,7 +298,8 @@ def _extension_commands() -> list[Callable[[Any], None]]:
     """Commands that live beside their feature (report, pareto, ...), registered if present."""
     found = []
     for module_name, function in (("dlmark.report.cli", "add_report_command"), ("dlmark.tradeoff", "add_pareto_command"),
-                                  ("dlmark.tune", "add_tune_command"), ("dlmark.peak", "add_peak_command")):
+                                  ("dlmark.tune", "add_tune_command"), ("dlmark.peak", "add_peak_command"),
+                                  ("dlmark.plot_cli", "add_plot_command")):
         try:
             module = __import__(module_name, fromlist=[function])
         except ImportError:
