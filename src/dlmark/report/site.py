@@ -287,7 +287,8 @@ def _index_tables(data: pd.DataFrame, unreadable: list[str]) -> dict[str, Table]
                .agg(hosts=("host", lambda s: ", ".join(map(str, dict.fromkeys(s.dropna())))),
                     records=("_ok", "size"), ok=("_ok", "sum"), failed=("_failed", "sum"))
                .reset_index())
-    models = (frame.groupby(frame["model"].fillna("?"), sort=False)
+    networks = frame[frame["task"] != "peak"] if "task" in frame.columns else frame
+    models = (networks.groupby(networks["model"].fillna("?"), sort=False)
               .agg(family=("family", "first"), params=("params", "max"), flops=("flops_per_sample", "max"),
                    records=("_ok", "size"), failed=("_failed", "sum"))
               .reset_index())
@@ -392,7 +393,9 @@ def build_site(results_dir: str | Path, site_dir: str | Path) -> SiteSummary:
     for figure, div in zip(drawn, divs):
         figure.div = div
 
-    devices, models, runs = _unique(data, "device"), _unique(data, "model"), _unique(data, "run_id")
+    # A `dlmark peak` record describes its device, not a model.
+    networks = data[data["task"] != "peak"] if "task" in data.columns else data
+    devices, models, runs = _unique(data, "device"), _unique(networks, "model"), _unique(data, "run_id")
     common = {"version": __version__, "results_dir": str(results_dir), "scripts": scripts,
               "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "records": len(data)}
     _render("index.html", site_dir / "index.html", page="index", tables=_index_tables(data, unreadable),
