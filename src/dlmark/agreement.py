@@ -19,11 +19,10 @@ Runners that compute agreement themselves (PyTorch's reduced precisions, in
 """
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
 
-from .backends.precision_check import AGREEMENT_BATCH, AGREEMENT_SEED
+from .backends.precision_check import AGREEMENT_BATCH, AGREEMENT_SEED, compare_logits
 from .backends.precision_check import TOLERANCE as _REDUCED_TOLERANCE
 
 #: Largest accepted max_rel per precision. fp32 runtimes differ only in the order of
@@ -45,20 +44,7 @@ def is_reference(group: Any) -> bool:
 
 def compare(reference: Any, output: Any, precision: str, method: str) -> dict[str, Any]:
     """The ``agreement_*`` fields for two logit arrays (batch x classes)."""
-    import numpy as np
-
-    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
-    out = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
-    if ref.shape != out.shape:
-        return not_comparable(f"{method}; output shape {out.shape} differs from the reference's {ref.shape}")
-    finite = bool(np.isfinite(out).all())
-    max_abs = float(np.abs(out - ref).max()) if finite else math.inf
-    scale = float(np.abs(ref).max())
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
-    top1 = float((out.argmax(axis=1) == ref.argmax(axis=1)).mean())
-    return {"agreement_max_abs": max_abs, "agreement_max_rel": max_rel, "agreement_top1": top1,
-            "agreement_ok": finite and max_rel <= TOLERANCE.get(precision, TOLERANCE["fp32"]),
-            "agreement_method": method}
+    return compare_logits(reference, output, TOLERANCE.get(precision, TOLERANCE["fp32"]), method)
 
 
 def not_comparable(why: str) -> dict[str, Any]:

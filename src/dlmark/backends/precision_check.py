@@ -20,23 +20,33 @@ AGREEMENT_SEED = 0
 TOLERANCE = {"tf32": 0.01, "fp16": 0.05, "amp-fp16": 0.05, "bf16": 0.1, "amp-bf16": 0.1}
 
 
-def agreement_fields(reference: Any, output: Any, precision: str, method: str) -> dict[str, Any]:
-    """``agreement_*`` record fields comparing ``output`` logits with fp32 ``reference`` logits."""
-    import torch
+def compare_logits(reference: Any, output: Any, tolerance: float, method: str) -> dict[str, Any]:
+    """``agreement_*`` record fields for two logit arrays (batch x classes), any array-likes.
 
-    ref = reference.detach().float().cpu().reshape(reference.shape[0], -1)
-    out = output.detach().float().cpu().reshape(output.shape[0], -1)
-    diff = (out - ref).abs()
-    max_abs = float(diff.max()) if diff.numel() else 0.0
-    scale = float(ref.abs().max()) if ref.numel() else 0.0
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    top1 = float((out.argmax(dim=1) == ref.argmax(dim=1)).float().mean())
-    finite = bool(torch.isfinite(out).all())
-    tolerance = TOLERANCE.get(precision, 0.0)
-    return {
-        "agreement_max_abs": max_abs,
-        "agreement_max_rel": max_rel,
-        "agreement_top1": top1,
-        "agreement_ok": finite and max_rel <= tolerance,
-        "agreement_method": method,
-    }
+    The one place the comparison is computed: PyTorch's reduced precisions (in the worker)
+    and the other runtimes (``dlmark.agreement``, in the driver) both come here.
+    """
+    import math
+
+    import numpy as np
+
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    out = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
+    if ref.shape != out.shape:
+        return {"agreement_max_abs": None, "agreement_max_rel": None, "agreement_top1": None, "agreement_ok": None,
+                "agreement_method": f"{method}; output shape {out.shape} differs from the reference's {ref.shape}"}
+    finite = bool(np.isfinite(out).all())
+    max_abs = float(np.abs(out - ref).max()) if finite and out.size else (0.0 if finite else math.inf)
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
+    top1 = float((out.argmax(axis=1) == ref.argmax(axis=1)).mean())
+    return {"agreement_max_abs": max_abs, "agreement_max_rel": max_rel, "agreement_top1": top1,
+            "agreement_ok": finite and max_rel <= tolerance, "agreement_method": method}
+
+
+def agreement_fields(reference: Any, output: Any, precision: str, method: str) -> dict[str, Any]:
+    """``agreement_*`` fields comparing ``output`` logits (a tensor) with fp32 ``reference`` logits."""
+    def to_numpy(tensor: Any) -> Any:
+        return tensor.detach().float().cpu().numpy()
+
+    return compare_logits(to_numpy(reference), to_numpy(output), TOLERANCE.get(precision, 0.0), method)
