@@ -76,3 +76,47 @@ def test_models_and_suites_list(capsys):
     assert main(["suites"]) == 0
     out = capsys.readouterr().out
     assert "cnn" in out and "quick" in out
+
+
+def _options_of(monkeypatch, tmp_path, *args):
+    """The RunOptions `dlmark run` builds, captured instead of running."""
+    import dlmark.sweep
+
+    seen = {}
+
+    def fake_run(options, *a, **kw):
+        seen["options"] = options
+        raise SystemExit(0)
+
+    monkeypatch.setattr(dlmark.sweep, "run", fake_run)
+    with pytest.raises(SystemExit):
+        main(["run", *args, "--device", "cpu", "--out", str(tmp_path / "r")])
+    return seen["options"]
+
+
+def test_suite_timing_per_device_kind_and_min_time_over_it(monkeypatch, tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "s"\nmodels = ["AlexNet"]\nbatch_sizes = [1]\n'
+                     '[timing]\nmin_run_s = 1.0\nmin_blocks = 7\n[timing.cuda]\nmin_run_s = 0.5\n')
+    options = _options_of(monkeypatch, tmp_path, str(suite))
+    assert options.timing_for("cpu") == {"min_run_s": 1.0, "min_blocks": 7}
+    assert options.timing_for("cuda") == {"min_run_s": 0.5, "min_blocks": 7}
+    # --min-time is the user's figure: it holds on every kind of device.
+    options = _options_of(monkeypatch, tmp_path, str(suite), "--min-time", "0.2")
+    assert options.timing_for("cpu")["min_run_s"] == options.timing_for("cuda")["min_run_s"] == 0.2
+    # The shipped cnn suite times GPUs shorter than CPUs.
+    options = _options_of(monkeypatch, tmp_path, "cnn")
+    assert options.timing_for("cuda")["min_run_s"] < options.timing_for("cpu")["min_run_s"]
+
+
+@pytest.mark.parametrize("timing, message", [
+    ("[timing]\nmin_run_sec = 1\n", "unknown timing option(s) ['min_run_sec']"),
+    ("[timing.tpu]\nmin_run_s = 1\n", "unknown timing option(s) ['tpu']"),
+    ("[timing.cuda]\nmin_run_sec = 1\n", "unknown timing option(s) for cuda ['min_run_sec']"),
+])
+def test_bad_suite_timing_is_one_line(timing, message, tmp_path, capsys):
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "s"\nmodels = ["AlexNet"]\nbatch_sizes = [1]\n' + timing)
+    assert main(["run", str(suite), "--device", "cpu", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -47,3 +47,17 @@ def test_peak_allocated_memory_grows_linearly_with_batch():
     slope, intercept = np.polyfit(xs, ys, 1)
     r2 = 1 - ((ys - (slope * xs + intercept)) ** 2).sum() / ((ys - ys.mean()) ** 2).sum()
     assert slope > 0 and r2 > 0.99, peaks
+
+
+def test_largest_batch_trials_report_the_allocator_peak_and_budget():
+    from dlmark.backends import RunConfig
+    from dlmark.backends.pytorch import load
+    from dlmark.tasks.max_batch_size import probe
+
+    runner = load("ResNet-v1-18", RunConfig(device="cuda:0"))
+    small, large = probe(runner, 64), probe(runner, 512)
+    free, total = torch.cuda.mem_get_info()
+    for trial in (small, large):
+        assert 0 < trial["peak_bytes"] <= trial["budget_bytes"] <= total
+    # 448 more images of ResNet-18 activations (megabytes each) raise the peak by far more than rounding.
+    assert large["peak_bytes"] - small["peak_bytes"] > 100 * 2**20

@@ -109,6 +109,22 @@ def test_largest_batch_under_a_real_memory_cap(tmp_path):
     assert models[f"{FIX}:tiny"][0]["max_batch_size"] == 64  # the sweep went on
 
 
+def test_largest_batch_reuses_the_model_the_throughput_jobs_loaded(tmp_path, fast, monkeypatch):
+    builds = tmp_path / "builds.log"
+    monkeypatch.setenv("DLMARK_TEST_BUILD_LOG", str(builds))
+    code, rows = run(tmp_path, "--models", f"{FIX}:counts_builds", "--task", "throughput,max-batch-size",
+                     "--batch-sizes", "1,2", "--max-batch-cap", "16", *fast)
+    assert code == 0
+    assert sorted((r["task"], r["status"]) for r in rows) == [
+        ("max_batch_size", "ok"), ("throughput", "ok"), ("throughput", "ok")]
+    assert len(builds.read_text().split()) == 1  # one build served both groups
+    # A second model in between means a fresh build: reuse is only for the same model and configuration.
+    builds.unlink()
+    code, rows = run(tmp_path, "--models", f"{FIX}:counts_builds,{FIX}:tiny", "--task", "max-batch-size",
+                     "--max-batch-cap", "16", out="r2")
+    assert code == 0 and len(builds.read_text().split()) == 1
+
+
 def test_force_re_measures_and_replaces(tmp_path, fast):
     run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1", *fast)
     first = load_records(str(tmp_path / "r"))[0]

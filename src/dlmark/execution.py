@@ -8,6 +8,7 @@ here, driver-side, so a trial that kills the worker is just a failed trial.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 import uuid
@@ -95,9 +96,12 @@ def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
     config = RunConfig(device=device.worker_device, precision=group.precision, layout=group.layout,
                        compile_mode=group.compile_mode, threads=group.threads)
     load_request = {"op": "load", "backend": group.backend, "model": group.model.source_ref, "config": asdict(config)}
+    load_key = json.dumps(load_request, sort_keys=True)
 
     def load() -> dict[str, Any]:
-        return worker.request(load_request, LOAD_TIMEOUT_S)
+        answer = worker.request(load_request, LOAD_TIMEOUT_S)
+        worker.loaded = (load_key, answer) if answer["ok"] else None
+        return answer
 
     if hasattr(lane, "use_python"):  # some runtimes (MXNet) run under an interpreter of their own
         from .runtimes import interpreter, worker_env
@@ -105,7 +109,8 @@ def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
         lane.use_python(interpreter(group.backend), worker_env(group.backend))
     ctx.on_job_start(todo[0], device)
     try:
-        answer = load()
+        held = getattr(worker, "loaded", None)
+        answer = held[1] if held and held[0] == load_key and worker.alive() else load()
     except WorkerFailed as exc:
         if ctx.stop.is_set():
             return
@@ -141,7 +146,7 @@ def _run_throughput(jobs: list[Job], lane: Lane, ctx: RunContext, facts: dict[st
             return
         if index:
             ctx.on_job_start(job, device)
-        request = {"op": "throughput", "batch_size": job.batch_size, "timing": ctx.options.timing}
+        request = {"op": "throughput", "batch_size": job.batch_size, "timing": ctx.options.timing_for(device.kind)}
         try:
             answer = worker.request(request, ctx.options.timeout_s)
         except WorkerFailed as exc:
@@ -185,7 +190,8 @@ def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
             worker.kill()
             return max_batch_size.Trial(batch, exc.status, time.perf_counter() - began, str(exc)[:500])
         status = "ok" if answer["ok"] else answer["status"]
-        return max_batch_size.Trial(batch, status, time.perf_counter() - began, answer.get("error"))
+        return max_batch_size.Trial(batch, status, time.perf_counter() - began, answer.get("error"),
+                                    peak_bytes=answer.get("peak_bytes"), budget_bytes=answer.get("budget_bytes"))
 
     try:
         result = max_batch_size.search(try_batch, cap=cap)

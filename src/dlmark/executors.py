@@ -47,6 +47,9 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self._buffer = b""
         self._log: Any = None
+        # (load request, its answer) of the model this process holds; the next group
+        # on the same model and configuration (largest batch after throughput) reuses it.
+        self.loaded: tuple[str, dict[str, Any]] | None = None
 
     # -- life cycle
     def start(self) -> None:
@@ -70,6 +73,7 @@ class WorkerProcess:
                 env["OMP_NUM_THREADS"] = str(len(self.cpus))
         self._log = tempfile.TemporaryFile(prefix="dlmark-worker-")
         self._buffer = b""
+        self.loaded = None
         # A session of its own: Ctrl-C in the terminal reaches the driver only,
         # which then stops workers itself and keeps every finished record.
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,

@@ -65,15 +65,31 @@ class RunOptions:
         if self.threads is not None and self.threads < 1:
             raise UserError("--threads must be a positive integer")
         expand(self.backends or [self.backend], self.compile_modes)  # an unknown runtime name is a UserError
-        unknown = set(self.timing) - set(TimingConfig.__dataclass_fields__)
-        if unknown:
-            raise UserError(f"unknown timing option(s) {sorted(unknown)}; known: {sorted(TimingConfig.__dataclass_fields__)}")
+        known = set(TimingConfig.__dataclass_fields__)
+        for where, options in [("", self.timing)] + [
+                (f" for {kind}", v) for kind, v in self.timing.items() if isinstance(v, dict)]:
+            unknown = {k for k, v in options.items() if not isinstance(v, dict)} - known
+            unknown |= {k for k, v in options.items() if isinstance(v, dict) and (where or k not in DEVICE_KINDS)}
+            if unknown:
+                raise UserError(f"unknown timing option(s){where} {sorted(unknown)}; known: {sorted(known)}, "
+                                f"and per device kind: {', '.join(f'[timing.{k}]' for k in DEVICE_KINDS)}")
         if self.accuracy_batch_size < 1 or (self.accuracy_limit is not None and self.accuracy_limit < 1):
             raise UserError("--accuracy-batch-size and --limit must be positive integers")
         if (self.imagenet or self.accuracy_limit) and "accuracy" not in self.tasks:
             raise UserError("--imagenet and --limit are for the accuracy task; add --task accuracy")
         if self.accuracy_limit and not self.imagenet:
             raise UserError("--limit picks images from the validation set; give it with --imagenet DIR")
+
+
+    def timing_for(self, device_kind: str) -> dict[str, Any]:
+        """Timing options on one kind of device: the common ones, then that kind's
+        (a suite's ``[timing.cuda]``: CUDA events are precise enough for shorter runs)."""
+        common = {k: v for k, v in self.timing.items() if not isinstance(v, dict)}
+        return {**common, **self.timing.get(device_kind, {})}
+
+
+#: Device kinds a suite's timing may be specialised for.
+DEVICE_KINDS = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)

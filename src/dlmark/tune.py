@@ -337,7 +337,7 @@ class WorkerMeasurer:
                 return _outcome(config, record, time.monotonic() - began)
             left = max(1.0, timeout_s - (time.monotonic() - began))
             answer = worker.request({"op": "throughput", "batch_size": config.batch_size,
-                                     "timing": self.options.timing}, left)
+                                     "timing": self.options.timing_for(self.device.kind)}, left)
         except WorkerFailed as exc:
             self.loaded = None
             worker.kill()

@@ -52,6 +52,8 @@ class PyTorchRunner:
             # Let cuDNN pick the fastest convolution per shape, as deployed inference does;
             # warm-up absorbs the search.
             torch.backends.cudnn.benchmark = True
+        # Largest-batch trials report the allocator's peak and budget (max_batch_size.probe).
+        self.probe_memory = AllocatorWatch(self.device) if self.device.type == "cuda" else None
         self.dtype = _DTYPES[config.precision]
         self.memory_format = torch.channels_last if config.layout == "channels_last" else torch.contiguous_format
         # Counted on the CPU fp32 module before .to() changes it in place.
@@ -183,6 +185,24 @@ class PyTorchRunner:
     def close(self) -> None:
         del self.module
         self.recover()
+
+
+class AllocatorWatch:
+    """The CUDA caching allocator's view of one largest-batch trial."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def start(self) -> int:
+        """Empty the cache, reset the peak; bytes the allocator could hold (reserved + free)."""
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        free, _total = torch.cuda.mem_get_info(self.device)
+        return torch.cuda.memory_reserved(self.device) + free
+
+    def peak(self) -> int:
+        return torch.cuda.max_memory_reserved(self.device)
 
 
 def _device_uuid(device: torch.device) -> str | None:
