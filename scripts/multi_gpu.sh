@@ -11,7 +11,9 @@
 # per job: 126 jobs in 14 groups (one per model), about 3 minutes on one H200. A group is
 # what a lane takes at a time, so the two-GPU run ends when its last group does. Models are
 # listed heaviest first, by their group times in the first H200 run (BENCHMARKS.md: VGG-11
-# 26 s ... ResNet-v1-34 7 s), so that the long groups start first and the tail is short.
+# 26 s ... ResNet-v1-34 7 s), so that the long groups start first and the tail is short. A lane
+# takes the next model of the family it ran last when there is one (VGG-16 after VGG-11): cuDNN's
+# autotuning results live in the worker and a family shares most convolution shapes.
 # Target (issue 7): the two-GPU run takes at most 0.6 of the one-GPU time.
 #
 # RESULTS_DIR gets: one_gpu/ and all_gpus/ (the records), warmup/, one_gpu.log,

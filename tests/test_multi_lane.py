@@ -17,7 +17,7 @@ import pytest
 from dlmark import suites, sweep, zoo
 from dlmark.benchmark import load_records
 from dlmark.devices import Device, cpu
-from dlmark.executors import LocalExecutor, schedule_order
+from dlmark.executors import LocalExecutor, schedule_order, take_next
 from dlmark.plan import Group, RunOptions
 
 FIX = "py:tests.fixtures.models"
@@ -65,6 +65,27 @@ def test_groups_spread_over_free_lanes_each_exactly_once():
     lane_of = dict(taken)
     assert names[0] == "long"  # started first although planned last
     assert {spec for name, spec in taken if name != "long"} == {"cpu:0", "cpu:1"} - {lane_of["long"]}
+
+
+def test_a_lane_keeps_to_the_family_it_ran_last():
+    # cuDNN's autotuning cache is per worker: a family's later models reuse its shapes.
+    assert take_next([fake_group("ResNet-v1-18", 9), fake_group("VGG-16", 9)], "VGG").model.name == "VGG-16"
+    assert take_next([fake_group("ResNet-v1-18", 9), fake_group("VGG-16", 9)], "DenseNet").model.name == "ResNet-v1-18"
+    executor = LocalExecutor(two_lanes())
+    taken: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def run_group(group, lane):
+        with lock:
+            taken.append((group.model.name, lane.device.spec))
+        time.sleep(0.3)
+
+    names = ["VGG-11", "DenseNet-121", "ResNet-v1-18", "VGG-16", "DenseNet-169", "ResNet-v1-34"]
+    executor.run([fake_group(n, 9) for n in names], run_group, threading.Event())
+    lane_of = dict(taken)
+    assert sorted(lane_of) == sorted(names)
+    assert lane_of["VGG-16"] == lane_of["VGG-11"] and lane_of["DenseNet-169"] == lane_of["DenseNet-121"]
+    assert lane_of["VGG-11"] != lane_of["DenseNet-121"]
 
 
 # --------------------------------------------------------------- real worker processes

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import selectors
 import signal
 import subprocess
@@ -223,6 +222,23 @@ def estimated_cost(group: Any) -> float:
     return per_job * len(getattr(group, "jobs", ()) or (None,))
 
 
+def family_of(group: Any) -> str | None:
+    model = getattr(group, "model", None)
+    return getattr(model, "family", None)
+
+
+def take_next(pending: list[Any], last_family: str | None) -> Any:
+    """Remove and return the next group for a lane that last ran ``last_family``.
+
+    The first pending group of that family if any, else the first pending group.
+    cuDNN's autotuning results live in the worker process, per convolution shape,
+    and models of a family share most shapes: on the H200, VGG-16 warmed up in
+    13 s after VGG-11 on the same lane and in 33 s on a lane of its own.
+    """
+    index = next((i for i, g in enumerate(pending) if last_family and family_of(g) == last_family), 0)
+    return pending.pop(index)
+
+
 def schedule_order(groups: list[Any]) -> list[Any]:
     """Largest groups first, plan order among equals.
 
@@ -248,18 +264,20 @@ class LocalExecutor:
 
     def run(self, groups: list[Any], run_group: Callable[[Any, Lane], None], stop: threading.Event) -> None:
         """Run every group through ``run_group(group, lane)``; returns when all are done or ``stop`` is set."""
-        pending: queue.Queue = queue.Queue()
-        for group in schedule_order(groups) if len(self.lanes) > 1 else groups:
-            pending.put(group)
+        pending = list(schedule_order(groups) if len(self.lanes) > 1 else groups)
+        lock = threading.Lock()
         errors: list[BaseException] = []
 
         def drain(lane: Lane) -> None:
+            last_family = None
             try:
                 while not stop.is_set():
-                    try:
-                        group = pending.get_nowait()
-                    except queue.Empty:
-                        return
+                    with lock:
+                        if not pending:
+                            return
+                        # One lane keeps plan order; several keep families together.
+                        group = take_next(pending, last_family if len(self.lanes) > 1 else None)
+                    last_family = family_of(group)
                     run_group(group, lane)
             except BaseException as exc:  # noqa: BLE001 -- surfaced in the driver thread below
                 errors.append(exc)
