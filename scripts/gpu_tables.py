@@ -37,8 +37,9 @@ def max_batch_table(folder: str) -> str:
     return "\n".join(lines)
 
 
-def tune_table(folder: str) -> str:
+def tune_table(folder: str, model: str = "ResNet-v1-50") -> str:
     t = dm.benchmark.load_results(f"{folder}/*.json")
+    t = t[(t.model == model) & (t.task == "throughput")]
     lines = ["| precision | layout | execution | batch | img/s | ms/batch | MFU | W | J/img | top-1 agreement with fp32 | max logit error | throttled |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for _, r in t.sort_values(["batch_size", "throughput"]).iterrows():
@@ -58,4 +59,5 @@ if __name__ == "__main__":
     sweep, tune = sys.argv[1], sys.argv[2]
     print(sweep_table(sweep), end="\n\n")
     print(max_batch_table(sweep), end="\n\n")
-    print(tune_table(tune))
+    for model in ("ResNet-v1-50", "SqueezeNet-1.1", "VGG-16"):
+        print(f"{model}:\n{tune_table(tune, model)}", end="\n\n")

@@ -191,7 +191,8 @@ def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
             return max_batch_size.Trial(batch, exc.status, time.perf_counter() - began, str(exc)[:500])
         status = "ok" if answer["ok"] else answer["status"]
         return max_batch_size.Trial(batch, status, time.perf_counter() - began, answer.get("error"),
-                                    peak_bytes=answer.get("peak_bytes"), budget_bytes=answer.get("budget_bytes"))
+                                    peak_bytes=answer.get("peak_bytes"), budget_bytes=answer.get("budget_bytes"),
+                                    allocated_bytes=answer.get("allocated_bytes"))
 
     try:
         result = max_batch_size.search(try_batch, cap=cap)

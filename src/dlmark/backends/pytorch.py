@@ -201,8 +201,9 @@ class AllocatorWatch:
         free, _total = torch.cuda.mem_get_info(self.device)
         return torch.cuda.memory_reserved(self.device) + free
 
-    def peak(self) -> int:
-        return torch.cuda.max_memory_reserved(self.device)
+    def peaks(self) -> tuple[int, int]:
+        """(reserved, allocated) peaks since ``start``."""
+        return torch.cuda.max_memory_reserved(self.device), torch.cuda.max_memory_allocated(self.device)
 
 
 def _device_uuid(device: torch.device) -> str | None:
