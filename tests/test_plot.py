@@ -144,6 +144,22 @@ def test_memory_plot_shows_allocated_reserved_nvml_on_gpu_and_rss_on_cpu(thr):
     assert "MB" in fig.yaxis[0].axis_label and "MB" in hover_text(fig)
 
 
+def test_memory_plot_tells_two_precisions_apart(thr):
+    gpu = thr[(thr.device == GPU) & (thr.model == "ResNet-v2-50") & (thr.status == "ok")]
+    half = gpu.copy()
+    half["precision"] = "bf16"
+    half[["peak_mem_allocated_mb", "peak_mem_reserved_mb", "nvml_mem_used_mb"]] /= 2
+    fig = plot.batch_size_vs_memory(pd.concat([gpu, half], ignore_index=True))
+    labels = set(legend_labels(fig))
+    assert {"fp32 · allocated (torch)", "bf16 · allocated (torch)", "bf16 · reserved (torch cache)"} <= labels
+    colour_of = {r.data_source.data["variant"][0]: r.glyph.line_color for r in glyph_renderers(fig, "Line")}
+    assert colour_of["fp32"] != colour_of["bf16"]
+    dash_of = {(r.data_source.data["variant"][0], r.data_source.data["kind"][0]): tuple(r.glyph.line_dash)
+               for r in glyph_renderers(fig, "Line")}
+    assert dash_of[("bf16", "allocated (torch)")] != dash_of[("bf16", "reserved (torch cache)")]
+    assert "@variant" in hover_text(fig)
+
+
 def test_memory_plot_of_2018_records_falls_back_to_device_mem():
     old = pd.DataFrame({"model": ["AlexNet"] * 3, "device": ["GPU"] * 3, "batch_size": [1, 2, 4],
                         "throughput": [10.0, 20.0, 30.0], "device_mem": [100.0, 120.0, 160.0]})

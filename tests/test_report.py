@@ -235,3 +235,15 @@ def test_pages_render_offline_in_chromium_without_errors_or_injected_script(real
     # (Chromium keeps the file's own name for file:// links, not the download attribute's.)
     csv_files = WebDriverWait(browser, 60).until(lambda _: list(browser.downloads.glob("*.csv")))
     assert len(pd.read_csv(csv_files[0])) == summary.records
+
+
+def test_csv_quotes_text_a_spreadsheet_would_run_as_a_formula(tmp_path):
+    from dlmark.report.site import _csv
+
+    rows = pd.DataFrame({"model": ["=HYPERLINK(\"http://x\",\"y\")", "@SUM(A1)", "AlexNet", "-2+3"],
+                         "throughput": [1.5, -2.0, 3.0, 4.0], "trials": [[1, 2], None, {"a": 1}, None]})
+    _csv(rows, tmp_path / "r.csv")
+    back = pd.read_csv(tmp_path / "r.csv")
+    assert list(back.model) == ["'=HYPERLINK(\"http://x\",\"y\")", "'@SUM(A1)", "AlexNet", "'-2+3"]
+    assert list(back.throughput) == [1.5, -2.0, 3.0, 4.0]  # numbers stay numbers, signs included
+    assert back.trials[0] == "[1, 2]" and back.trials[2] == '{"a": 1}'

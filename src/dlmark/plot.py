@@ -482,7 +482,9 @@ def batch_size_vs_memory(data: pd.DataFrame):
 
     The gap between allocated and reserved is the caching allocator's pool, the
     gap to NVML is the CUDA context and other processes: why one "memory" figure
-    per batch size can mislead. Colour is the kind of memory; hover names the model.
+    per batch size can mislead. Colour is the kind of memory, or, when the records
+    differ in configuration (precision, layout, ...), the configuration, with the
+    kind of memory as the line's dash; hover names the model.
     The batch-size axis is linear so that linear growth shows as a straight line.
     Falls back to the seed's ``device_mem`` for records without the new columns.
     """
@@ -501,22 +503,27 @@ def batch_size_vs_memory(data: pd.DataFrame):
                        x_axis_label="batch size (images per forward pass)", y_axis_label="memory (MB)")
     parts = []
     for column, label in kinds:
-        part = frame[["model", "device", "series", "batch_size"]].copy()
+        part = frame[["model", "device", "series", "variant", "batch_size"]].copy()
         part["memory_mb"] = pd.to_numeric(frame[column], errors="coerce")
         part["kind"] = label
         parts.append(part.dropna(subset=["memory_mb"]))
     memory = pd.concat(parts, ignore_index=True)
     if memory.empty:
         return _no_data(fig)
-    colors = _colors([label for _, label in kinds])
+    # Two precisions of one model would otherwise be two lines of one colour.
+    by_variant = memory["variant"].nunique() > 1
+    colors = _colors(memory["variant"] if by_variant else [label for _, label in kinds])
     dashes = {"reserved (torch cache)": "dashed", "in use (NVML)": "dotted"}
     for (kind, _series), rows in memory.groupby(["kind", "series"], sort=False):
         rows = rows.sort_values("batch_size")
-        source = _source(rows, ("model", "device", "batch_size", "memory_mb", "kind"))
-        fig.line("batch_size", "memory_mb", source=source, color=colors[kind], legend_label=kind,
+        variant = rows["variant"].iloc[0]
+        color, legend = (colors[variant], f"{variant} · {kind}") if by_variant else (colors[kind], kind)
+        source = _source(rows, ("model", "device", "batch_size", "memory_mb", "kind", "variant"))
+        fig.line("batch_size", "memory_mb", source=source, color=color, legend_label=legend,
                  line_width=2, line_dash=dashes.get(kind, "solid"), alpha=0.8)
-        fig.scatter("batch_size", "memory_mb", source=source, color=colors[kind], legend_label=kind, size=5)
-    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, ("memory", "@kind"),
+        fig.scatter("batch_size", "memory_mb", source=source, color=color, legend_label=legend, size=5)
+    config = [("configuration", "@variant")] if by_variant else []
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, *config, _HOVER_BATCH, ("memory", "@kind"),
                                       ("amount", "@memory_mb{0,0.0} MB")]))
     fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
     fig.yaxis.formatter = NumeralTickFormatter(format="0,0")

@@ -331,13 +331,25 @@ def _index_tables(data: pd.DataFrame, unreadable: list[str]) -> dict[str, Table]
 # ------------------------------------------------------------------ writing
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value):
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value  # shown as text, as spreadsheets do for a leading quote
+    return value
+
+
 def _csv(data: pd.DataFrame, path: Path) -> None:
-    """Every record as one CSV row; lists and dicts (trials, block times) as JSON text."""
+    """Every record as one CSV row; lists and dicts (trials, block times) as JSON text;
+    text that a spreadsheet would run as a formula (a model named ``=HYPERLINK(..)``) quoted."""
     frame = data.drop(columns=[c for c in ("_file",) if c in data.columns])
     for column in frame.columns:
-        if frame[column].map(lambda v: isinstance(v, (list, dict, tuple))).any():
-            frame[column] = frame[column].map(
-                lambda v: json.dumps(v) if isinstance(v, (list, dict, tuple)) else v)
+        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(_csv_cell)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
 
