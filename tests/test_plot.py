@@ -282,3 +282,33 @@ def test_pareto_frontier_lower_is_better_and_repeated_index_labels():
 def test_pareto_frontier_missing_column_is_a_user_error():
     with pytest.raises(UserError, match="'accuracy'"):
         pareto_frontier(pd.DataFrame({"throughput": [1.0]}))
+
+
+def test_roofline_draws_each_roof_once_and_points_where_the_records_say():
+    rows = []
+    for precision, peak in (("fp32", 50.0), ("fp16", 800.0), ("bf16", 800.0)):
+        for batch, intensity, achieved in ((1, 20.0, 0.5), (64, 60.0, 8.0), (256, 80.0, 30.0)):
+            rows.append(dict(model="ResNet-v1-50", device="NVIDIA H200", task="throughput", status="ok",
+                             precision=precision, batch_size=batch, arithmetic_intensity=intensity,
+                             achieved_tflops=achieved * (2 if precision != "fp32" else 1), peak_tflops=peak,
+                             peak_bandwidth_gbs=4000.0, throughput=1000.0 * batch,
+                             bound="compute" if intensity >= peak * 1e3 / 4000.0 else "memory"))
+    fig = plot.roofline(pd.DataFrame(rows))
+    roofs = [r for r in glyph_renderers(fig, "Line") if "peak_tflops" in r.data_source.data]
+    assert sorted(label for label in legend_labels(fig) if label.startswith("roof")) == [
+        "roof: fp16/bf16 800 TFLOP/s, 4,000 GB/s", "roof: fp32 50 TFLOP/s, 4,000 GB/s"]
+    assert len(roofs) == 2
+    for roof in roofs:
+        xs, ys = list(roof.data_source.data["x"]), list(roof.data_source.data["y"])
+        peak = roof.data_source.data["peak_tflops"][0]
+        assert xs[1] == pytest.approx(peak * 1e3 / 4000.0)  # the ridge: bandwidth meets peak
+        assert ys[0] == pytest.approx(xs[0] * 4.0) and ys[1] == ys[2] == peak
+    fp32 = [r for r in glyph_renderers(fig, "Scatter") if r.data_source.data["precision"][0] == "fp32"][0]
+    assert list(fp32.data_source.data["arithmetic_intensity"]) == [20.0, 60.0, 80.0]
+    assert list(fp32.data_source.data["achieved_tflops"]) == [0.5, 8.0, 30.0]
+    assert "@bound" in hover_text(fig) and "FLOP/byte" in hover_text(fig)
+
+
+def test_roofline_without_intensity_names_the_column(thr):
+    with pytest.raises(UserError, match="arithmetic_intensity"):
+        plot.roofline(thr.drop(columns=[c for c in ("arithmetic_intensity",) if c in thr.columns]))

@@ -31,7 +31,7 @@ from .records import family_of
 __all__ = [
     "batch_size_vs_throughput", "batch_size_vs_throughput_grid", "max_batch_size",
     "throughput_vs_device", "throughput_vs_accuracy", "batch_size_vs_memory",
-    "latency_vs_throughput",
+    "latency_vs_throughput", "roofline",
 ]
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
@@ -368,6 +368,63 @@ def latency_vs_throughput(data: pd.DataFrame):
     fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATENCY,
                                       ("latency (p90)", "@latency_ms_p90{0,0.000} ms"),
                                       ("latency (p99)", "@latency_ms_p99{0,0.000} ms")]))
+    _outside_legend(fig)
+    return fig
+
+
+def roofline(data: pd.DataFrame):
+    """Achieved TFLOP/s against arithmetic intensity (FLOP per byte of DRAM traffic), log-log,
+    under each device's roof: memory bandwidth up to the ridge point, then the precision's peak.
+
+    A point left of the ridge is memory-bound, right of it compute-bound (the record's
+    ``bound``); its height under the roof is the record's ``roofline_fraction``. One
+    colour per model and configuration, a point per batch size (a larger batch reads
+    the weights over more images, so the points move right). Roofs come from the
+    records' peaks: a ``dlmark peak`` measurement when there is one, else the datasheet.
+    """
+    frame = _records(data, ("model", "batch_size", "arithmetic_intensity", "achieved_tflops"), "roofline",
+                     task="throughput", numeric=("batch_size", "arithmetic_intensity", "achieved_tflops",
+                                                 "peak_tflops", "peak_bandwidth_gbs"))
+    frame = frame[(frame["arithmetic_intensity"] > 0) & (frame["achieved_tflops"] > 0)]
+    frame = _latest(frame, ("series", "batch_size"))
+    fig = _wide_figure(title="Roofline" + _on_devices(frame), x_axis_type="log", y_axis_type="log",
+                       x_axis_label="arithmetic intensity (FLOP per byte moved)",
+                       y_axis_label="achieved (TFLOP/s)")
+    if frame.empty:
+        return _no_data(fig, "no records with FLOPs and traffic estimates")
+    x_low = frame["arithmetic_intensity"].min() / 2
+    x_high = frame["arithmetic_intensity"].max() * 2
+    roofs = frame.dropna(subset=["peak_tflops", "peak_bandwidth_gbs"])
+    roofs = roofs[(roofs["peak_tflops"] > 0) & (roofs["peak_bandwidth_gbs"] > 0)]
+    # One roof per device and peak: fp16 and bf16 usually share theirs.
+    roof_keys = (roofs.groupby(["device", "peak_tflops", "peak_bandwidth_gbs"], sort=False)["precision"]
+                 .agg(lambda p: "/".join(dict.fromkeys(map(str, p)))).reset_index())
+    for _, roof in roof_keys.iterrows():
+        ridge = roof["peak_tflops"] * 1e3 / roof["peak_bandwidth_gbs"]  # FLOP/byte where the roof flattens
+        xs = [min(x_low, ridge / 10), ridge, max(x_high, ridge * 10)]
+        ys = [xs[0] * roof["peak_bandwidth_gbs"] / 1e3, roof["peak_tflops"], roof["peak_tflops"]]
+        source = _source(pd.DataFrame({"x": xs, "y": ys, "device": roof["device"], "precision": roof["precision"],
+                                       "peak_tflops": roof["peak_tflops"],
+                                       "peak_bandwidth_gbs": roof["peak_bandwidth_gbs"]}),
+                         ("x", "y", "device", "precision", "peak_tflops", "peak_bandwidth_gbs"))
+        label = (f"roof: {roof['precision']} {roof['peak_tflops']:,.0f} TFLOP/s, "
+                 f"{roof['peak_bandwidth_gbs']:,.0f} GB/s" + (f" ({roof['device']})" if frame["device"].nunique() > 1 else ""))
+        fig.line("x", "y", source=source, color="#555555", line_width=2, line_dash="dashed", legend_label=label)
+    colors = _colors(frame["series"])
+    points = []
+    for series, rows in frame.groupby("series", sort=False):
+        rows = rows.sort_values("batch_size")
+        source = _source(rows, ("model", "device", "precision", "batch_size", "arithmetic_intensity",
+                                "achieved_tflops", "mfu", "bound", "roofline_fraction", "throughput"))
+        fig.line("arithmetic_intensity", "achieved_tflops", source=source, color=colors[series], alpha=0.5)
+        points.append(fig.scatter("arithmetic_intensity", "achieved_tflops", source=source,
+                                  color=colors[series], legend_label=series, size=7))
+    fig.add_tools(HoverTool(renderers=points, tooltips=[
+        *_HOVER_MODEL, ("precision", "@precision"), _HOVER_BATCH,
+        ("intensity", "@arithmetic_intensity{0,0.0} FLOP/byte"), ("achieved", "@achieved_tflops{0,0.00} TFLOP/s"),
+        ("bound", "@bound"), ("of the roof", "@roofline_fraction{0.0%}"), ("MFU", "@mfu{0.0%}")]))
+    _plain_numbers(fig.xaxis, [x_low, x_high])
+    _plain_numbers(fig.yaxis, pd.concat([frame["achieved_tflops"], roofs["peak_tflops"]]))
     _outside_legend(fig)
     return fig
 

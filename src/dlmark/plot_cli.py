@@ -26,6 +26,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "throughput-vs-device": ("throughput_vs_device", "throughput"),
     "throughput-vs-accuracy": ("throughput_vs_accuracy", "throughput"),
     "latency-vs-throughput": ("latency_vs_throughput", "throughput"),
+    "roofline": ("roofline", "throughput"),
 }
 
 # The flags the report's browser test starts Chromium with: headless, no sandbox (root in CI

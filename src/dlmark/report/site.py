@@ -228,6 +228,28 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
                             lambda d=device: plot.batch_size_vs_memory(thr[thr["device"] == d]))
                     for device in devices], "tables": []})
 
+    efficient = thr[pd.to_numeric(thr.get("arithmetic_intensity", pd.Series(dtype=float)), errors="coerce") > 0] \
+        if "arithmetic_intensity" in thr.columns else thr.iloc[0:0]
+    limit_table = _table("limit-table", efficient.sort_values(["model", "device", "precision", "batch_size"]), [
+        ("model", "model", None), ("device", "device", None), ("precision", "precision", None),
+        ("batch_size", "batch size", 0), ("achieved_tflops", "achieved TFLOP/s", 2), ("mfu", "MFU", 3),
+        ("peak_source", "peak from", None), ("arithmetic_intensity", "FLOP/byte", 1), ("bound", "bound", None),
+        ("roofline_fraction", "of the roof", 3), ("avg_power_w", "power (W)", 0),
+        ("energy_j_per_sample", "energy (J/image)", 4), ("throttled", "throttled", 0)])
+    sections.append({
+        "id": "limit", "title": "How close to the hardware's limit",
+        "text": "Achieved TFLOP/s (the model's FLOPs per image times throughput) against arithmetic "
+                "intensity (FLOPs per byte of estimated DRAM traffic), under the device's roof: memory "
+                "bandwidth up to the ridge point, the precision's peak after it (`dlmark peak` when "
+                "measured, else the datasheet). Left of the ridge a batch is memory-bound, right of it "
+                "compute-bound. FLOPs are nominal: convolutions cuDNN runs by Winograd or FFT do fewer "
+                "multiplications, so a point can sit above a measured matmul peak.",
+        "figures": [_figure(f"Roofline on {device}", lambda d=device: plot.roofline(efficient[efficient["device"] == d]))
+                    for device in _unique(efficient, "device")]
+        or [Figure("Roofline", note="no records with FLOPs and peaks in these results "
+                                    "(GPU records carry them; on a CPU run `dlmark peak --device cpu` first)")],
+        "tables": [limit_table] if not efficient.empty else []})
+
     largest_table = _table("largest-batch-table", largest.sort_values(["model", "device"]) if not largest.empty
                            else largest, [
         ("model", "model", None), ("device", "device", None), ("batch_size", "largest batch", 0),
