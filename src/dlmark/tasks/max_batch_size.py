@@ -2,24 +2,25 @@
 
 Grow the batch exponentially until a trial fails, then bisect between the
 last success and the first failure. On a GPU each successful trial also
-reports the caching allocator's peaks (reserved and allocated) and what the
-device could have given it. Near the limit a successful trial costs a whole
-forward pass of a huge batch (3-6 s for ResNet-50 or DenseNet-161 on an H200)
-and a failed one a fraction of that, so the search uses the peaks to choose
-where to look:
+reports the allocator's peak and what the device could have given it; once
+two successes are far enough apart to fit peak memory as a line in the batch
+size, the search jumps to the batch the line predicts and refines from there.
+Near the limit a successful trial costs a whole forward pass of a huge batch
+(3-6 s for ResNet-50 or DenseNet-161 on an H200) and a failed one a fraction
+of that. It only chooses which batch to try next: the answer is still a batch
+that ran next to one that did not.
 
-* the *reserved* peak grows on a line until it meets the budget; that line
-  predicts the limit of ResNets to within a batch or two on an H200;
-* near the budget the allocator frees its cache and retries, so some networks
-  (DenseNets: 38% further) run well past that line, and a trial there reports a
-  saturated or even lower peak, which is no point on the line;
-* the *allocated* peak (live tensors) must fit the budget in any case, so its
-  line is a ceiling worth one (usually failing, cheap) trial.
+On the H200 (results/h200-cnn-sweep) the line predicted the ResNets' limits to
+within a batch. Past the line's limit the allocator frees its cache and goes on
+with less reserve: a success there reports a lower peak, and the line through it
+reached the next limit of ResNet-v2-50 and SqueezeNet-1.0 exactly and of the
+DenseNets (38% past the first line) in two or three steps. Variants tried on
+fakes shaped on those traces (saturated points left out, the cheap failing
+batch tried first, stepping down after a miss) did not beat this one overall.
 
-Predictions only choose which batch to try next: the answer is still a batch
-that ran next to one that did not. The search itself is pure (it only sees
-trial outcomes) so that the driver can run it over a worker that may die and
-be replaced mid-search, and so that tests can drive it with a fake.
+The search itself is pure (it only sees trial outcomes) so that the driver can
+run it over a worker that may die and be replaced mid-search, and so that
+tests can drive it with a fake.
 """
 from __future__ import annotations
 
@@ -37,11 +38,6 @@ MIN_FIT_SPREAD_BYTES = 256 * 2**20
 #: The first jump aims this far short of the predicted limit: a success there is a
 #: close second point for an accurate fit, a failure would cost a bisection step.
 FIRST_JUMP_SHORTFALL = 0.03
-#: A reserved peak this close to the budget is the allocator making room, not the line.
-SATURATED = 0.99
-#: Failed steps down from a failed prediction before the search falls back to bisection:
-#: a line off by more than 2**MAX_GALLOP_MISSES batches is not "a little" off.
-MAX_GALLOP_MISSES = 4
 
 
 @dataclass
@@ -52,8 +48,8 @@ class Trial:
     error: str | None = None
     peak_bytes: int | None = None  # allocator peak (reserved) of a successful GPU trial
     budget_bytes: int | None = None  # what the allocator could hold: reserved + free before the trial
-    allocated_bytes: int | None = None  # peak of live tensors in that trial
-    chosen_by: str = "growth"  # growth | prediction | confirmation | ceiling | gallop | bisection
+    allocated_bytes: int | None = None  # peak of live tensors in that trial (kept for analysis)
+    chosen_by: str = "growth"  # growth | prediction | confirmation | bisection
 
 
 @dataclass
@@ -65,43 +61,19 @@ class SearchResult:
     seconds: float = 0.0
 
 
-def _line_limit(points: list[tuple[int, int]], budget: int) -> int | None:
-    """Largest batch on the line through the largest point and one far enough below it."""
+def predicted_limit(trials: list[Trial]) -> int | None:
+    """Largest batch whose peak, on the line through the two largest successes, fits the budget."""
+    points = sorted((t.batch_size, t.peak_bytes, t.budget_bytes) for t in trials
+                    if t.status == "ok" and t.peak_bytes is not None and t.budget_bytes is not None)
     if len(points) < 2:
         return None
-    b2, p2 = points[-1]
+    b2, p2, budget = points[-1]
     spread = max(MIN_FIT_SPREAD_BYTES, MIN_FIT_SPREAD * budget)
-    for b1, p1 in reversed(points[:-1]):
+    for b1, p1, _ in reversed(points[:-1]):
         if p2 - p1 >= spread:
             slope = (p2 - p1) / (b2 - b1)
             return b2 + int((budget - p2) // slope)
     return None
-
-
-def _budget(trials: list[Trial]) -> int | None:
-    return next((t.budget_bytes for t in reversed(trials) if t.budget_bytes), None)
-
-
-def predicted_limit(trials: list[Trial]) -> int | None:
-    """Where the reserved peak's line meets the budget: where the allocator first runs out of room.
-
-    Only successes on the line count: a saturated peak, or one below a smaller batch's,
-    is the allocator freeing its cache under pressure.
-    """
-    budget = _budget(trials)
-    points: list[tuple[int, int]] = []
-    for t in sorted((t for t in trials if t.status == "ok" and t.peak_bytes is not None), key=lambda t: t.batch_size):
-        if t.peak_bytes < SATURATED * budget and (not points or t.peak_bytes > points[-1][1]):
-            points.append((t.batch_size, t.peak_bytes))
-    return _line_limit(points, budget) if budget else None
-
-
-def allocation_ceiling(trials: list[Trial]) -> int | None:
-    """Where the allocated peak's line meets the budget: no larger batch can run."""
-    budget = _budget(trials)
-    points = sorted((t.batch_size, t.allocated_bytes) for t in trials
-                    if t.status == "ok" and t.allocated_bytes is not None)
-    return _line_limit(points, budget) if budget else None
 
 
 def search(try_batch: Callable[[int], Trial], cap: int = DEFAULT_CAP, start: int = 1) -> SearchResult:
@@ -133,42 +105,27 @@ def search(try_batch: Callable[[int], Trial], cap: int = DEFAULT_CAP, start: int
 
 
 def _next_batch(trials: list[Trial], low: int, high: int | None, cap: int) -> tuple[int, str]:
-    """The next batch to try, and why.
+    """The next batch to try, and why: growth, a prediction, its confirmation, or bisection.
 
-    growth: doubling, until the peaks can predict. prediction: "the limit is
-    ``guess``, so it runs" (the first one aims a little short). confirmation:
-    "so ``guess + 1`` fails", tried before ``guess`` itself because a failure is
-    the cheap outcome. ceiling: the network ran past the reserved line, so try
-    where the live tensors alone would fill the device. gallop: a prediction
-    just failed, usually by a little, so step down from it with doubling steps.
-    bisection: whenever the lines have nothing better to offer.
+    A prediction says "``guess`` runs"; a confirmation says "``low`` is the limit, so
+    ``low + 1`` fails". When the line has just been proved wrong, or points at a batch
+    that already failed, the next step is a plain bisection: the answer never depends
+    on the line, only the number of trials does.
     """
     last = trials[-1]
     guess = predicted_limit(trials)
-    # A success past the line, once, means the allocator makes room beyond it: stop trusting it.
-    beaten = guess is not None and any(
-        t.status == "ok" and (t.chosen_by == "confirmation" or t.batch_size > guess) for t in trials)
-    if guess is None or beaten:
-        if high is not None:
-            return (low + high) // 2, "bisection"
-        ceiling = allocation_ceiling(trials) if beaten else None
-        if ceiling is not None and ceiling > low and not any(t.chosen_by == "ceiling" for t in trials):
-            return min(ceiling, cap), "ceiling"
-        return min(max(low, 1) * 2, cap), "growth"
     if high is None:  # nothing has failed yet
-        if not any(t.chosen_by == "prediction" for t in trials):  # first jump: short, for a close second point
-            return min(low + max(1, int((guess - low) * (1 - FIRST_JUMP_SHORTFALL))), cap), "prediction"
-        return min(max(guess, low) + 1, cap), "confirmation"
-    if last.status != "ok" and last.chosen_by in ("prediction", "gallop"):
-        misses = 0
-        for t in reversed(trials):
-            if t.status == "ok" or t.chosen_by not in ("prediction", "gallop"):
-                break
-            misses += 1
-        if misses <= MAX_GALLOP_MISSES:
-            return max(high - 2 ** (misses - 1), (low + high + 1) // 2), "gallop"
-    if low < guess < high:
-        return guess, "prediction"
+        if guess is not None and guess > low:
+            if last.chosen_by != "prediction":  # first jump: aim short, for a close second point
+                guess = low + max(1, int((guess - low) * (1 - FIRST_JUMP_SHORTFALL)))
+            return min(guess, cap), "prediction"
+        if guess is not None and last.chosen_by == "prediction":
+            return low + 1, "confirmation"
+        return min(max(low, 1) * 2, cap), "growth"
+    line_wrong = ((last.chosen_by == "prediction" and last.status != "ok")
+                  or (last.chosen_by == "confirmation" and last.status == "ok"))
+    if guess is not None and guess < high and not line_wrong:
+        return (guess, "prediction") if guess > low else (low + 1, "confirmation")
     return (low + high) // 2, "bisection"
 
 
