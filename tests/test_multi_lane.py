@@ -47,19 +47,24 @@ def test_largest_groups_start_first_and_ties_keep_plan_order():
     assert [g.model.name for g in schedule_order(groups)] == ["b", "d", "c", "a"]
 
 
-def test_groups_spread_over_free_lanes_each_exactly_once():
-    executor = LocalExecutor(two_lanes())
+def run_on_two_lanes(groups: list[Group], seconds) -> list[tuple[str, str]]:
+    """(model, lane) in the order lanes took the groups; a group holds its lane ``seconds(name)``."""
     taken: list[tuple[str, str]] = []
     lock = threading.Lock()
 
     def run_group(group, lane):
         with lock:
             taken.append((group.model.name, lane.device.spec))
-        # A long group keeps its lane busy; the other lane takes the short ones meanwhile.
-        time.sleep(0.6 if group.model.name == "long" else 0.05)
+        time.sleep(seconds(group.model.name))
 
+    LocalExecutor(two_lanes()).run(groups, run_group, threading.Event())
+    return taken
+
+
+def test_groups_spread_over_free_lanes_each_exactly_once():
     groups = [fake_group(f"short{i}", 1) for i in range(6)] + [fake_group("long", 9)]
-    executor.run(groups, run_group, threading.Event())
+    # A long group keeps its lane busy; the other lane takes the short ones meanwhile.
+    taken = run_on_two_lanes(groups, lambda name: 0.6 if name == "long" else 0.05)
     names = [name for name, _ in taken]
     assert sorted(names) == sorted(g.model.name for g in groups)  # every group once, none twice
     lane_of = dict(taken)
@@ -71,18 +76,8 @@ def test_a_lane_keeps_to_the_family_it_ran_last():
     # cuDNN's autotuning cache is per worker: a family's later models reuse its shapes.
     assert take_next([fake_group("ResNet-v1-18", 9), fake_group("VGG-16", 9)], "VGG").model.name == "VGG-16"
     assert take_next([fake_group("ResNet-v1-18", 9), fake_group("VGG-16", 9)], "DenseNet").model.name == "ResNet-v1-18"
-    executor = LocalExecutor(two_lanes())
-    taken: list[tuple[str, str]] = []
-    lock = threading.Lock()
-
-    def run_group(group, lane):
-        with lock:
-            taken.append((group.model.name, lane.device.spec))
-        time.sleep(0.3)
-
     names = ["VGG-11", "DenseNet-121", "ResNet-v1-18", "VGG-16", "DenseNet-169", "ResNet-v1-34"]
-    executor.run([fake_group(n, 9) for n in names], run_group, threading.Event())
-    lane_of = dict(taken)
+    lane_of = dict(run_on_two_lanes([fake_group(n, 9) for n in names], lambda name: 0.3))
     assert sorted(lane_of) == sorted(names)
     assert lane_of["VGG-16"] == lane_of["VGG-11"] and lane_of["DenseNet-169"] == lane_of["DenseNet-121"]
     assert lane_of["VGG-11"] != lane_of["DenseNet-121"]
