@@ -61,3 +61,20 @@ def test_largest_batch_trials_report_the_allocator_peak_and_budget():
         assert 0 < trial["allocated_bytes"] <= trial["peak_bytes"] <= trial["budget_bytes"] <= total
     # 448 more images of ResNet-18 activations (megabytes each) raise the peak by far more than rounding.
     assert large["peak_bytes"] - small["peak_bytes"] > 100 * 2**20
+
+
+def test_a_largest_batch_trial_stops_past_the_memory_peak_at_the_same_peak():
+    from dlmark.backends import RunConfig
+    from dlmark.backends.pytorch import load
+    from dlmark.tasks.max_batch_size import probe, profile
+
+    runner = load("ResNet-v1-50", RunConfig(device="cuda:0"))
+    where = profile(runner)
+    assert where["exit_call"] is not None and where["exit_call"] < where["leaf_calls"] - 1, where
+    probe(runner, 1024), probe(runner, 1024, stop_after_call=where["exit_call"])  # first passes: cuDNN set-up
+    whole = probe(runner, 1024)
+    stopped = probe(runner, 1024, stop_after_call=where["exit_call"])
+    assert stopped["partial"] and not whole["partial"]
+    assert stopped["seconds"] < 0.8 * whole["seconds"], (stopped, whole)
+    # The peak is behind the stop: both passes reach (nearly) the same allocated peak.
+    assert stopped["allocated_bytes"] >= 0.9 * whole["allocated_bytes"], (stopped, whole)

@@ -1,6 +1,6 @@
 import pytest
 
-from dlmark.tasks.max_batch_size import Trial, search
+from dlmark.tasks.max_batch_size import StopForward, Trial, early_exit_call, probe, profile, search
 
 
 def oracle(limit, status="oom"):
@@ -144,3 +144,59 @@ def test_without_memory_figures_the_search_is_plain_growth_and_bisection():
     try_batch, _ = oracle(1000)
     result = search(try_batch, cap=65536)
     assert {t.chosen_by for t in result.trials} == {"growth", "bisection"}
+
+
+# ----------------------------------------------------------------- trials that stop past the peak
+
+
+def test_a_trial_stops_once_no_later_call_grows_as_fast_as_the_peak():
+    # Growth per image of each leaf call: the peak at call 2, a second hump at call 5.
+    slopes = [1.0, 4.0, 10.0, 6.0, 3.0, 9.5, 2.0, 1.0]
+    assert early_exit_call(slopes) == 5  # call 5 grows by 95% of call 2: run past it
+    assert early_exit_call(slopes, later_share=0.96) == 2
+    assert early_exit_call([1.0, 2.0, 3.0]) is None  # the peak is the last call: nothing to skip
+    assert early_exit_call([]) is None and early_exit_call([0.0, 0.0]) is None
+
+
+def test_the_answer_of_stopped_trials_is_run_whole_and_corrected_if_it_fails():
+    # Stopped trials run up to 120; a whole pass only up to 100 (a late layer needs more).
+    tried = []
+
+    def stopped(b):
+        tried.append(("stopped", b))
+        return Trial(b, "ok" if b <= 120 else "oom", 0.0, partial=True)
+
+    def whole(b):
+        tried.append(("whole", b))
+        return Trial(b, "ok" if b <= 100 else "oom", 0.0)
+
+    result = search(stopped, cap=1024, verify=whole)
+    assert result.max_batch_size == 100 and result.first_failing_batch == 101
+    assert [t.chosen_by for t in result.trials].count("verification") == 1
+    assert ("whole", 120) in tried and tried[-1][0] == "whole"
+    # When the stop was safe, the answer costs one whole pass more, no other.
+    tried.clear()
+    result = search(lambda b: Trial(b, "ok" if b <= 77 else "oom", 0.0, partial=True), cap=1024,
+                    verify=lambda b: tried.append(b) or Trial(b, "ok" if b <= 77 else "oom", 0.0))
+    assert result.max_batch_size == 77 and tried == [77]
+    assert result.trials[-1].chosen_by == "verification" and result.trials[-1].status == "ok"
+
+
+def test_a_runner_stops_its_pass_after_the_given_leaf_call():
+    from dlmark.backends import RunConfig
+    from dlmark.backends.pytorch import leaf_calls, load
+
+    runner = load("py:tests.fixtures.models:tiny", RunConfig(device="cpu", threads=1))
+    calls = []
+    with leaf_calls(runner.module, calls.append):
+        runner.run(runner.make_inputs(2))
+    assert calls == list(range(7))  # conv, relu, pool, conv, relu, pool, linear: in call order
+    seen = []
+    with leaf_calls(runner.module, seen.append), pytest.raises(StopForward):
+        with runner.stop_after_call(3):
+            runner.run(runner.make_inputs(2))
+    assert seen == [0, 1, 2, 3]  # the pass ended right after call 3
+    answer = probe(runner, 4, iters=2, stop_after_call=3)
+    assert answer["partial"] is True and "peak_bytes" not in answer  # CPU: no allocator figures
+    assert probe(runner, 4)["partial"] is False
+    assert profile(runner) == {"exit_call": None, "leaf_calls": None}  # per-call peaks need CUDA

@@ -8,7 +8,7 @@ is moved aside at start so that anything a library prints goes to stderr and
 cannot corrupt the protocol.
 
 Requests (``op``): ``load`` (backend, model, config), ``throughput``
-(batch_size, timing), ``probe`` (batch_size, iters), ``ping``, ``exit``.
+(batch_size, timing), ``probe`` (batch_size, iters, stop_after_call), ``profile``, ``ping``, ``exit``.
 Answers: ``{"ok": true, ...fields}`` or ``{"ok": false, "status": "oom" |
 "error", "error": message}``.
 """
@@ -89,7 +89,15 @@ class Worker:
     def op_probe(self, request: dict[str, Any]) -> dict[str, Any]:
         from .tasks.max_batch_size import probe
 
-        return probe(self.runner, int(request["batch_size"]), int(request.get("iters", 1)))
+        stop = request.get("stop_after_call")
+        return probe(self.runner, int(request["batch_size"]), int(request.get("iters", 1)),
+                     None if stop is None else int(stop))
+
+    def op_profile(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Where a largest-batch trial of the loaded model can stop (max_batch_size.profile)."""
+        from .tasks.max_batch_size import profile
+
+        return profile(self.runner)
 
     def op_accuracy(self, request: dict[str, Any]) -> dict[str, Any]:
         """Top-1/top-5 on a validation folder (imagenet, limit, batch_size, data_workers)."""

@@ -12,6 +12,7 @@ from ..environment import torch_versions
 from . import RunConfig, seeded_input
 from .. import hardware
 from . import precision_check
+from ..tasks.max_batch_size import StopForward
 from .gpu_modes import GRAPH_MODE, CudaGraphed, compile_module
 
 _DTYPES = {
@@ -124,6 +125,44 @@ class PyTorchRunner:
         with torch.inference_mode(), self._autocast():
             return self.module(inputs)
 
+    # -- largest-batch trials that stop past the memory peak (tasks.max_batch_size)
+    def memory_slopes(self, small: int, large: int) -> list[float] | None:
+        """Bytes per image by which each leaf module call's allocated peak grows with the batch.
+
+        None where it cannot be measured: off CUDA, or compiled (no module hooks
+        fire inside a compiled graph), or when the calls differ between batches.
+        """
+        if self.probe_memory is None or self.config.compile_mode:
+            return None
+        peaks = [self._call_peaks(batch) for batch in (small, large)]
+        if not peaks[0] or len(peaks[0]) != len(peaks[1]):
+            return None
+        return [(p2 - p1) / (large - small) for p1, p2 in zip(*peaks)]
+
+    def _call_peaks(self, batch: int) -> list[int]:
+        """Allocated peak between consecutive leaf-module calls of one forward pass."""
+        inputs = self.make_inputs(batch)
+        peaks: list[int] = []
+
+        def note(_call: int) -> None:
+            peaks.append(torch.cuda.max_memory_allocated(self.device))
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+        self.synchronize()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        with leaf_calls(self.module, note):
+            out = self.run(inputs)
+        del out, inputs
+        return peaks
+
+    def stop_after_call(self, call: int):
+        """A context in which a forward pass stops (StopForward) once leaf call ``call`` returns."""
+        def stop(index: int) -> None:
+            if index == call:
+                raise StopForward(call)
+
+        return leaf_calls(self.module, stop)
+
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -185,6 +224,20 @@ class PyTorchRunner:
     def close(self) -> None:
         del self.module
         self.recover()
+
+
+@contextlib.contextmanager
+def leaf_calls(module: torch.nn.Module, after_call):
+    """Call ``after_call(index)`` after every forward call of a leaf module, counting calls
+    in the order they happen (a ReLU module called three times counts three times)."""
+    counter = iter(range(1 << 62))
+    leaves = [m for m in module.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(lambda *_: after_call(next(counter))) for m in leaves]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class AllocatorWatch:

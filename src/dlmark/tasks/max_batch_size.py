@@ -49,7 +49,8 @@ class Trial:
     peak_bytes: int | None = None  # allocator peak (reserved) of a successful GPU trial
     budget_bytes: int | None = None  # what the allocator could hold: reserved + free before the trial
     allocated_bytes: int | None = None  # peak of live tensors in that trial (kept for analysis)
-    chosen_by: str = "growth"  # growth | prediction | confirmation | bisection
+    chosen_by: str = "growth"  # growth | prediction | confirmation | bisection | verification
+    partial: bool = False  # ran only up to the stop after the memory peak (see early_exit_call)
 
 
 @dataclass
@@ -76,11 +77,35 @@ def predicted_limit(trials: list[Trial]) -> int | None:
     return None
 
 
-def search(try_batch: Callable[[int], Trial], cap: int = DEFAULT_CAP, start: int = 1) -> SearchResult:
+def search(try_batch: Callable[[int], Trial], cap: int = DEFAULT_CAP, start: int = 1,
+           verify: Callable[[int], Trial] | None = None) -> SearchResult:
     """Exact largest batch in [start, cap] for which ``try_batch`` succeeds.
 
-    Assumes monotonicity: if b fails, every larger batch fails too.
+    Assumes monotonicity: if b fails, every larger batch fails too. With ``verify``
+    (a whole pass, where ``try_batch`` stops after the memory peak), the answer is
+    run whole once more; should that fail, the search starts again below it with
+    whole passes only, so the answer always ran whole.
     """
+    began = time.perf_counter()
+    result = _search(try_batch, cap, start)
+    if verify is None or result.max_batch_size < start:
+        return result
+    check = verify(result.max_batch_size)
+    check.chosen_by = "verification"
+    result.trials.append(check)
+    if check.status != "ok":  # a later layer needed more than the stop allowed for
+        again = _search(verify, result.max_batch_size - 1, start) if result.max_batch_size > start else None
+        if again is None:
+            result.max_batch_size, result.first_failing_batch, result.capped = 0, start, False
+        else:
+            result.trials.extend(again.trials)
+            result.max_batch_size, result.capped = again.max_batch_size, False
+            result.first_failing_batch = again.first_failing_batch or check.batch_size
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _search(try_batch: Callable[[int], Trial], cap: int, start: int) -> SearchResult:
     if cap < start:
         raise ValueError(f"cap {cap} is below start {start}")
     began = time.perf_counter()
@@ -129,25 +154,67 @@ def _next_batch(trials: list[Trial], low: int, high: int | None, cap: int) -> tu
     return (low + high) // 2, "bisection"
 
 
-def probe(runner, batch_size: int, iters: int = 1) -> dict[str, Any]:
+class StopForward(Exception):
+    """Raised by a runner's hook to end a trial's forward pass past its memory peak."""
+
+
+#: Batch sizes whose per-call memory peaks give each call's growth per image.
+PROFILE_BATCHES = (16, 64)
+#: A trial may stop once no later call grows by more than this share of the steepest one.
+LATER_CALLS_SHARE = 0.9
+
+
+def early_exit_call(slopes: list[float], later_share: float = LATER_CALLS_SHARE) -> int | None:
+    """The leaf call after which a trial can stop, or None (run whole).
+
+    ``slopes[i]``: bytes per image by which the memory peak of call i grows with the
+    batch. At a huge batch the pass peaks at the steepest call; past it, once every
+    later call grows by at most ``later_share`` of that, the rest of the pass needs
+    less memory than the part already run, with room to spare.
+    """
+    if not slopes or max(slopes) <= 0:
+        return None
+    top = slopes.index(max(slopes))
+    for call in range(top, len(slopes) - 1):
+        if max(slopes[call + 1:]) <= later_share * slopes[top]:
+            return call
+    return None
+
+
+def profile(runner) -> dict[str, Any]:
+    """Worker side, once per search: where a trial of this model can stop (None: nowhere)."""
+    slopes = runner.memory_slopes(*PROFILE_BATCHES) if hasattr(runner, "memory_slopes") else None
+    return {"exit_call": early_exit_call(slopes) if slopes else None, "leaf_calls": len(slopes) if slopes else None}
+
+
+def probe(runner, batch_size: int, iters: int = 1, stop_after_call: int | None = None) -> dict[str, Any]:
     """Worker side of one trial: run the batch ``iters`` times (OOM raises).
 
     One pass suffices for inference: nothing is kept between passes, so a
     second pass allocates what the first did. Runners that can see their
-    allocator (PyTorch on CUDA) add its peak and budget for the search.
+    allocator (PyTorch on CUDA) add its peak and budget for the search. With
+    ``stop_after_call`` the pass ends after that leaf call (``partial`` in the answer).
     """
     began = time.perf_counter()
     memory = getattr(runner, "probe_memory", None)
+    def stopping():  # a fresh hook per pass: its call count starts at zero
+        return runner.stop_after_call(stop_after_call) if stop_after_call is not None else contextlib.nullcontext()
+
+    partial = False
     with getattr(runner, "probing", contextlib.nullcontext)():
         budget = memory.start() if memory else None
         inputs = runner.make_inputs(batch_size)
         for _ in range(iters):
-            out = runner.run(inputs)
-            del out
+            try:
+                with stopping():
+                    out = runner.run(inputs)
+                del out
+            except StopForward:
+                partial = True
         runner.synchronize()
         del inputs
         peaks = memory.peaks() if memory and budget is not None else None
-    result: dict[str, Any] = {"seconds": time.perf_counter() - began}
+    result: dict[str, Any] = {"seconds": time.perf_counter() - began, "partial": partial}
     if budget is not None and peaks is not None:
         result.update(budget_bytes=budget, peak_bytes=peaks[0], allocated_bytes=peaks[1])
     return result
