@@ -182,8 +182,15 @@ def early_exit_call(slopes: list[float], later_share: float = LATER_CALLS_SHARE)
 
 
 def profile(runner) -> dict[str, Any]:
-    """Worker side, once per search: where a trial of this model can stop (None: nowhere)."""
-    slopes = runner.memory_slopes(*PROFILE_BATCHES) if hasattr(runner, "memory_slopes") else None
+    """Worker side, once per search: where a trial of this model can stop (None: nowhere).
+
+    Measured as trials run (``probing``: no cuDNN autotuning, whose workspace tries
+    would count as the calls' memory).
+    """
+    slopes = None
+    if hasattr(runner, "memory_slopes"):
+        with getattr(runner, "probing", contextlib.nullcontext)():
+            slopes = runner.memory_slopes(*PROFILE_BATCHES)
     return {"exit_call": early_exit_call(slopes) if slopes else None, "leaf_calls": len(slopes) if slopes else None}
 
 
