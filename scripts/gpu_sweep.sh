@@ -7,6 +7,12 @@
 # Runs from the source tree (PYTHONPATH=src): no install, internet, Ray or Bokeh needed.
 # RESULTS_DIR gets the records, sweep.log (what dlmark printed) and summary.txt (machine,
 # versions, command, wall time, where the time went, the largest-batch searches).
+#
+# On a machine that stops commands after a while (the lent GPU machine: 600 s), set
+# LIMIT_S below that: the sweep is stopped there, the summary still written, and the same
+# command later resumes where it stopped. With OUT set, RESULTS_DIR is also packed into
+# $OUT/<name>.tgz (such machines return only so many files one by one):
+#   LIMIT_S=570 OUT=$OUT bash scripts/gpu_sweep.sh /tmp/h200-cnn-sweep cuda:0
 set -euo pipefail
 if [[ $# -lt 1 ]]; then
     echo "usage: bash scripts/gpu_sweep.sh RESULTS_DIR [DEVICE]" >&2
@@ -28,11 +34,18 @@ SWEEP=(cnn --device "$DEVICE" --out "$RESULTS")
     nvidia-smi --query-gpu=index,name,driver_version,memory.total,power.limit --format=csv,noheader 2>/dev/null || true
     "$PYTHON" -c "import sys, torch, torchvision, timm; print('python', sys.version.split()[0], '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| timm', timm.__version__, '| cuda', torch.version.cuda)"
     echo "command: dlmark run ${SWEEP[*]}"
-} > "$RESULTS/summary.txt"
+} >> "$RESULTS/summary.txt"  # appended: a resumed sweep keeps each part's wall time
 
 began=$(date +%s.%N)
-"$PYTHON" -m dlmark.cli run "${SWEEP[@]}" > "$RESULTS/sweep.log" 2>&1
+limit=()
+[[ -n "${LIMIT_S:-}" ]] && limit=(timeout --signal=INT --kill-after=20 "$LIMIT_S")
+status=0
+"${limit[@]}" "$PYTHON" -m dlmark.cli run "${SWEEP[@]}" > "$RESULTS/sweep.log" 2>&1 || status=$?
 ended=$(date +%s.%N)
+if [[ $status -ne 0 ]]; then
+    echo "the sweep stopped with exit status $status (124 or 130: LIMIT_S=${LIMIT_S:-} reached; run again to resume)" \
+        | tee -a "$RESULTS/summary.txt"
+fi
 
 "$PYTHON" - "$RESULTS" "$began" "$ended" <<'EOF' | tee -a "$RESULTS/summary.txt"
 import sys
@@ -49,7 +62,7 @@ ok = [r for r in throughput if r["status"] == "ok"]
 noisy = [f"{r['model']} b={r['batch_size']}" for r in ok if r.get("noisy")]
 print(f"throughput: {len(ok)} ok, warm-up {sum(r['warmup_s'] for r in ok):.1f} s, "
       f"timed blocks {sum(sum(r['block_times_s']) for r in ok):.1f} s, "
-      f"min blocks {min(r['num_blocks'] for r in ok)}, noisy {len(noisy)}: {', '.join(noisy) or '-'}")
+      f"min blocks {min((r['num_blocks'] for r in ok), default='-')}, noisy {len(noisy)}: {', '.join(noisy) or '-'}")
 print(f"largest batch: searches {sum(r.get('search_s') or 0 for r in largest):.1f} s in total")
 for r in largest:
     trials = r.get("trials") or []
@@ -58,4 +71,7 @@ for r in largest:
     print(f"  {r['model']:15s} {r['status']:5s} {r['max_batch_size'] or 0:6d} (first failing {r['first_failing_batch']}) "
           f"{len(trials):2d} trials {dict(how)}, {r.get('search_s') or 0:5.1f} s, {costly:5.1f} s of them near-limit successes")
 EOF
+if [[ -n "${OUT:-}" ]]; then
+    tar czf "$OUT/$(basename "$RESULTS").tgz" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"
+fi
 echo "results in $RESULTS (summary.txt)"
