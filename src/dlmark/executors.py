@@ -222,7 +222,7 @@ def estimated_cost(group: Any) -> float:
     return per_job * len(getattr(group, "jobs", ()) or (None,))
 
 
-def family_of(group: Any) -> str | None:
+def _family(group: Any) -> str | None:
     model = getattr(group, "model", None)
     return getattr(model, "family", None)
 
@@ -235,7 +235,7 @@ def take_next(pending: list[Any], last_family: str | None) -> Any:
     and models of a family share most shapes: on the H200, VGG-16 warmed up in
     13 s after VGG-11 on the same lane and in 33 s on a lane of its own.
     """
-    index = next((i for i, g in enumerate(pending) if last_family and family_of(g) == last_family), 0)
+    index = next((i for i, g in enumerate(pending) if last_family and _family(g) == last_family), 0)
     return pending.pop(index)
 
 
@@ -277,7 +277,7 @@ class LocalExecutor:
                             return
                         # One lane keeps plan order; several keep families together.
                         group = take_next(pending, last_family if len(self.lanes) > 1 else None)
-                    last_family = family_of(group)
+                    last_family = _family(group)
                     run_group(group, lane)
             except BaseException as exc:  # noqa: BLE001 -- surfaced in the driver thread below
                 errors.append(exc)

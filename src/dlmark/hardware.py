@@ -177,6 +177,11 @@ def bytes_per_sample(params: int | None, activation_elements: float | None, batc
     return params * weight_b / batch_size + activation_elements * act_b
 
 
+def ridge_point(peak_tflops: float, bandwidth_gbs: float) -> float:
+    """FLOP per byte where the roofline turns from bandwidth-bound to compute-bound."""
+    return peak_tflops * 1e12 / (bandwidth_gbs * 1e9)
+
+
 def roofline(flops_per_sample: float | None, bytes_sample: float | None, peak_tflops: float | None,
              bandwidth_gbs: float | None) -> dict[str, Any]:
     """Arithmetic intensity, ridge point, bound and the roofline's attainable TFLOP/s."""
@@ -187,7 +192,7 @@ def roofline(flops_per_sample: float | None, bytes_sample: float | None, peak_tf
     intensity = flops_per_sample / bytes_sample  # FLOP per byte
     out["arithmetic_intensity"] = intensity
     if peak_tflops and bandwidth_gbs:
-        ridge = peak_tflops * 1e12 / (bandwidth_gbs * 1e9)
+        ridge = ridge_point(peak_tflops, bandwidth_gbs)
         out["ridge_intensity"] = ridge
         out["bound"] = "compute" if intensity >= ridge else "memory"
         out["roofline_tflops"] = min(peak_tflops, intensity * bandwidth_gbs * 1e9 / 1e12)

@@ -25,6 +25,7 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from .errors import UserError
+from .hardware import ridge_point
 from .pareto import pareto_frontier
 from .records import family_of
 
@@ -400,7 +401,7 @@ def roofline(data: pd.DataFrame):
     roof_keys = (roofs.groupby(["device", "peak_tflops", "peak_bandwidth_gbs"], sort=False)["precision"]
                  .agg(lambda p: "/".join(dict.fromkeys(map(str, p)))).reset_index())
     for _, roof in roof_keys.iterrows():
-        ridge = roof["peak_tflops"] * 1e3 / roof["peak_bandwidth_gbs"]  # FLOP/byte where the roof flattens
+        ridge = ridge_point(roof["peak_tflops"], roof["peak_bandwidth_gbs"])
         xs = [min(x_low, ridge / 10), ridge, max(x_high, ridge * 10)]
         ys = [xs[0] * roof["peak_bandwidth_gbs"] / 1e3, roof["peak_tflops"], roof["peak_tflops"]]
         source = _source(pd.DataFrame({"x": xs, "y": ys, "device": roof["device"], "precision": roof["precision"],

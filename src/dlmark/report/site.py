@@ -257,8 +257,9 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
         ("memory_limit_mb", "memory limit (MB)", 0), ("search_s", "search time (s)", 1)])
     sections.append({
         "id": "largest-batch", "title": "Largest batch size",
-        "text": "The actual memory a network needs shows in the largest batch that runs: "
-                "exponential growth until a batch fails, then bisection.",
+        "text": "The actual memory a network needs shows in the largest batch that runs, found "
+                "exactly: a batch that ran next to one that did not (on CUDA the allocator's peaks "
+                "choose which batches to try; each trial is in the record).",
         "figures": [_figure("Largest batch size", lambda: plot.max_batch_size(largest))] if not largest.empty
         else [Figure("Largest batch size", note="no largest-batch-size records in these results")],
         "tables": [largest_table] if not largest.empty else []})
