@@ -68,8 +68,10 @@ for r in largest:
     trials = r.get("trials") or []
     costly = sum(t["seconds"] for t in trials if t["status"] == "ok" and t["batch_size"] > (r["max_batch_size"] or 0) // 2)
     how = Counter(t.get("chosen_by", "?") for t in trials)
+    whole = [t["seconds"] for t in trials if t["status"] == "ok" and not t.get("partial") and t["batch_size"] > 1024]
     print(f"  {r['model']:15s} {r['status']:5s} {r['max_batch_size'] or 0:6d} (first failing {r['first_failing_batch']}) "
-          f"{len(trials):2d} trials {dict(how)}, {r.get('search_s') or 0:5.1f} s, {costly:5.1f} s of them near-limit successes")
+          f"{len(trials):2d} trials {dict(how)}, {r.get('search_s') or 0:5.1f} s, {costly:5.1f} s of them near-limit successes, "
+          f"{len(whole)} whole above 1024 ({sum(whole):.1f} s), stop {r.get('early_exit_call_profiled')}->{r.get('early_exit_call')}/{r.get('leaf_calls')}")
 EOF
 if [[ -n "${OUT:-}" ]]; then
     tar czf "$OUT/$(basename "$RESULTS").tgz" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"

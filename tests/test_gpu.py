@@ -78,3 +78,25 @@ def test_a_largest_batch_trial_stops_past_the_memory_peak_at_the_same_peak():
     assert stopped["seconds"] < 0.8 * whole["seconds"], (stopped, whole)
     # The peak is behind the stop: both passes reach (nearly) the same allocated peak.
     assert stopped["allocated_bytes"] >= 0.9 * whole["allocated_bytes"], (stopped, whole)
+
+
+def test_recording_each_calls_peak_keeps_the_trials_own_peaks():
+    from dlmark.backends import RunConfig
+    from dlmark.backends.pytorch import leaf_calls, load
+    from dlmark.tasks.max_batch_size import probe
+
+    runner = load("VGG-11", RunConfig(device="cuda:0"))
+    calls = []
+    with leaf_calls(runner.module, calls.append):
+        runner.run(runner.make_inputs(1))
+    probe(runner, 256)  # first pass at this shape: cuDNN set-up
+    plain = probe(runner, 256)
+    recorded = probe(runner, 256, record_calls=True)
+    peaks = recorded["call_peaks"]
+    assert len(peaks) == len(calls) and not recorded["partial"]
+    # Resetting the allocator's peak after each call must not lose the trial's own peaks.
+    assert recorded["allocated_bytes"] == plain["allocated_bytes"]
+    assert recorded["peak_bytes"] == plain["peak_bytes"]
+    assert max(peaks) <= recorded["allocated_bytes"] <= max(peaks) + 64 * 2**20
+    stopped = probe(runner, 256, stop_after_call=peaks.index(max(peaks)), record_calls=True)
+    assert stopped["partial"] and len(stopped["call_peaks"]) == peaks.index(max(peaks)) + 1

@@ -1,6 +1,6 @@
 import pytest
 
-from dlmark.tasks.max_batch_size import StopForward, Trial, early_exit_call, probe, profile, search
+from dlmark.tasks.max_batch_size import StopForward, StopPlan, Trial, early_exit_call, probe, profile, search
 
 
 def oracle(limit, status="oom"):
@@ -134,6 +134,35 @@ def test_a_misleading_memory_line_still_gives_the_exact_limit():
     assert len(set(tried)) == len(tried) and len(tried) <= 40
 
 
+def test_a_prediction_missed_by_rounding_ends_on_the_batch_below_it():
+    # VGG-16 on the H200: the line through 2,881 and 4,326 said 5,657 fits; 5,656 is the limit.
+    # Plain bisection from there took 12 more whole passes.
+    def try_batch(b):
+        if b > 5656:
+            return Trial(b, "oom", 0.5)
+        # The reserved line says 5,657 fit (rounding): it does not.
+        return Trial(b, "ok", 1.0, peak_bytes=int(1.1e9 + b * 26.4e6), budget_bytes=int(150.46e9))
+
+    result = search(try_batch, cap=65536)
+    assert result.max_batch_size == 5656 and result.first_failing_batch == 5657
+    near = [(t.batch_size, t.status, t.chosen_by) for t in result.trials if t.batch_size > 4000]
+    assert len(near) <= 4, near
+    assert any(how == "near-miss" for *_, how in near), near
+
+
+def test_a_near_miss_is_tried_once_when_the_line_is_far_off():
+    # The line says 2,000 fit; only 1,500 do: one near-miss fails, the rest bisects.
+    def try_batch(b):
+        if b > 1500:
+            return Trial(b, "oom", 0.1)
+        return Trial(b, "ok", 0.1, peak_bytes=b * 10**6, budget_bytes=2000 * 10**6)
+
+    result = search(try_batch, cap=65536)
+    assert result.max_batch_size == 1500 and result.first_failing_batch == 1501
+    assert [t.chosen_by for t in result.trials].count("near-miss") == 1
+    assert len({t.batch_size for t in result.trials}) == len(result.trials)
+
+
 def test_the_cap_ends_a_prediction_beyond_it():
     try_batch, limit = allocator_fake(H200, 250 * MB, int(1.7 * MB))  # AlexNet: ~84,000 would fit
     result = search(try_batch, cap=65_536)
@@ -158,6 +187,28 @@ def test_a_trial_stops_once_no_later_call_grows_as_fast_as_the_peak():
     assert early_exit_call([]) is None and early_exit_call([0.0, 0.0]) is None
 
 
+def test_a_huge_stopped_trial_moves_the_stop_to_its_own_peak():
+    # The small-batch profile said call 21 (cuDNN workspace); at a huge batch the peak is call 2.
+    plan = StopPlan(21)
+    assert plan.request() == {"stop_after_call": 21, "record_calls": True}
+    peaks = [40, 70, 100, 60, 50, 45, 40] + [30] * 15  # calls 0..21
+    small = {"call_peaks": peaks, "stop_after_call": 21, "allocated_bytes": 10, "budget_bytes": 1000}
+    plan.learn(small)  # 1% of the budget: weights and workspaces still count, keep asking
+    assert plan.call == 21 and plan.request()["record_calls"]
+    plan.learn({**small, "allocated_bytes": 700})
+    assert plan.call == 2 and plan.refined and plan.request() == {"stop_after_call": 2, "record_calls": False}
+    plan.learn({**small, "call_peaks": [100] * 22, "allocated_bytes": 900})  # refined once only
+    assert plan.call == 2 and plan.profiled_call == 21
+
+
+def test_a_stop_stays_where_the_huge_trial_still_peaks_at_it():
+    plan = StopPlan(5)
+    plan.learn({"call_peaks": [10, 20, 30, 40, 50, 60], "stop_after_call": 5, "allocated_bytes": 60,
+                "budget_bytes": 100})
+    assert plan.call == 5 and plan.refined
+    assert StopPlan(None).request() == {"stop_after_call": None, "record_calls": False}
+
+
 def test_the_answer_of_stopped_trials_is_run_whole_and_corrected_if_it_fails():
     # Stopped trials run up to 120; a whole pass only up to 100 (a late layer needs more).
     tried = []
@@ -174,11 +225,22 @@ def test_the_answer_of_stopped_trials_is_run_whole_and_corrected_if_it_fails():
     assert result.max_batch_size == 100 and result.first_failing_batch == 101
     assert [t.chosen_by for t in result.trials].count("verification") == 1
     assert ("whole", 120) in tried and tried[-1][0] == "whole"
-    # When the stop was safe, the answer costs one whole pass more, no other.
+    # When the stop was safe, the answer costs one whole pass, no other: the batch just below
+    # a failure decides the answer, so it runs whole and needs no verification.
     tried.clear()
     result = search(lambda b: Trial(b, "ok" if b <= 77 else "oom", 0.0, partial=True), cap=1024,
                     verify=lambda b: tried.append(b) or Trial(b, "ok" if b <= 77 else "oom", 0.0))
     assert result.max_batch_size == 77 and tried == [77]
+    assert result.trials[-1].batch_size == 77 and not result.trials[-1].partial
+    assert "verification" not in [t.chosen_by for t in result.trials]
+    # An answer that only ran stopped (its failing neighbour came later) is verified whole.
+    tried.clear()
+
+    def stopped(b):
+        return Trial(b, "ok" if b <= 64 else "oom", 0.0, partial=True)
+
+    result = search(stopped, cap=1024, verify=lambda b: tried.append(b) or Trial(b, "ok" if b <= 64 else "oom", 0.0))
+    assert result.max_batch_size == 64 and tried[-1] == 64
     assert result.trials[-1].chosen_by == "verification" and result.trials[-1].status == "ok"
 
 
@@ -196,7 +258,9 @@ def test_a_runner_stops_its_pass_after_the_given_leaf_call():
         with runner.stop_after_call(3):
             runner.run(runner.make_inputs(2))
     assert seen == [0, 1, 2, 3]  # the pass ended right after call 3
-    answer = probe(runner, 4, iters=2, stop_after_call=3)
-    assert answer["partial"] is True and "peak_bytes" not in answer  # CPU: no allocator figures
+    answer = probe(runner, 4, iters=2, stop_after_call=3, record_calls=True)
+    assert answer["partial"] is True and answer["stop_after_call"] == 3
+    assert "peak_bytes" not in answer and "call_peaks" not in answer  # CPU: no allocator figures
+    assert 0 < answer["pass_s"] < answer["seconds"]
     assert probe(runner, 4)["partial"] is False
     assert profile(runner) == {"exit_call": None, "leaf_calls": None}  # per-call peaks need CUDA

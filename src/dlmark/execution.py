@@ -174,27 +174,31 @@ def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
     device, worker = lane.device, lane.worker
     cap = int(job.extra.get("cap", max_batch_size.DEFAULT_CAP))
 
-    def trial(batch: int, stop_after_call: int | None) -> max_batch_size.Trial:
+    def trial(batch: int, whole: bool) -> max_batch_size.Trial:
         if ctx.stop.is_set():
             raise _Stopped()
+        stop = {"stop_after_call": None} if whole else stops.request()
         began = time.perf_counter()
         try:
             if not worker.alive():
                 reload = load()  # the previous trial took the worker down: start clean
                 if not reload["ok"]:
                     return max_batch_size.Trial(batch, "error", time.perf_counter() - began, reload["error"])
-            answer = worker.request({"op": "probe", "batch_size": batch, "stop_after_call": stop_after_call},
-                                    ctx.options.timeout_s)
+            answer = worker.request({"op": "probe", "batch_size": batch, **stop}, ctx.options.timeout_s)
         except WorkerFailed as exc:
             if ctx.stop.is_set():
                 raise _Stopped() from None
             worker.kill()
-            return max_batch_size.Trial(batch, exc.status, time.perf_counter() - began, str(exc)[:500])
-        status = "ok" if answer["ok"] else answer["status"]
-        return max_batch_size.Trial(batch, status, time.perf_counter() - began, answer.get("error"),
-                                    peak_bytes=answer.get("peak_bytes"), budget_bytes=answer.get("budget_bytes"),
+            return max_batch_size.Trial(batch, exc.status, time.perf_counter() - began, str(exc)[:500],
+                                        stop_after_call=stop["stop_after_call"])
+        if answer["ok"]:
+            stops.learn(answer)
+        return max_batch_size.Trial(batch, "ok" if answer["ok"] else answer["status"], time.perf_counter() - began,
+                                    answer.get("error"), peak_bytes=answer.get("peak_bytes"),
+                                    budget_bytes=answer.get("budget_bytes"),
                                     allocated_bytes=answer.get("allocated_bytes"),
-                                    partial=bool(answer.get("partial")))
+                                    partial=bool(answer.get("partial")), stop_after_call=stop["stop_after_call"],
+                                    pass_s=answer.get("pass_s"))
 
     # Where a trial may stop past the memory peak: a success near the limit is a whole
     # pass of a huge batch otherwise. The answer itself is run whole (search's verify).
@@ -204,11 +208,11 @@ def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
         where = answer if answer.get("ok") else {}
     except WorkerFailed:
         worker.kill()  # the first trial loads the model again
-    exit_call = where.get("exit_call")
+    stops = max_batch_size.StopPlan(where.get("exit_call"))
     try:
         result = max_batch_size.search(
-            lambda batch: trial(batch, exit_call), cap=cap,
-            verify=(lambda batch: trial(batch, None)) if exit_call is not None else None)
+            lambda batch: trial(batch, whole=False), cap=cap,
+            verify=(lambda batch: trial(batch, whole=True)) if stops.profiled_call is not None else None)
     except _Stopped:
         return
     trials = [asdict(t) for t in result.trials]
@@ -225,7 +229,7 @@ def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
         cap=cap, capped=result.capped, trials=trials, num_trials=len(trials), search_s=result.seconds,
         limit_status=limit.status if limit else None, limit_error=limit.error if limit else None,
         memory_limit_mb=(ctx.options.memory_limit_bytes / 2**20) if ctx.options.memory_limit_bytes else None,
-        early_exit_call=exit_call, leaf_calls=where.get("leaf_calls"),
+        early_exit_call=stops.call, early_exit_call_profiled=stops.profiled_call, leaf_calls=where.get("leaf_calls"),
     )
     record = make_record(ctx, job, device, facts, status, error, **fields)
     record["batch_size"] = result.max_batch_size  # the seed's plot reads the largest batch from this column

@@ -8,7 +8,7 @@ is moved aside at start so that anything a library prints goes to stderr and
 cannot corrupt the protocol.
 
 Requests (``op``): ``load`` (backend, model, config), ``throughput``
-(batch_size, timing), ``probe`` (batch_size, iters, stop_after_call), ``profile``, ``ping``, ``exit``.
+(batch_size, timing), ``probe`` (batch_size, iters, stop_after_call, record_calls), ``profile``, ``ping``, ``exit``.
 Answers: ``{"ok": true, ...fields}`` or ``{"ok": false, "status": "oom" |
 "error", "error": message}``.
 """
@@ -91,7 +91,7 @@ class Worker:
 
         stop = request.get("stop_after_call")
         return probe(self.runner, int(request["batch_size"]), int(request.get("iters", 1)),
-                     None if stop is None else int(stop))
+                     None if stop is None else int(stop), bool(request.get("record_calls")))
 
     def op_profile(self, request: dict[str, Any]) -> dict[str, Any]:
         """Where a largest-batch trial of the loaded model can stop (max_batch_size.profile)."""

@@ -71,6 +71,8 @@ class PyTorchRunner:
             if autocast_dtype else contextlib.nullcontext)
         self.module = module
         self.agreement = self._agreement(reference) if reference is not None else {}
+        # What stays allocated between passes (weights); more after a failed pass means leftovers.
+        self._resident_bytes = torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else 0
         if config.compile_mode == GRAPH_MODE:
             if self.device.type != "cuda":
                 raise ValueError("compile mode 'cudagraphs' needs a CUDA device")
@@ -163,6 +165,10 @@ class PyTorchRunner:
 
         return leaf_calls(self.module, stop)
 
+    def watch_calls(self, after_call):
+        """A context in which ``after_call(index)`` runs after every leaf call of a forward pass."""
+        return leaf_calls(self.module, after_call)
+
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -199,10 +205,15 @@ class PyTorchRunner:
 
     def recover(self) -> None:
         """Free what a failed pass left behind so the next trial starts clean."""
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
+        if self.device.type != "cuda":
+            gc.collect()
+            return
+        torch.cuda.synchronize(self.device)
+        # A full collection costs a few tenths of a second in a process that imported torch;
+        # a largest-batch search fails a dozen trials. Collect only if tensors outlived the pass.
+        if torch.cuda.memory_allocated(self.device) > self._resident_bytes:
+            gc.collect()
+        torch.cuda.empty_cache()
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -223,6 +234,7 @@ class PyTorchRunner:
 
     def close(self) -> None:
         del self.module
+        gc.collect()
         self.recover()
 
 
@@ -245,17 +257,30 @@ class AllocatorWatch:
 
     def __init__(self, device: torch.device):
         self.device = device
+        self._earlier = (0, 0)  # peaks folded in before ``note_call`` reset the allocator's
 
     def start(self) -> int:
         """Empty the cache, reset the peak; bytes the allocator could hold (reserved + free)."""
         torch.cuda.synchronize(self.device)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(self.device)
+        self._earlier = (0, 0)
         free, _total = torch.cuda.mem_get_info(self.device)
         return torch.cuda.memory_reserved(self.device) + free
 
+    def note_call(self) -> int:
+        """The allocated peak since the previous call (or ``start``); the trial's peaks are kept."""
+        reserved, allocated = self._current()
+        self._earlier = (max(self._earlier[0], reserved), max(self._earlier[1], allocated))
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return allocated
+
     def peaks(self) -> tuple[int, int]:
         """(reserved, allocated) peaks since ``start``."""
+        reserved, allocated = self._current()
+        return max(self._earlier[0], reserved), max(self._earlier[1], allocated)
+
+    def _current(self) -> tuple[int, int]:
         return torch.cuda.max_memory_reserved(self.device), torch.cuda.max_memory_allocated(self.device)
 
 

@@ -49,8 +49,10 @@ class Trial:
     peak_bytes: int | None = None  # allocator peak (reserved) of a successful GPU trial
     budget_bytes: int | None = None  # what the allocator could hold: reserved + free before the trial
     allocated_bytes: int | None = None  # peak of live tensors in that trial (kept for analysis)
-    chosen_by: str = "growth"  # growth | prediction | confirmation | bisection | verification
+    chosen_by: str = "growth"  # growth | prediction | confirmation | near-miss | bisection | verification
     partial: bool = False  # ran only up to the stop after the memory peak (see early_exit_call)
+    stop_after_call: int | None = None  # the leaf call it was to stop after (None: whole pass)
+    pass_s: float | None = None  # the forward pass alone, without allocator set-up and clean-up
 
 
 @dataclass
@@ -82,13 +84,17 @@ def search(try_batch: Callable[[int], Trial], cap: int = DEFAULT_CAP, start: int
     """Exact largest batch in [start, cap] for which ``try_batch`` succeeds.
 
     Assumes monotonicity: if b fails, every larger batch fails too. With ``verify``
-    (a whole pass, where ``try_batch`` stops after the memory peak), the answer is
-    run whole once more; should that fail, the search starts again below it with
-    whole passes only, so the answer always ran whole.
+    (a whole pass, where ``try_batch`` stops after the memory peak), a trial whose
+    success would decide the answer (the batch just below a failure) runs whole, and
+    an answer that only ran stopped is run whole once more; should that fail, the
+    search starts again below it with whole passes only, so the answer always ran whole.
     """
     began = time.perf_counter()
-    result = _search(try_batch, cap, start)
+    result = _search(try_batch, cap, start, whole=verify)
     if verify is None or result.max_batch_size < start:
+        return result
+    answer = next(t for t in reversed(result.trials) if t.batch_size == result.max_batch_size and t.status == "ok")
+    if not answer.partial:
         return result
     check = verify(result.max_batch_size)
     check.chosen_by = "verification"
@@ -105,7 +111,8 @@ def search(try_batch: Callable[[int], Trial], cap: int = DEFAULT_CAP, start: int
     return result
 
 
-def _search(try_batch: Callable[[int], Trial], cap: int, start: int) -> SearchResult:
+def _search(try_batch: Callable[[int], Trial], cap: int, start: int,
+            whole: Callable[[int], Trial] | None = None) -> SearchResult:
     if cap < start:
         raise ValueError(f"cap {cap} is below start {start}")
     began = time.perf_counter()
@@ -113,7 +120,8 @@ def _search(try_batch: Callable[[int], Trial], cap: int, start: int) -> SearchRe
     low, high = start - 1, None  # invariant: low runs (or is below start), high fails (None: none failed yet)
     batch, chosen_by = start, "growth"
     while True:
-        trial = try_batch(batch)
+        decisive = whole is not None and high is not None and batch == high - 1
+        trial = (whole if decisive else try_batch)(batch)
         trial.chosen_by = chosen_by
         trials.append(trial)
         if trial.status == "ok":
@@ -133,9 +141,11 @@ def _next_batch(trials: list[Trial], low: int, high: int | None, cap: int) -> tu
     """The next batch to try, and why: growth, a prediction, its confirmation, or bisection.
 
     A prediction says "``guess`` runs"; a confirmation says "``low`` is the limit, so
-    ``low + 1`` fails". When the line has just been proved wrong, or points at a batch
-    that already failed, the next step is a plain bisection: the answer never depends
-    on the line, only the number of trials does.
+    ``low + 1`` fails". A prediction that fails is usually off by the allocator's rounding
+    (on the H200: ResNet-v1-50, -101, v2-18 and VGG-16 by one batch), so the batch just
+    below it is tried once (near-miss). When the line has just been proved wrong, or
+    points at a batch that already failed, the next step is a plain bisection: the
+    answer never depends on the line, only the number of trials does.
     """
     last = trials[-1]
     guess = predicted_limit(trials)
@@ -147,8 +157,10 @@ def _next_batch(trials: list[Trial], low: int, high: int | None, cap: int) -> tu
         if guess is not None and last.chosen_by == "prediction":
             return low + 1, "confirmation"
         return min(max(low, 1) * 2, cap), "growth"
-    line_wrong = ((last.chosen_by == "prediction" and last.status != "ok")
-                  or (last.chosen_by == "confirmation" and last.status == "ok"))
+    missed = last.chosen_by == "prediction" and last.status != "ok"
+    if missed and not any(t.chosen_by == "near-miss" and t.status != "ok" for t in trials):
+        return high - 1, "near-miss"
+    line_wrong = missed or (last.chosen_by == "confirmation" and last.status == "ok")
     if guess is not None and guess < high and not line_wrong:
         return (guess, "prediction") if guess > low else (low + 1, "confirmation")
     return (low + high) // 2, "bisection"
@@ -164,21 +176,55 @@ PROFILE_BATCHES = (16, 64)
 LATER_CALLS_SHARE = 0.9
 
 
-def early_exit_call(slopes: list[float], later_share: float = LATER_CALLS_SHARE) -> int | None:
+def early_exit_call(per_call: list[float], later_share: float = LATER_CALLS_SHARE) -> int | None:
     """The leaf call after which a trial can stop, or None (run whole).
 
-    ``slopes[i]``: bytes per image by which the memory peak of call i grows with the
-    batch. At a huge batch the pass peaks at the steepest call; past it, once every
-    later call grows by at most ``later_share`` of that, the rest of the pass needs
-    less memory than the part already run, with room to spare.
+    ``per_call[i]``: the memory of call i, either the bytes per image by which its peak
+    grows with the batch (the profile) or its peak in a huge trial. The pass peaks at
+    the largest; past it, once every later call needs at most ``later_share`` of that,
+    the rest of the pass needs less memory than the part already run, with room to spare.
     """
-    if not slopes or max(slopes) <= 0:
+    if not per_call or max(per_call) <= 0:
         return None
-    top = slopes.index(max(slopes))
-    for call in range(top, len(slopes) - 1):
-        if max(slopes[call + 1:]) <= later_share * slopes[top]:
+    top = per_call.index(max(per_call))
+    for call in range(top, len(per_call) - 1):
+        if max(per_call[call + 1:]) <= later_share * per_call[top]:
             return call
     return None
+
+
+#: A stopped trial whose allocated peak is at least this share of the budget refines the
+#: stop with its own per-call peaks: at such batches activations dwarf the weights and the
+#: cuDNN workspaces that can mislead the small-batch profile (on the H200 VGG-16's profile
+#: stopped after call 21 of 39; its huge-batch peak is call 2, the first block's second conv).
+REFINE_MIN_SHARE = 0.25
+
+
+@dataclass
+class StopPlan:
+    """Where a model's largest-batch trials stop: profiled at small batches, refined once at a huge one."""
+
+    profiled_call: int | None  # from ``profile`` (None: every trial runs whole)
+    call: int | None = None
+    refined: bool = False
+
+    def __post_init__(self) -> None:
+        self.call = self.profiled_call
+
+    def request(self) -> dict[str, Any]:
+        """What the next trial's probe is asked: where to stop, and whether to record its calls' peaks."""
+        return {"stop_after_call": self.call, "record_calls": self.call is not None and not self.refined}
+
+    def learn(self, answer: dict[str, Any]) -> None:
+        """Refine the stop from a stopped trial's call peaks, once, if its batch was huge enough."""
+        peaks, stop = answer.get("call_peaks"), answer.get("stop_after_call", self.call)
+        if self.refined or not peaks or stop is None or not answer.get("budget_bytes"):
+            return
+        if answer["allocated_bytes"] < REFINE_MIN_SHARE * answer["budget_bytes"]:
+            return
+        earlier = early_exit_call(peaks[:stop + 1])
+        self.call = stop if earlier is None else min(earlier, stop)
+        self.refined = True
 
 
 def profile(runner) -> dict[str, Any]:
@@ -194,34 +240,50 @@ def profile(runner) -> dict[str, Any]:
     return {"exit_call": early_exit_call(slopes) if slopes else None, "leaf_calls": len(slopes) if slopes else None}
 
 
-def probe(runner, batch_size: int, iters: int = 1, stop_after_call: int | None = None) -> dict[str, Any]:
+def probe(runner, batch_size: int, iters: int = 1, stop_after_call: int | None = None,
+          record_calls: bool = False) -> dict[str, Any]:
     """Worker side of one trial: run the batch ``iters`` times (OOM raises).
 
     One pass suffices for inference: nothing is kept between passes, so a
     second pass allocates what the first did. Runners that can see their
     allocator (PyTorch on CUDA) add its peak and budget for the search. With
-    ``stop_after_call`` the pass ends after that leaf call (``partial`` in the answer).
+    ``stop_after_call`` the pass ends after that leaf call (``partial`` in the answer);
+    with ``record_calls`` the first pass also reports each call's allocated peak.
     """
     began = time.perf_counter()
     memory = getattr(runner, "probe_memory", None)
-    def stopping():  # a fresh hook per pass: its call count starts at zero
-        return runner.stop_after_call(stop_after_call) if stop_after_call is not None else contextlib.nullcontext()
+    call_peaks: list[int] = []
+    record = record_calls and memory is not None
+
+    def hooks(first: bool):  # fresh hooks per pass: their call count starts at zero
+        stack = contextlib.ExitStack()
+        if record and first:  # registered first, so the stopping call's peak is noted too
+            stack.enter_context(runner.watch_calls(lambda _call: call_peaks.append(memory.note_call())))
+        if stop_after_call is not None:
+            stack.enter_context(runner.stop_after_call(stop_after_call))
+        return stack
 
     partial = False
     with getattr(runner, "probing", contextlib.nullcontext)():
         budget = memory.start() if memory else None
         inputs = runner.make_inputs(batch_size)
-        for _ in range(iters):
+        runner.synchronize()
+        passes_began = time.perf_counter()
+        for index in range(iters):
             try:
-                with stopping():
+                with hooks(index == 0):
                     out = runner.run(inputs)
                 del out
             except StopForward:
                 partial = True
         runner.synchronize()
+        pass_s = (time.perf_counter() - passes_began) / iters
         del inputs
         peaks = memory.peaks() if memory and budget is not None else None
-    result: dict[str, Any] = {"seconds": time.perf_counter() - began, "partial": partial}
+    result: dict[str, Any] = {"seconds": time.perf_counter() - began, "partial": partial, "pass_s": pass_s,
+                              "stop_after_call": stop_after_call}
     if budget is not None and peaks is not None:
         result.update(budget_bytes=budget, peak_bytes=peaks[0], allocated_bytes=peaks[1])
+    if record:
+        result["call_peaks"] = call_peaks
     return result
