@@ -7,16 +7,17 @@ two successes are far enough apart to fit peak memory as a line in the batch
 size, the search jumps to the batch the line predicts and refines from there.
 Near the limit a successful trial costs a whole forward pass of a huge batch
 (3-6 s for ResNet-50 or DenseNet-161 on an H200) and a failed one a fraction
-of that. It only chooses which batch to try next: the answer is still a batch
-that ran next to one that did not.
+of that, so trials stop once the pass is past its memory peak (StopPlan) and
+only the batch that decides the answer runs whole. The line only chooses which
+batch to try next: the answer is still a batch that ran whole next to one that
+did not.
 
-On the H200 (results/h200-cnn-sweep) the line predicted the ResNets' limits to
-within a batch. Past the line's limit the allocator frees its cache and goes on
-with less reserve: a success there reports a lower peak, and the line through it
-reached the next limit of ResNet-v2-50 and SqueezeNet-1.0 exactly and of the
-DenseNets (38% past the first line) in two or three steps. Variants tried on
-fakes shaped on those traces (saturated points left out, the cheap failing
-batch tried first, stepping down after a miss) did not beat this one overall.
+On the H200 (results/h200-cnn-sweep-2) the line predicted the ResNets' and VGGs'
+limits to within a batch, and a missed prediction was off by one as often as not
+(hence the near-miss). Past the line's limit the allocator frees its cache and
+goes on with less reserve: a success there reports a lower peak, and the line
+through it reached the next limit of ResNet-v2-50 and SqueezeNet-1.0 exactly;
+the DenseNets' limits lie well past it and cost a bisection (26 to 35 s each).
 
 The search itself is pure (it only sees trial outcomes) so that the driver can
 run it over a worker that may die and be replaced mid-search, and so that
