@@ -36,6 +36,15 @@ SWEEP=(cnn --device "$DEVICE" --out "$RESULTS")
     echo "command: dlmark run ${SWEEP[*]}"
 } >> "$RESULTS/summary.txt"  # appended: a resumed sweep keeps each part's wall time
 
+# Packed on any exit, so a summary that fails to print (a closed pipe) cannot cost the records.
+pack() {
+    if [[ -n "${OUT:-}" ]]; then
+        tar czf "$OUT/$(basename "$RESULTS").tgz" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"
+    fi
+}
+trap pack EXIT
+summary_from=$(wc -l < "$RESULTS/summary.txt")
+
 began=$(date +%s.%N)
 limit=()
 [[ -n "${LIMIT_S:-}" ]] && limit=(timeout --signal=INT --kill-after=20 "$LIMIT_S")
@@ -44,10 +53,10 @@ status=0
 ended=$(date +%s.%N)
 if [[ $status -ne 0 ]]; then
     echo "the sweep stopped with exit status $status (124 or 130: LIMIT_S=${LIMIT_S:-} reached; run again to resume)" \
-        | tee -a "$RESULTS/summary.txt"
+        >> "$RESULTS/summary.txt"
 fi
 
-"$PYTHON" - "$RESULTS" "$began" "$ended" <<'EOF' | tee -a "$RESULTS/summary.txt"
+"$PYTHON" - "$RESULTS" "$began" "$ended" >> "$RESULTS/summary.txt" <<'EOF'
 import sys
 from collections import Counter
 from dlmark.benchmark import load_records
@@ -73,7 +82,5 @@ for r in largest:
           f"{len(trials):2d} trials {dict(how)}, {r.get('search_s') or 0:5.1f} s, {costly:5.1f} s of them near-limit successes, "
           f"{len(whole)} whole above 1024 ({sum(whole):.1f} s), stop {r.get('early_exit_call_profiled')}->{r.get('early_exit_call')}/{r.get('leaf_calls')}")
 EOF
-if [[ -n "${OUT:-}" ]]; then
-    tar czf "$OUT/$(basename "$RESULTS").tgz" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"
-fi
-echo "results in $RESULTS (summary.txt)"
+tail -n +"$((summary_from + 1))" "$RESULTS/summary.txt" || true  # this part's summary
+echo "results in $RESULTS (summary.txt)" || true
