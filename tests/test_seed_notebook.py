@@ -87,6 +87,24 @@ def test_seed_notebook_runs_unchanged_and_shows_every_plot(results):
 
 
 @pytest.mark.slow
+def test_seed_notebook_runs_unchanged_on_the_committed_h200_sweep(tmp_path):
+    """The whole `cnn` suite measured on an H200 (results/h200-cnn-sweep-2): 19 models, one device."""
+    if not SEED.is_file():
+        pytest.skip(f"the seed notebook is not at {SEED} (it lives in the shared folder beside the repo)")
+    sweep = Path(__file__).resolve().parents[1] / "results" / "h200-cnn-sweep-2"
+    for path in sweep.glob("*.json"):
+        shutil.copy(path, tmp_path)
+    # The accuracy cell joins on device and batch size; published figures stand in for a validation set.
+    synthetic.published_accuracy_records(tmp_path, "NVIDIA H200", 64)
+    notebook = execute(seed_cells(SEED.read_text()), tmp_path)
+    outputs = [cell.outputs for cell in notebook.cells]
+    listed = "".join(o.get("data", {}).get("text/plain", "") for o in outputs[0])
+    assert "NVIDIA H200" in listed and all(m in listed for m in ("AlexNet", "DenseNet-201", "VGG-19"))
+    for number, cell_outputs in enumerate(outputs[1:], start=2):
+        assert bokeh_shown(cell_outputs), f"cell {number} showed no Bokeh figure"
+
+
+@pytest.mark.slow
 def test_our_example_notebook_runs_on_the_same_results(results):
     example = Path(__file__).resolve().parents[1] / "examples" / "cnn.md"
     notebook = execute(seed_cells(example.read_text()), results)
