@@ -173,6 +173,15 @@ def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
                    load: Callable[[], dict[str, Any]]) -> None:
     device, worker = lane.device, lane.worker
     cap = int(job.extra.get("cap", max_batch_size.DEFAULT_CAP))
+    # Where a trial may stop past the memory peak: a success near the limit is a whole
+    # pass of a huge batch otherwise. The answer itself is run whole (search's verify).
+    where = {}
+    try:
+        answer = worker.request({"op": "profile"}, ctx.options.timeout_s)
+        where = answer if answer.get("ok") else {}
+    except WorkerFailed:
+        worker.kill()  # the first trial loads the model again
+    stops = max_batch_size.StopPlan(where.get("exit_call"))
 
     def trial(batch: int, whole: bool) -> max_batch_size.Trial:
         if ctx.stop.is_set():
@@ -200,15 +209,6 @@ def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
                                     partial=bool(answer.get("partial")), stop_after_call=stop["stop_after_call"],
                                     pass_s=answer.get("pass_s"))
 
-    # Where a trial may stop past the memory peak: a success near the limit is a whole
-    # pass of a huge batch otherwise. The answer itself is run whole (search's verify).
-    where = {}
-    try:
-        answer = worker.request({"op": "profile"}, ctx.options.timeout_s)
-        where = answer if answer.get("ok") else {}
-    except WorkerFailed:
-        worker.kill()  # the first trial loads the model again
-    stops = max_batch_size.StopPlan(where.get("exit_call"))
     try:
         result = max_batch_size.search(
             lambda batch: trial(batch, whole=False), cap=cap,

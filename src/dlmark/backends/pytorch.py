@@ -143,16 +143,11 @@ class PyTorchRunner:
 
     def _call_peaks(self, batch: int) -> list[int]:
         """Allocated peak between consecutive leaf-module calls of one forward pass."""
+        watch = self.probe_memory
+        watch.start()
         inputs = self.make_inputs(batch)
         peaks: list[int] = []
-
-        def note(_call: int) -> None:
-            peaks.append(torch.cuda.max_memory_allocated(self.device))
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-        self.synchronize()
-        torch.cuda.reset_peak_memory_stats(self.device)
-        with leaf_calls(self.module, note):
+        with self.watch_calls(lambda _call: peaks.append(watch.note_call())):
             out = self.run(inputs)
         del out, inputs
         return peaks
