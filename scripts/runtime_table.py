@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dlmark import compare, environment
+from dlmark.analysis import runtimes as compare
+from dlmark.measure import environment
 from dlmark.benchmark import load_records
 from dlmark.cli import main as dlmark_main
 

@@ -25,12 +25,15 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from dlmark import environment, suites, sweep, zoo
+from dlmark.measure import environment
+from dlmark import suites
+from dlmark.run import driver as sweep
+from dlmark.models import zoo
 from dlmark.backends import RunConfig
-from dlmark.devices import cpu
-from dlmark.executors import WorkerProcess
-from dlmark.plan import RunOptions
-from dlmark.store import Store
+from dlmark.measure.devices import cpu
+from dlmark.run.local import WorkerProcess
+from dlmark.run.plan import RunOptions
+from dlmark.records.store import Store
 
 
 def store_rate(sample: dict, seconds: float = 5.0) -> dict:

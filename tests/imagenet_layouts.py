@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dlmark.datasets import wnids
+from dlmark.models.datasets import wnids
 from tests.fixtures.colour_models import PALETTE, grey
 
 MODEL = "py:tests.fixtures.colour_models:mean_grey_classifier"

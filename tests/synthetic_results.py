@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlmark.records import family_of, job_key, new_record
+from dlmark.records.schema import family_of, job_key, new_record
 
 HOST = "testhost"
 GPU = "NVIDIA H200"

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from dlmark import cli, zoo
+from dlmark import cli
+from dlmark.models import zoo
 from dlmark.backends import RunConfig
 from dlmark.errors import UserError
 from dlmark.tasks import accuracy
-from dlmark.tasks.published_accuracy import NoPublishedFigure, lookup
+from dlmark.models.published_accuracy import NoPublishedFigure, lookup
 from tests import imagenet_layouts as L
 
 

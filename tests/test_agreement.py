@@ -5,10 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from dlmark import agreement, plan, runtimes, suites, zoo
+from dlmark.run import agreement, plan
+from dlmark.backends import registry as runtimes
+from dlmark import suites
+from dlmark.models import zoo
 from dlmark.backends import seeded_input
 from dlmark.cli import main
-from dlmark.devices import cpu
+from dlmark.measure.devices import cpu
 from dlmark.errors import UserError
 from tests.runtime_helpers import TINY, WRONG, of, runtime_cache, sweep  # noqa: F401 -- runtime_cache is a fixture
 
@@ -100,7 +103,7 @@ def test_a_deliberately_wrong_model_is_flagged(tmp_path, runtime_cache, capsys):
 
 
 def test_compare_divides_by_pytorch_eager_of_the_same_run():
-    from dlmark import compare
+    from dlmark.analysis import runtimes as compare
 
     def rec(backend, thr, run, mode=None, ok=None, noisy=False):
         return {"task": "throughput", "status": "ok", "model": "M", "device": "cpu", "batch_size": 1, "threads": 2,

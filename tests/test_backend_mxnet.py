@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dlmark import envs, records
+from dlmark.backends import envs
+from dlmark.records import schema
 from dlmark.cli import main
 from tests.runtime_helpers import of, sweep
 
@@ -37,7 +38,7 @@ def run_in(python, code):
 
 def test_the_worker_side_imports_no_torch(mxnet_python):
     out = run_in(mxnet_python, (
-        "import sys, dlmark, dlmark.worker, dlmark.backends, dlmark.measure, dlmark.stats, "
+        "import sys, dlmark, dlmark.run.worker, dlmark.backends, dlmark.measure.timing, dlmark.measure.stats, "
         "dlmark.tasks.throughput, dlmark.tasks.max_batch_size, dlmark.backends.mxnet, numpy, mxnet\n"
         "print(sorted(m for m in ('torch', 'pandas', 'torchvision', 'bokeh') if m in sys.modules), "
         "numpy.__version__, mxnet.__version__)"))
@@ -68,7 +69,7 @@ def test_throughput_and_agreement_beside_pytorch(tmp_path, mxnet_python, monkeyp
     code, rows = sweep(tmp_path / "r", "--models", "SqueezeNet-1.1", "--batch-sizes", "1", "--backend", "pytorch,mxnet")
     assert code == 0
     (r,) = of(rows, "mxnet")
-    assert set(records.COLUMNS) <= set(r)
+    assert set(schema.COLUMNS) <= set(r)
     assert r["status"] == "ok" and r["throughput"] > 0 and r["model"] == "SqueezeNet-1.1"
     assert r["env"]["mxnet"] == "1.9.1" and r["mx_gluon_model"] == "squeezenet1.1" and r["mx_omp_threads"] == 1
     assert r["params"] == of(rows, "pytorch")[0]["params"]

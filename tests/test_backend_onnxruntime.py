@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from dlmark import records
+from dlmark.records import schema
 from dlmark.backends import RunConfig, load
 from dlmark.cli import main
 from dlmark.errors import UserError
@@ -19,7 +19,7 @@ def test_throughput_records_beside_pytorch(tmp_path, runtime_cache):
     ort_rows, torch_rows = of(rows, "onnxruntime"), of(rows, "pytorch")
     assert [r["batch_size"] for r in ort_rows] == [1, 3] and len(torch_rows) == 2
     for r in ort_rows:
-        assert set(records.COLUMNS) <= set(r)
+        assert set(schema.COLUMNS) <= set(r)
         assert r["status"] == "ok" and r["throughput"] > 0 and r["latency_ms_median"] > 0
         assert r["compile_mode"] is None and r["layout"] == "nchw" and r["threads"] == 1
         assert r["ort_providers"] == ["CPUExecutionProvider"]

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from dlmark import records
+from dlmark.records import schema
 from dlmark.backends import RunConfig, load
 from dlmark.cli import main
 from dlmark.errors import UserError
@@ -20,7 +20,7 @@ def test_throughput_records_under_both_hints(tmp_path, runtime_cache):
     assert len(ov_rows) == 4 and len(of(rows, "pytorch")) == 2
     hints = {}
     for r in ov_rows:
-        assert set(records.COLUMNS) <= set(r)
+        assert set(schema.COLUMNS) <= set(r)
         assert r["status"] == "ok" and r["throughput"] > 0
         # fp32 stays fp32: OpenVINO would otherwise pick bf16 on CPUs that have it.
         assert r["ov_inference_precision"] == "f32" and r["ov_inference_threads"] == "1"

@@ -5,15 +5,15 @@ import warnings
 
 import pytest
 
-from dlmark import records
+from dlmark.records import schema
 from dlmark.benchmark import load_results
 from dlmark.errors import UserError
-from dlmark.store import Store, file_name
+from dlmark.records.store import Store, file_name
 
 
 def record(model="ResNet-v1-18", device="NVIDIA H200", host="a", batch_size=1, task="throughput", **extra):
     config = {"task": task, "source": "torchvision:x", "batch_size": batch_size, "device": device, "host": host}
-    return records.new_record(job_key=records.job_key(config), task=task, model=model, device=device, host=host,
+    return schema.new_record(job_key=schema.job_key(config), task=task, model=model, device=device, host=host,
                               batch_size=batch_size, throughput=100.0 * batch_size, status="ok",
                               env={"torch": "2.x", "driver": "580"}, **extra)
 
@@ -59,7 +59,7 @@ def test_reads_the_2018_format_with_null_holes(tmp_path):
     (tmp_path / "cnn.py__benchmark_throughput.json").write_text(json.dumps(old))
     df = load_results(str(tmp_path / "cnn.py__benchmark_throughput*json"))
     assert list(df.model) == ["AlexNet", "ResNet-v2-50"]
-    assert (df.schema_version == records.SCHEMA_VERSION).all()
+    assert (df.schema_version == schema.SCHEMA_VERSION).all()
     assert (df.status == "ok").all()
     assert list(df.family) == ["AlexNet", "ResNet-v2"]
 
@@ -74,7 +74,7 @@ def test_a_bad_file_is_named_and_skipped_and_hides_nothing(tmp_path):
 
 
 def test_a_record_from_a_newer_dlmark_is_refused_with_advice(tmp_path):
-    newer = dict(record(), schema_version=records.SCHEMA_VERSION + 1)
+    newer = dict(record(), schema_version=schema.SCHEMA_VERSION + 1)
     (tmp_path / "x.json").write_text(json.dumps(newer))
     with pytest.raises(UserError, match="upgrade dlmark"):
         load_results(str(tmp_path / "x.json"))

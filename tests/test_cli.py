@@ -80,7 +80,7 @@ def test_models_and_suites_list(capsys):
 
 def _options_of(monkeypatch, tmp_path, *args):
     """The RunOptions `dlmark run` builds, captured instead of running."""
-    import dlmark.sweep
+    import dlmark.run.driver
 
     seen = {}
 
@@ -88,7 +88,7 @@ def _options_of(monkeypatch, tmp_path, *args):
         seen["options"] = options
         raise SystemExit(0)
 
-    monkeypatch.setattr(dlmark.sweep, "run", fake_run)
+    monkeypatch.setattr(dlmark.run.driver, "run", fake_run)
     with pytest.raises(SystemExit):
         main(["run", *args, "--device", "cpu", "--out", str(tmp_path / "r")])
     return seen["options"]

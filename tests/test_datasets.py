@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dlmark.datasets import balanced_subset, open_imagenet, read_meta_mat, wnids
+from dlmark.models.datasets import balanced_subset, open_imagenet, read_meta_mat, wnids
 from dlmark.errors import UserError
 from tests import imagenet_layouts as L
 from tests.fixtures.colour_models import PALETTE

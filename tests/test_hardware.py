@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from dlmark import hardware
-from dlmark.hardware import lookup
+from dlmark.analysis import efficiency as hardware
+from dlmark.analysis.efficiency import lookup
 
 
 @pytest.mark.parametrize("name, entry", [
@@ -36,7 +36,7 @@ def test_table_is_dense_and_consistent():
 
 def test_flop_counter_counts_a_multiply_add_as_two():
     torch = pytest.importorskip("torch")
-    from dlmark.zoo import count_flops
+    from dlmark.models.zoo import count_flops
 
     assert count_flops(torch.nn.Linear(64, 32, bias=False), (64,)) == 2 * 64 * 32
     conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
@@ -131,8 +131,8 @@ def test_activation_traffic_counts_materialised_outputs_twice():
 
 def test_peak_on_cpu_is_a_record_that_mfu_then_uses(tmp_path):
     pytest.importorskip("torch")
-    from dlmark import peak
-    from dlmark.store import Store
+    from dlmark.measure import peak
+    from dlmark.records.store import Store
 
     config = peak.PeakConfig(sizes=(64, 128), repeats=3, block_s=0.005, copy_bytes=1 << 20, warmup=1)
     record = peak.run_peak("cpu", tmp_path, config)

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from dlmark.measure import MIN_BLOCKS_FLOOR, PerfCounterTimer, TimingConfig, time_callable, warm_up
+from dlmark.measure.timing import MIN_BLOCKS_FLOOR, PerfCounterTimer, TimingConfig, time_callable, warm_up
 
 
 class FakeTimer:

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from dlmark import suites, sweep, zoo
+from dlmark import suites
+from dlmark.run import driver as sweep
+from dlmark.models import zoo
 from dlmark.benchmark import load_records
-from dlmark.devices import Device, cpu
-from dlmark.executors import LocalExecutor, schedule_order, take_next
-from dlmark.plan import Group, RunOptions
+from dlmark.measure.devices import Device, cpu
+from dlmark.run.local import LocalExecutor, schedule_order, take_next
+from dlmark.run.plan import Group, RunOptions
 
 FIX = "py:tests.fixtures.models"
 KILLS_WORKER = "py:tests.fixtures.scale_models:sigkills_itself_above_limit"
@@ -121,7 +123,7 @@ def _our_workers() -> list[int]:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         state = stat.rsplit(")", 1)[1].split()[0]
-        if ppid == os.getpid() and "dlmark.worker" in cmdline and state != "Z":
+        if ppid == os.getpid() and "dlmark.run.worker" in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
 
@@ -177,7 +179,7 @@ def test_an_error_in_one_lane_stops_the_others_at_once():
 
 
 def test_gpu_lanes_sharing_cpus_split_them_evenly():
-    from dlmark.executors import split_cpus
+    from dlmark.run.local import split_cpus
 
     node0, node1 = list(range(0, 16)), list(range(16, 32))
     # Two GPUs on one NUMA node share its CPUs half and half; GPUs on different nodes keep their own.
@@ -188,7 +190,7 @@ def test_gpu_lanes_sharing_cpus_split_them_evenly():
 
 
 def test_a_worker_runs_on_its_share_of_the_cpus():
-    from dlmark.executors import WorkerProcess
+    from dlmark.run.local import WorkerProcess
 
     worker = WorkerProcess(cpu())
     worker.cpus = [0]

@@ -8,9 +8,9 @@ import pytest
 from dlmark import cli
 from dlmark.benchmark import load_results
 from dlmark.errors import UserError
-from dlmark.records import new_record
-from dlmark.store import Store
-from dlmark.tradeoff import answer, tradeoff_table
+from dlmark.records.schema import new_record
+from dlmark.records.store import Store
+from dlmark.analysis.tradeoff import answer, tradeoff_table
 
 GPU, OTHER = "NVIDIA H200", "NVIDIA L4"
 _keys = itertools.count()

@@ -1,4 +1,4 @@
-"""dlmark.plot and dlmark.pareto: what the figures contain, not just that they build."""
+"""dlmark.plot and dlmark.analysis.pareto: what the figures contain, not just that they build."""
 from __future__ import annotations
 
 import math
@@ -14,7 +14,7 @@ from bokeh.resources import INLINE
 
 from dlmark import plot
 from dlmark.errors import UserError
-from dlmark.pareto import pareto_frontier
+from dlmark.analysis.pareto import pareto_frontier
 
 import synthetic_results as synthetic
 
@@ -64,7 +64,7 @@ def hover_text(fig) -> str:
 
 
 def test_importing_plot_does_not_import_torch():
-    code = "import sys, dlmark.plot, dlmark.pareto; print('torch' in sys.modules)"
+    code = "import sys, dlmark.plot, dlmark.analysis.pareto; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

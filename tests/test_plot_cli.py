@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from dlmark import cli, plot_cli
+from dlmark import cli
+from dlmark.cli import plot as plot_cli
 from dlmark.benchmark import load_results
 from dlmark.errors import UserError
 

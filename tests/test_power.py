@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dlmark import power
+from dlmark.measure import power
 
 
 def test_decode_reasons_names_every_bit():
@@ -99,6 +99,6 @@ def test_gpu_energy_and_clocks_are_read():
 
 
 def power_timer():
-    from dlmark.measure import CudaEventTimer
+    from dlmark.measure.timing import CudaEventTimer
 
     return CudaEventTimer()

@@ -10,12 +10,15 @@ import sys
 
 import pytest
 
-from dlmark import records, suites, sweep, zoo
+from dlmark.records import schema
+from dlmark import suites
+from dlmark.run import driver as sweep
+from dlmark.models import zoo
 from dlmark.benchmark import load_records
-from dlmark.devices import cpu
+from dlmark.measure.devices import cpu
 from dlmark.errors import UserError
-from dlmark.plan import RunOptions
-from dlmark.ray_executor import INSTALL_HINT, RayExecutor, Target, import_ray, resolve_targets
+from dlmark.run.plan import RunOptions
+from dlmark.run.ray import INSTALL_HINT, RayExecutor, Target, import_ray, resolve_targets
 
 TINY = "py:tests.fixtures.models:tiny"
 KILLS_WORKER = "py:tests.fixtures.scale_models:sigkills_itself_above_limit"
@@ -74,7 +77,7 @@ def test_targets_follow_the_cluster():
 def test_an_address_nobody_listens_on_fails_at_once():
     import socket
 
-    from dlmark.ray_executor import _check_reachable
+    from dlmark.run.ray import _check_reachable
 
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
         s.bind(("127.0.0.1", 0))
@@ -124,7 +127,7 @@ def test_ray_records_match_the_local_executor(ray_instance, tmp_path, fast_timin
     assert set(local_by_key) <= set(ray_by_key)
     for key, mine in local_by_key.items():
         theirs = ray_by_key[key]
-        assert set(records.COLUMNS) <= set(theirs)
+        assert set(schema.COLUMNS) <= set(theirs)
         assert set(theirs) == set(mine), set(theirs) ^ set(mine)
         assert (theirs["host"], theirs["device"], theirs["device_spec"]) == (mine["host"], mine["device"], "cpu")
         assert theirs["status"] == mine["status"] and theirs["threads"] == mine["threads"] == 1
@@ -179,7 +182,7 @@ def _eventually_free(ray, seconds=10.0):
 
 
 def test_a_cpu_job_larger_than_any_node_is_refused_not_left_pending(ray_instance, fast_timing):
-    from dlmark.execution import RunContext
+    from dlmark.run.jobs import RunContext
 
     ctx = RunContext(options=options([KILLS_WORKER], fast_timing), emit=lambda r: None, finished={}, env={},
                      host="h")

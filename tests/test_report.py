@@ -11,7 +11,7 @@ import pytest
 
 from dlmark.cli import main
 from dlmark.errors import UserError
-from dlmark.report import build_site
+from dlmark.report.site import build_site
 
 import synthetic_results as synthetic
 

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from dlmark.stats import NOISY_REL_IQR, median_ci, summarize_latency
+from dlmark.measure.stats import NOISY_REL_IQR, median_ci, summarize_latency
 
 
 def _binomial_coverage(n: int, drop: int) -> float:

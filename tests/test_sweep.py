@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from dlmark import records
+from dlmark.records import schema
 from dlmark.benchmark import load_records
 from dlmark.cli import main
 
@@ -36,7 +36,7 @@ def test_throughput_records_have_the_schema(tmp_path, fast):
     assert code == 0
     assert len(rows) == 2
     for r in rows:
-        assert set(records.COLUMNS) <= set(r)
+        assert set(schema.COLUMNS) <= set(r)
         assert r["status"] == "ok" and r["task"] == "throughput" and r["workload"] == "Inference"
         assert r["throughput"] == pytest.approx(r["batch_size"] / (r["latency_ms_median"] / 1e3))
         assert r["throughput_ci95_low"] <= r["throughput"] <= r["throughput_ci95_high"]

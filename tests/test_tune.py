@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dlmark import tune
-from dlmark.tune import EAGER, Config, Outcome, Search, SearchSpace, survivors
+from dlmark.run import tune
+from dlmark.run.tune import EAGER, Config, Outcome, Search, SearchSpace, survivors
 
 # A made-up GPU: per-image cost in ms of each (precision, layout), each mode's factor,
 # and a fixed per-batch overhead that large batches and CUDA graphs amortise.

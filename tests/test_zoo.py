@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dlmark import zoo
+from dlmark.models import zoo
 from dlmark.errors import UserError
 
 SEED_NAMES = ["AlexNet", "DenseNet-121", "DenseNet-161", "DenseNet-169", "DenseNet-201", "ResNet-v1-18",

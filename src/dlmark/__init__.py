@@ -10,9 +10,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+#: The seed-facing modules (benchmark, plot) and one package per concern.
 _SUBMODULES = {
-    "benchmark", "plot", "zoo", "records", "measure", "report", "suites", "cli",
-    "store", "devices", "environment", "plan", "executors", "stats", "tables",
+    "benchmark", "plot", "errors", "records", "models", "backends", "measure", "tasks", "run", "analysis",
+    "report", "suites", "cli",
 }
 
 

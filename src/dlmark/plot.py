@@ -1,6 +1,6 @@
 """Bokeh 3 figures of benchmark records: pure functions from a DataFrame to a figure.
 
-Every function takes the DataFrame that ``dlmark.benchmark.load_results`` returns
+Every function takes the DataFrame that ``dlmark.records.load.load_results`` returns
 (or any slice of it, such as the seed notebook's ``thr[thr.model == 'AlexNet']``)
 and returns a Bokeh object to ``show()`` in Jupyter or save to an HTML file.
 Records whose ``status`` is not ``ok``, or whose plotted value is missing, are
@@ -25,9 +25,9 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from .errors import UserError
-from .hardware import ridge_point
-from .pareto import pareto_frontier
-from .records import family_of
+from dlmark.analysis.efficiency import ridge_point
+from dlmark.analysis.pareto import pareto_frontier
+from dlmark.records.schema import family_of
 
 __all__ = [
     "batch_size_vs_throughput", "batch_size_vs_throughput_grid", "max_batch_size",

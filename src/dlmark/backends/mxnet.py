@@ -26,8 +26,9 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.model_zoo import vision
 
-from .. import measure, zoo
-from ..environment import cpu_model
+from dlmark.measure import timing as measure
+from dlmark.models import zoo
+from dlmark.measure.environment import cpu_model
 from ..errors import UserError
 from . import RunConfig, runtime_util, seeded_input
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from .. import measure
-from ..environment import cpu_model, package_version
+from dlmark.measure import timing as measure
+from dlmark.measure.environment import cpu_model, package_version
 from ..errors import UserError
 from . import RunConfig, cache, runtime_util, seeded_input, torch_source
 

@@ -24,7 +24,7 @@ def compare_logits(reference: Any, output: Any, tolerance: float, method: str) -
     """``agreement_*`` record fields for two logit arrays (batch x classes), any array-likes.
 
     The one place the comparison is computed: PyTorch's reduced precisions (in the worker)
-    and the other runtimes (``dlmark.agreement``, in the driver) both come here.
+    and the other runtimes (``dlmark.run.agreement``, in the driver) both come here.
     """
     import math
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
-from .. import measure, zoo
-from ..environment import torch_versions
+from dlmark.measure import timing as measure
+from dlmark.models import zoo
+from dlmark.measure.environment import torch_versions
 from . import RunConfig, seeded_input
-from .. import hardware
+from dlmark.analysis import efficiency as hardware
 from . import precision_check
 from ..tasks.max_batch_size import StopForward
 from .gpu_modes import GRAPH_MODE, CudaGraphed, compile_module
@@ -290,7 +291,7 @@ def _device_uuid(device: torch.device) -> str | None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from ..environment import cpu_model
+    from dlmark.measure.environment import cpu_model
 
     return cpu_model()
 

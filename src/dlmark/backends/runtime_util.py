@@ -4,8 +4,8 @@ from __future__ import annotations
 import gc
 from typing import Any, Callable
 
-from .. import measure
-from ..environment import usable_cpus
+from dlmark.measure import timing as measure
+from dlmark.measure.environment import usable_cpus
 
 _OOM_TEXTS = ("out of memory", "failed to allocate", "bad_alloc", "cannot allocate memory", "not enough memory")
 

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .. import zoo
+from dlmark.models import zoo
 from . import cache
 
 #: ONNX opset of the exports: supported by onnxruntime >= 1.14 and OpenVINO >= 2023.

@@ -58,7 +58,7 @@ class SiteSummary:
 
 def _load(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """Records of the folder and the messages about files that could not be read."""
-    from ..benchmark import load_results
+    from dlmark.records.load import load_results
 
     if not results_dir.is_dir():
         raise UserError(f"{results_dir} is not a folder; give the folder `dlmark run --out` wrote")

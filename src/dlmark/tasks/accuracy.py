@@ -120,7 +120,7 @@ def missing_weights(spec) -> str | None:
     Checked without building the model, so a run over many models can name
     every missing file before any work starts.
     """
-    from .. import zoo
+    from dlmark.models import zoo
 
     if spec.source == "py":
         return None  # a py: model brings its own weights
@@ -158,9 +158,9 @@ def evaluate(runner, request: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader
 
-    from .. import zoo
-    from ..datasets import balanced_subset, open_imagenet
-    from ..datasets.images import ImageFiles, collate
+    from dlmark.models import zoo
+    from dlmark.models.datasets import balanced_subset, open_imagenet
+    from dlmark.models.datasets.images import ImageFiles, collate
 
     built = getattr(runner, "built", None)
     if built is None:
@@ -248,7 +248,7 @@ def preflight(options) -> None:
     """Before anything runs: the data set is readable and every model's weights are on disk."""
     if not options.imagenet or "accuracy" not in options.tasks:
         return
-    from ..datasets import open_imagenet
+    from dlmark.models.datasets import open_imagenet
 
     dataset = open_imagenet(options.imagenet)
     if options.accuracy_limit and options.accuracy_limit > len(dataset):
@@ -261,7 +261,7 @@ def preflight(options) -> None:
 
 def run_group(group, lane, ctx) -> None:
     """Run one accuracy job on ``lane``; it always ends as a record (or is skipped as done)."""
-    from ..execution import make_record
+    from dlmark.run.jobs import make_record
 
     device = lane.device
     for job in group.jobs:
@@ -279,8 +279,8 @@ def run_group(group, lane, ctx) -> None:
 
 
 def _published_record(ctx, job, device, make_record) -> dict[str, Any]:
-    from .. import zoo
-    from .published_accuracy import NoPublishedFigure, lookup
+    from dlmark.models import zoo
+    from dlmark.models.published_accuracy import NoPublishedFigure, lookup
 
     try:
         fields = lookup(job.model)
@@ -298,15 +298,15 @@ def _measure(ctx, job, group, lane, make_record) -> None:
     from dataclasses import asdict
 
     from ..backends import RunConfig
-    from ..datasets import open_imagenet
-    from ..executors import WorkerFailed
+    from dlmark.models.datasets import open_imagenet
+    from dlmark.run.local import WorkerFailed
 
     device, worker = lane.device, lane.worker
     config = RunConfig(device=device.worker_device, precision=group.precision, layout=group.layout,
                        compile_mode=group.compile_mode, threads=group.threads)
     model_ref = job.model.source_ref if job.model.source != "py" else job.model.name
     num_images = job.extra.get("limit") or len(open_imagenet(job.extra["imagenet"]))
-    from ..execution import LOAD_TIMEOUT_S
+    from dlmark.run.jobs import LOAD_TIMEOUT_S
 
     facts: dict[str, Any] = {}
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .. import power
-from ..measure import TimingConfig, time_callable
+from dlmark.measure import power
+from dlmark.measure.timing import TimingConfig, time_callable
 
 #: The first measurement in a worker also brings the device out of idle: an idle H200
 #: runs at 345 MHz and takes most of a second to clock up, during which short passes

@@ -1,0 +1,1 @@
+"""Measurement: timing, statistics, power, the environment and devices a figure was taken on."""

@@ -1,0 +1,1 @@
+"""The zoo: model sources (seed names, torchvision, timm, py:), published accuracy, data sets."""

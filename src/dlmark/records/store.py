@@ -1,0 +1,116 @@
+"""The result store: one JSON file per record, written atomically.
+
+A record is written to a hidden temporary file in the same folder, flushed
+to disk, then renamed over its final name, so that a ``kill -9`` at any
+instant leaves either the old file, the new file, or no file -- never half of
+one. File names carry host, device, model and the job key, so result folders
+from different machines merge by copying without collisions, and the seed
+notebook's globs (``cnn.py__benchmark_throughput*json``) still find them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+from dlmark.errors import UserError
+from dlmark.records.schema import FINAL_STATUSES, iter_file_records, upgrade
+
+#: Task -> (file-name stem after the prefix, suffix). The seed used these stems.
+_TASK_FILES = {
+    "throughput": ("benchmark_throughput", ".json"),
+    "max_batch_size": ("benchmark_largest_batch_size", ".json"),
+    "accuracy": ("benchmark_accuracy", "__accuracy.json"),
+}
+
+
+def slug(text: Any, limit: int = 48) -> str:
+    """A file-name-safe rendering of a name."""
+    cleaned = re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-.")
+    return (cleaned or "x")[:limit]
+
+
+def file_name(record: dict[str, Any], prefix: str) -> str:
+    stem, suffix = _TASK_FILES.get(record["task"], (f"benchmark_{record['task']}", ".json"))
+    parts = [slug(record.get("host")), slug(record.get("device")), slug(record.get("model")), record["job_key"]]
+    return f"{prefix}__{stem}__{'__'.join(parts)}{suffix}"
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1, default=str, allow_nan=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def check_writable(out_dir: Path) -> None:
+    """UserError unless ``out_dir`` exists or can be made, and accepts files."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"output folder {out_dir} is a file; choose a folder with --out")
+    probe_dir = out_dir
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    if not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to output folder {out_dir}: {probe_dir} is not writable; choose another with --out")
+
+
+class Store:
+    """A folder of result files; the driver is its only writer."""
+
+    def __init__(self, root: Path | str, prefix: str):
+        self.root = Path(root)
+        self.prefix = prefix
+
+    def write(self, record: dict[str, Any]) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / file_name(record, self.prefix)
+        atomic_write_json(path, record)
+        return path
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every readable record in the folder (any prefix); unreadable files warn."""
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.glob("*.json")):
+            yield from read_file(path)
+
+    def finished_keys(self) -> dict[str, dict[str, Any]]:
+        """job_key -> record for jobs whose outcome is final (ok or oom)."""
+        done = {}
+        for record in self.records():
+            key = record.get("job_key")
+            if key and record.get("status") in FINAL_STATUSES:
+                done[key] = record
+        return done
+
+
+def read_file(path: Path) -> list[dict[str, Any]]:
+    """Records of one result file, upgraded; a file that cannot be read warns and yields none."""
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+        records = [upgrade(dict(r)) for r in iter_file_records(payload)]
+    except UserError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        warnings.warn(f"skipping unreadable result file {path}: {exc}", stacklevel=2)
+        return []
+    for record in records:
+        record.setdefault("_file", str(path))
+    return records
