@@ -32,7 +32,7 @@ from dlmark.models import zoo
 from dlmark.backends import RunConfig
 from dlmark.measure.devices import cpu
 from dlmark.run.local import WorkerProcess
-from dlmark.run.plan import RunOptions
+from dlmark.run.options import RunOptions
 from dlmark.records.store import Store
 
 

@@ -11,6 +11,7 @@ from dlmark import suites
 from dlmark.models import zoo
 from dlmark.backends import seeded_input
 from dlmark.cli import main
+from dlmark.run.options import RunOptions
 from dlmark.measure.devices import cpu
 from dlmark.errors import UserError
 from tests.runtime_helpers import TINY, WRONG, of, runtime_cache, sweep  # noqa: F401 -- runtime_cache is a fixture
@@ -44,20 +45,30 @@ def test_differences_beyond_the_precisions_tolerance_fail():
 
 def test_not_comparable_is_never_agreement():
     assert agreement.compare(logits(), logits(shape=(8, 11)), "fp32", "m")["agreement_ok"] is None
-    group = plan.Group(task="throughput", model=zoo.get("AlexNet"), backend="mxnet", precision="fp32",
-                       layout="nchw", compile_mode=None, threads=None, jobs=[])
+    group = plan.Group(task="throughput", model=zoo.get("AlexNet"), variant=plan.Variant(backend="mxnet"), jobs=[])
 
     class NoWorker:
         def request(self, *a, **k):
             raise AssertionError("a not-comparable runtime is not run for the check")
 
-    fields = agreement.check(group, "torchvision:alexnet", NoWorker(), cpu(),
-                             {"agreement_comparable": False, "agreement_via": "not comparable: shapes differ"})
+    class Lane:
+        worker, device = NoWorker(), cpu()
+
+    fields = agreement.check(group, Lane(), {"agreement_comparable": False,
+                                             "agreement_via": "not comparable: shapes differ"})
     assert fields["agreement_ok"] is None and fields["agreement_method"] == "not comparable: shapes differ"
     # The reference itself is not compared, and a runner's own check is kept.
-    reference = plan.Group(task="throughput", model=zoo.get("AlexNet"), backend="pytorch", precision="fp32",
-                           layout="nchw", compile_mode=None, threads=None, jobs=[])
-    assert agreement.check(reference, "torchvision:alexnet", NoWorker(), cpu(), {}) == {}
+    reference = plan.Group(task="throughput", model=zoo.get("AlexNet"), variant=plan.Variant(), jobs=[])
+
+    class AnsweringWorker:
+        def request(self, message, timeout_s):
+            assert message["op"] == "outputs"  # the reference leaves its logits for later variants
+            return {"ok": False, "status": "error", "error": "no model here"}
+
+    class ReferenceLane:
+        worker, device = AnsweringWorker(), cpu()
+
+    assert agreement.check(reference, ReferenceLane(), {}) == {}
 
 
 def test_seeded_input_is_deterministic():
@@ -71,7 +82,7 @@ def test_runtime_names_expand_to_groups():
         ("pytorch", [None]), ("openvino", ["throughput"]), ("onnxruntime", [None])]
     with pytest.raises(UserError, match="unknown backend"):
         runtimes.expand(["tensorflow"], [None])
-    options = plan.RunOptions(suite=suites.load("quick"), models=[zoo.get("AlexNet")], tasks=["throughput"],
+    options = RunOptions(suite=suites.load("quick"), models=[zoo.get("AlexNet")], tasks=["throughput"],
                               batch_sizes=[1], devices=[cpu()], layouts=["nchw", "channels_last"],
                               backends=["pytorch", "onnxruntime"])
     groups = plan.plan(options)

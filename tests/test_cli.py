@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from dlmark.cli import main, parse_batch_sizes, parse_size
+from dlmark.cli import main
+from dlmark.cli.args import parse_batch_sizes, parse_size
 from dlmark.errors import UserError
 
 

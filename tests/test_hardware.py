@@ -63,7 +63,7 @@ def test_a_measured_peak_of_the_same_device_wins_over_the_table():
            "peak_tflops_bf16": 600.0, "peak_bandwidth_gbs": 4000.0}
     new = dict(old, timestamp="2025-06-01T00:00:00+00:00", peak_tflops_bf16=700.0, peak_bandwidth_gbs=4100.0)
     other = dict(new, device="NVIDIA H100 80GB HBM3", peak_tflops_bf16=1.0)
-    measured = hardware.measured_peak("NVIDIA H200", [old, other, new])
+    measured = hardware.newest_peaks([old, other, new])["NVIDIA H200"]
     assert measured is new
     assert hardware.peak_for("NVIDIA H200", "amp-bf16", measured) == (700.0, 4100.0, hardware.MEASURED)
     # A precision the peak run did not measure falls back to the table.
@@ -104,21 +104,34 @@ def test_cpu_records_get_achieved_tflops_but_no_peak_unless_measured():
     f = hardware.efficiency_fields(cpu)
     assert f["achieved_tflops"] == pytest.approx(160.0) and f["mfu"] is None and f["peak_source"] is None
     peak = {"task": "peak", "status": "ok", "device": "AMD EPYC", "peak_tflops_fp32": 1.6, "peak_bandwidth_gbs": 50.0}
-    f = hardware.efficiency_fields(cpu, [peak])
+    f = hardware.efficiency_fields(cpu, peak)
     assert f["mfu"] == pytest.approx(100.0) and f["peak_source"] == hardware.MEASURED
 
 
 def test_failed_and_other_records_get_empty_fields():
     assert hardware.efficiency_fields(_record(status="oom"))["mfu"] is None
-    assert set(hardware.efficiency_fields(_record(task="max_batch_size"))) == set(hardware.EFFICIENCY_FIELDS)
+    assert set(hardware.efficiency_fields(_record(task="max_batch_size"))) == set(hardware.DERIVED_FIELDS)
 
 
-def test_record_extras_carries_agreement_facts():
+def test_records_store_load_facts_and_no_derived_figure():
     facts = {"agreement_top1": 1.0, "agreement_ok": True, "activation_elements_per_sample": 45e6, "params": 1}
-    extras = hardware.record_extras(_record(activation_elements_per_sample=None), facts)
-    assert extras["agreement_top1"] == 1.0 and extras["agreement_ok"] is True
-    assert extras["bytes_per_sample_est"] is not None  # the fact fed the roofline
-    assert "params" not in extras
+    stored = hardware.load_facts(facts)
+    assert stored == {"agreement_top1": 1.0, "agreement_ok": True, "activation_elements_per_sample": 45e6}
+    assert not set(stored) & set(hardware.DERIVED_FIELDS)
+
+
+def test_derived_figures_come_from_the_peak_records_read_beside_them():
+    """A peak record added later re-derives MFU of records written before it (issue: figures derived when read)."""
+    cpu = _record(device="AMD EPYC", device_spec="cpu", precision="fp32", num_blocks=10, iters_per_block=2,
+                  energy_j=51.2, batch_size=256)
+    before = hardware.derive_records([cpu])[0]
+    assert before["mfu"] is None and before["energy_j_per_sample"] == pytest.approx(51.2 / (10 * 2 * 256))
+    peak = {"task": "peak", "status": "ok", "device": "AMD EPYC", "peak_tflops_fp32": 1.6, "timestamp": "2026"}
+    after = hardware.derive_records([cpu, peak])[0]
+    assert after["mfu"] == pytest.approx(100.0) and after["peak_source"] == hardware.MEASURED
+    pd = pytest.importorskip("pandas")
+    frame = hardware.derive(pd.DataFrame([cpu, peak]))
+    assert frame.loc[0, "mfu"] == pytest.approx(100.0) and frame.loc[0, "peak_source"] == hardware.MEASURED
 
 
 def test_activation_traffic_counts_materialised_outputs_twice():
@@ -126,7 +139,9 @@ def test_activation_traffic_counts_materialised_outputs_twice():
     net = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.ReLU(inplace=True), torch.nn.Flatten(),
                               torch.nn.Linear(20, 5))
     # input 10 read once; linear outputs 20 and 5 written and read; in-place ReLU and views move nothing.
-    assert hardware.count_activation_elements(net, (10,)) == 10 + 2 * 20 + 2 * 5
+    from dlmark.models import zoo
+
+    assert zoo.count_activation_elements(net, (10,)) == 10 + 2 * 20 + 2 * 5
 
 
 def test_peak_on_cpu_is_a_record_that_mfu_then_uses(tmp_path):
@@ -139,7 +154,8 @@ def test_peak_on_cpu_is_a_record_that_mfu_then_uses(tmp_path):
     assert record["task"] == "peak" and record["peak_tflops_fp32"] > 0 and record["peak_bandwidth_gbs"] > 0
     assert set(record["peak_details"]["matmul_tflops_by_size"]["fp32"]) == {"64", "128"}
     stored = list(Store(tmp_path, "peak.py").records())
-    f = hardware.efficiency_fields(_record(device=record["device"], device_spec="cpu", precision="fp32"), stored)
+    f = hardware.efficiency_fields(_record(device=record["device"], device_spec="cpu", precision="fp32"),
+                                   hardware.newest_peaks(stored)[record["device"]])
     assert f["peak_source"] == hardware.MEASURED and f["peak_tflops"] == record["peak_tflops_fp32"]
 
 

@@ -20,7 +20,8 @@ from dlmark.models import zoo
 from dlmark.benchmark import load_records
 from dlmark.measure.devices import Device, cpu
 from dlmark.run.local import LocalExecutor, schedule_order, take_next
-from dlmark.run.plan import Group, RunOptions
+from dlmark.run.options import RunOptions
+from dlmark.run.plan import Group, Variant
 
 FIX = "py:tests.fixtures.models"
 KILLS_WORKER = "py:tests.fixtures.scale_models:sigkills_itself_above_limit"
@@ -37,8 +38,7 @@ def options(models, timing, **kw):
 
 
 def fake_group(name: str, jobs: int, task: str = "throughput") -> Group:
-    return Group(task=task, model=zoo.ModelSpec(name, "py", f"m:{name}"), backend="pytorch", precision="fp32",
-                 layout="nchw", compile_mode=None, threads=None, jobs=[object()] * jobs)
+    return Group(task=task, model=zoo.ModelSpec(name, "py", f"m:{name}"), variant=Variant(), jobs=[object()] * jobs)
 
 
 # ----------------------------------------------------------- scheduling, no processes

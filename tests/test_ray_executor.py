@@ -17,7 +17,7 @@ from dlmark.models import zoo
 from dlmark.benchmark import load_records
 from dlmark.measure.devices import cpu
 from dlmark.errors import UserError
-from dlmark.run.plan import RunOptions
+from dlmark.run.options import RunOptions
 from dlmark.run.ray import INSTALL_HINT, RayExecutor, Target, import_ray, resolve_targets
 
 TINY = "py:tests.fixtures.models:tiny"

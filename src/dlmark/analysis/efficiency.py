@@ -134,14 +134,15 @@ def mfu(achieved: float | None, peak: float | None) -> float | None:
     return achieved / peak
 
 
-def measured_peak(device_name: str | None, records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest ok ``task == "peak"`` record for this device name, if any."""
-    best = None
+def newest_peaks(records: Iterable[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """Device name -> its newest ok ``task == "peak"`` record (``dlmark peak``)."""
+    peaks: dict[Any, dict[str, Any]] = {}
     for r in records:
-        if r.get("task") == "peak" and r.get("status") == "ok" and r.get("device") == device_name:
+        if r.get("task") == "peak" and r.get("status") == "ok":
+            best = peaks.get(r.get("device"))
             if best is None or str(r.get("timestamp") or "") > str(best.get("timestamp") or ""):
-                best = r
-    return best
+                peaks[r.get("device")] = r
+    return peaks
 
 
 def peak_for(device_name: str | None, precision: str,
@@ -199,25 +200,27 @@ def roofline(flops_per_sample: float | None, bytes_sample: float | None, peak_tf
     return out
 
 
-#: Fields ``efficiency_fields`` adds to a throughput record (documented in docs/records.md).
-EFFICIENCY_FIELDS = ("achieved_tflops", "mfu", "peak_tflops", "peak_source", "peak_bandwidth_gbs",
-                     "bytes_per_sample_est", "arithmetic_intensity", "ridge_intensity", "bound",
-                     "roofline_tflops", "roofline_fraction")
+#: Figures derived from a throughput record's measured columns when results are read
+#: (``derive``); records never store them, so a later ``dlmark peak`` record re-derives them all.
+DERIVED_FIELDS = ("achieved_tflops", "mfu", "peak_tflops", "peak_source", "peak_bandwidth_gbs",
+                  "bytes_per_sample_est", "arithmetic_intensity", "ridge_intensity", "bound",
+                  "roofline_tflops", "roofline_fraction", "energy_j_per_sample")
 
 
-def efficiency_fields(record: dict[str, Any], known_records: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
-    """MFU and roofline fields for one throughput record (all None where not computable).
+def efficiency_fields(record: dict[str, Any], measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The derived fields of one throughput record (None where not computable).
 
-    ``known_records`` are records already in the results folder; a ``dlmark
-    peak`` record of the same device among them supplies the peaks.
+    ``measured``: the ``dlmark peak`` record of the record's device, if the results hold one.
     """
-    out: dict[str, Any] = dict.fromkeys(EFFICIENCY_FIELDS)
+    out: dict[str, Any] = dict.fromkeys(DERIVED_FIELDS)
     if record.get("task") != "throughput" or record.get("status") != "ok":
         return out
+    samples = _timed_samples(record)
+    if record.get("energy_j") is not None and samples:
+        out["energy_j_per_sample"] = record["energy_j"] / samples
     precision = record.get("precision") or "fp32"
     achieved = achieved_tflops(record.get("flops_per_sample"), record.get("throughput"))
     out["achieved_tflops"] = achieved
-    measured = measured_peak(record.get("device"), known_records)
     if measured is None and not str(record.get("device_spec") or "").startswith("cuda"):
         return out  # the table holds GPUs only; a CPU gets peaks from `dlmark peak --device cpu`
     peak, bandwidth, source = peak_for(record.get("device"), precision, measured)
@@ -231,57 +234,64 @@ def efficiency_fields(record: dict[str, Any], known_records: Iterable[dict[str, 
     return out
 
 
-# ------------------------------------------------------------- worker side
-
-
-def count_activation_elements(module, input_shape: tuple[int, ...]) -> float | None:
-    """Elements of activation traffic of one sample's forward pass (written + read).
-
-    Runs the network on the meta device (no arithmetic) under a dispatch mode
-    that adds up the outputs of every ATen operator that materialises a new
-    tensor (views alias their input and move nothing); each output is counted
-    twice, written by its producer and read by its consumer, and the input
-    image once. Call inside a worker: it imports torch.
-    """
-    import copy
-
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class _Traffic(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.elements = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            returns = func._schema.returns
-            if not any(r.alias_info is not None for r in returns):
-                for t in (out if isinstance(out, (tuple, list)) else (out,)):
-                    if isinstance(t, torch.Tensor):
-                        self.elements += 2 * t.numel()
-            return out
-
-    try:
-        net = copy.deepcopy(module).to("meta")
-        x = torch.zeros((1, *input_shape), device="meta")
-        mode = _Traffic()
-        with torch.inference_mode(), mode:
-            net(x)
-        return float(mode.elements + x.numel())
-    except Exception:  # noqa: BLE001 -- an operator without a meta kernel: the estimate is absent
+def _timed_samples(record: dict[str, Any]) -> int | None:
+    blocks, iters, batch = record.get("num_blocks"), record.get("iters_per_block"), record.get("batch_size")
+    if not all(isinstance(v, (int, float)) and v == v and v > 0 for v in (blocks, iters, batch)):
         return None
+    return int(blocks) * int(iters) * int(batch)
 
 
-#: Model facts a worker reports at load that records carry as they are.
+def derive_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every record with its derived fields computed now, against the peak records among them.
+
+    Where a field cannot be computed from what was measured, a value an older record
+    stored (schema 1 records stored them at write time) is kept.
+    """
+    peaks = newest_peaks(records)
+    out = []
+    for r in records:
+        if r.get("task") == "throughput":
+            derived = efficiency_fields(r, peaks.get(r.get("device")))
+            r = {**r, **{k: v for k, v in derived.items() if v is not None or k not in r}}
+        out.append(r)
+    return out
+
+
+def derive(frame):
+    """``derive_records`` over a DataFrame (what ``load_results`` returns): the one place
+    every reader (ls, plot, report, pareto) gets MFU, roofline and energy per sample from."""
+    import pandas as pd
+
+    if frame.empty or "task" not in frame:
+        return frame
+    is_peak = frame["task"] == "peak"
+    is_thr = (frame["task"] == "throughput")
+    if not is_thr.any():
+        return frame
+    peak_rows = _without_nan(frame[is_peak].to_dict("records")) if is_peak.any() else []
+    rows = _without_nan(frame[is_thr].to_dict("records"))
+    derived = derive_records(peak_rows + rows)[len(peak_rows):]
+    frame = frame.copy()
+    for column in DERIVED_FIELDS:
+        values = pd.Series([r.get(column) for r in derived], index=frame.index[is_thr], dtype=object)
+        if column not in ("peak_source", "bound"):
+            values = pd.to_numeric(values, errors="coerce")
+        full = frame[column].astype(object) if column in frame else pd.Series(None, index=frame.index, dtype=object)
+        full.loc[is_thr] = values
+        frame[column] = full if column in ("peak_source", "bound") else pd.to_numeric(full, errors="coerce")
+    return frame
+
+
+def _without_nan(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A DataFrame fills absent fields with NaN, which is truthy; the record functions expect None.
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
+
+
+#: Facts a worker measures at load (model traffic, output agreement) that records carry as they are.
 FACT_FIELDS = ("activation_elements_per_sample", "agreement_max_abs", "agreement_max_rel", "agreement_top1",
                "agreement_ok", "agreement_method")
 
 
-def record_extras(record: dict[str, Any], facts: dict[str, Any],
-                  known_records: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
-    """Fields ``execution.make_record`` adds: load-time facts, then MFU and roofline of throughput records."""
-    out = {k: facts[k] for k in FACT_FIELDS if k in facts}
-    if record.get("task") == "throughput":
-        out.update(efficiency_fields({**record, **out}, known_records))
-    return out
+def load_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """The load-time facts a record stores."""
+    return {k: facts[k] for k in FACT_FIELDS if k in facts}

@@ -66,6 +66,11 @@ def tradeoff_table(df, device: str | None = None, batch_size: int = 64):
             measured[(row["model"], row["device"], row.get("precision"))] = row
         else:
             published[row["model"]] = row
+    # Weights whose published figure is unknown say so in their record: the reason is shown.
+    why_not = {}
+    if "task" in df.columns and "status" in df.columns:
+        absent = df[(df["task"] == "accuracy") & (df["status"] == "unavailable")]
+        why_not = {row["model"]: row.get("error") for row in absent.to_dict("records")}
     rows, missing = [], []
     for row in thr.to_dict("records"):
         hit = measured.get((row["model"], row["device"], row.get("precision"))) or published.get(row["model"])
@@ -76,7 +81,7 @@ def tradeoff_table(df, device: str | None = None, batch_size: int = 64):
         out.update({k: hit.get(k) for k in _ACCURACY})
         rows.append(out)
     table = pd.DataFrame(rows, columns=[*_KEEP, *_ACCURACY])
-    table.attrs["no_accuracy"] = sorted(set(missing))
+    table.attrs["no_accuracy"] = {m: why_not.get(m) or "no accuracy record" for m in sorted(set(missing))}
     return table
 
 
@@ -114,58 +119,5 @@ def _describe(row) -> str:
             f"{_percent(row['accuracy'])} top-1 {row.get('accuracy_source')}")
 
 
-def cmd_pareto(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from dlmark.records.load import require_results
-    from dlmark.report.tables import format_table
-
-    if not Path(args.results).exists():
-        raise UserError(f"no such results folder or file: {args.results}")
-    df = require_results(args.results)
-    table = tradeoff_table(df, args.device, args.batch_size)
-    if table.empty:
-        raise UserError("no model has both a throughput and an accuracy record; run "
-                        "`dlmark run cnn --task accuracy` (published figures) or add --imagenet DIR")
-    min_acc = _fraction(args.min_accuracy)
-    for device, rows in table.groupby("device", sort=True):
-        result = answer(rows, min_acc, args.max_latency_ms)
-        frontier = result["frontier"].sort_values("throughput", ascending=False)
-        shown = []
-        for row in frontier.to_dict("records"):
-            ci = (f"[{_percent(row['accuracy_ci95_low'])}-{_percent(row['accuracy_ci95_high'])}]"
-                  if row.get("accuracy_ci95_low") is not None and not _isnan(row.get("accuracy_ci95_low")) else "")
-            shown.append({**row, "top1": _percent(row["accuracy"]), "ci": ci or None})
-        print(f"Pareto-optimal at batch size {args.batch_size} on {device} "
-              f"({len(frontier)} of {len(rows)} configurations; none is both faster and more accurate):")
-        print(format_table(shown, [("model", "model"), ("precision", "precision"), ("throughput", "img/s"),
-                                   ("latency_ms_median", "latency ms"), ("top1", "top-1"), ("ci", "95% CI"),
-                                   ("accuracy_source", "accuracy")]))
-        if min_acc is not None or args.max_latency_ms is not None:
-            wanted = " and ".join(x for x in (
-                f"top-1 >= {100 * min_acc:.2f}%" if min_acc is not None else "",
-                f"latency <= {args.max_latency_ms:g} ms" if args.max_latency_ms is not None else "") if x)
-            if result["fastest"] is None:
-                print(f"\nno configuration on {device} has {wanted}")
-            else:
-                print(f"\nfastest with {wanted}: {_describe(result['fastest'])}")
-                print(f"most accurate with {wanted}: {_describe(result['most_accurate'])}")
-        print()
-    if table.attrs.get("no_accuracy"):
-        print(f"left out (no accuracy record): {', '.join(table.attrs['no_accuracy'])}")
-    return 0
-
-
 def _isnan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
-
-
-def add_pareto_command(commands) -> None:
-    """Register ``dlmark pareto`` (called by dlmark.cli)."""
-    parser = commands.add_parser("pareto", help="accuracy/throughput trade-off: the Pareto-optimal models")
-    parser.add_argument("results", help="results folder, file or glob (throughput and accuracy records)")
-    parser.add_argument("--device", help="device name or spec, e.g. 'H200' or cuda (default: each device)")
-    parser.add_argument("--batch-size", type=int, default=64, help="throughput at this batch size (default 64, the seed's)")
-    parser.add_argument("--min-accuracy", type=float, help="top-1 at least this, in percent (76) or as a fraction (0.76)")
-    parser.add_argument("--max-latency-ms", type=float, help="latency of one batch at most this many ms")
-    parser.set_defaults(handler=cmd_pareto)

@@ -55,6 +55,10 @@ class Runner(Protocol):
     def facts(self) -> dict[str, Any]: ...
 
 
+class StopForward(Exception):
+    """Raised inside ``Runner.stop_after_call``'s hook to end a forward pass early (largest-batch trials)."""
+
+
 def seeded_input(shape: tuple[int, ...], seed: int) -> Any:
     """N(0, 1) float32 samples that are the same on every runtime and interpreter (numpy's PCG64),
     so that runtimes' outputs on ``make_inputs(batch, seed)`` can be compared."""

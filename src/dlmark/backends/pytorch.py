@@ -10,10 +10,8 @@ import torch
 from dlmark.measure import timing as measure
 from dlmark.models import zoo
 from dlmark.measure.environment import torch_versions
-from . import RunConfig, seeded_input
-from dlmark.analysis import efficiency as hardware
+from . import RunConfig, StopForward, seeded_input
 from . import precision_check
-from ..tasks.max_batch_size import StopForward
 from .gpu_modes import GRAPH_MODE, CudaGraphed, compile_module
 
 _DTYPES = {
@@ -60,7 +58,7 @@ class PyTorchRunner:
         self.memory_format = torch.channels_last if config.layout == "channels_last" else torch.contiguous_format
         # Counted on the CPU fp32 module before .to() changes it in place.
         self.flops_per_sample = zoo.count_flops(built.module, self.input_shape)
-        self.activation_elements = hardware.count_activation_elements(built.module, self.input_shape)
+        self.activation_elements = zoo.count_activation_elements(built.module, self.input_shape)
         reference = self._fp32_reference(built.module) if config.precision != "fp32" else None
         module = built.module.to(self.device, dtype=self.dtype, memory_format=self.memory_format)
         self.params = zoo.count_params(module)

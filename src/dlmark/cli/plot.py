@@ -41,7 +41,7 @@ INSTALL_HINT = "apt-get install chromium chromium-driver"
 RENDER_TIMEOUT_S = 90
 
 
-def add_plot_command(subparsers) -> None:
+def register(subparsers) -> None:
     """Add ``plot`` to the ``dlmark`` command's subparsers."""
     parser = subparsers.add_parser(
         "plot", help="write one figure (PNG or standalone HTML) from a results folder",
@@ -58,10 +58,10 @@ def add_plot_command(subparsers) -> None:
     parser.add_argument("--precision", default=None, help="only these precisions, e.g. fp32,bf16")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="PNG pixels per screen pixel (2 for print); ignored for HTML")
-    parser.set_defaults(handler=cmd_plot)
+    parser.set_defaults(handler=main)
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from dlmark.records.load import require_results
 
     out = Path(args.out)

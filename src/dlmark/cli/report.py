@@ -1,10 +1,10 @@
-"""``dlmark report RESULTS_DIR -o SITE_DIR``: registered by dlmark.cli through add_report_command."""
+"""``dlmark report RESULTS_DIR -o SITE_DIR``: the static site (``report.site``)."""
 from __future__ import annotations
 
 import argparse
 
 
-def add_report_command(subparsers) -> None:
+def register(subparsers) -> None:
     """Add ``report`` to the ``dlmark`` command's subparsers."""
     report = subparsers.add_parser(
         "report", help="build a static HTML report site from a results folder",
@@ -12,10 +12,10 @@ def add_report_command(subparsers) -> None:
                     "that opens offline and can be published as it is.")
     report.add_argument("results", help="results folder written by `dlmark run --out`")
     report.add_argument("-o", "--out", default="site", help="site folder to write (default: site)")
-    report.set_defaults(handler=cmd_report)
+    report.set_defaults(handler=main)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     """Build the site; a folder without readable results is a UserError (one line, exit 2)."""
     from dlmark.report.site import build_site
 

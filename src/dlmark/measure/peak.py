@@ -175,25 +175,3 @@ def run_peak(device_spec: str | None, out_dir, config: PeakConfig | None = None)
     record = peak_record(fields, device, environment.capture(), environment.host(), uuid.uuid4().hex[:12])
     Store(out_dir, "peak.py").write(record)
     return record
-
-
-def cmd_peak(args) -> int:
-    from pathlib import Path
-
-    from dlmark.records.store import check_writable
-
-    out = Path(args.out)
-    check_writable(out)
-    record = run_peak(args.device, out)
-    print(f"{record['device']} ({record['device_spec']}), {record['peak_seconds']:.0f} s")
-    print(format_peak(record))
-    print(f"\npeak record written to {out}/; throughput records of this device in that folder now take their MFU from it")
-    return 0
-
-
-def add_peak_command(commands) -> None:
-    """Register ``dlmark peak`` (called by cli.build_parser)."""
-    parser = commands.add_parser("peak", help="measure a device's dense matmul TFLOP/s per precision and its memory bandwidth")
-    parser.add_argument("--device", help="cuda, cuda:N or cpu (default: a GPU when present)")
-    parser.add_argument("--out", default="runs", help="results folder (default: runs)")
-    parser.set_defaults(handler=cmd_peak)

@@ -141,9 +141,10 @@ class EnergyTimer:
         self.marks.append((t0, e0, time.perf_counter(), energy_mj(self.handle)))
         return seconds
 
-    def summary(self, timed_blocks: int, samples: int) -> dict[str, Any]:
-        """Energy (J), average power (W) and energy per sample (J) over the last ``timed_blocks`` blocks."""
-        out: dict[str, Any] = {"energy_j": None, "avg_power_w": None, "energy_j_per_sample": None, "energy_window_s": None}
+    def summary(self, timed_blocks: int) -> dict[str, Any]:
+        """Energy (J) and average power (W) over the last ``timed_blocks`` blocks (energy per
+        sample is derived when read: ``analysis.efficiency``)."""
+        out: dict[str, Any] = {"energy_j": None, "avg_power_w": None, "energy_window_s": None}
         if self.handle is None or timed_blocks <= 0 or len(self.marks) < timed_blocks:
             return out
         first, last = self.marks[-timed_blocks], self.marks[-1]
@@ -152,8 +153,7 @@ class EnergyTimer:
         joules = (last[3] - first[1]) / 1000.0
         window = last[2] - first[0]
         out.update(energy_j=joules, energy_window_s=window,
-                   avg_power_w=joules / window if window > 0 else None,
-                   energy_j_per_sample=joules / samples if samples else None)
+                   avg_power_w=joules / window if window > 0 else None)
         return out
 
 
@@ -168,7 +168,7 @@ def state_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
     return out
 
 
-#: Columns ``measure_with_power`` adds (documented in docs/records.md).
-POWER_FIELDS = ("energy_j", "avg_power_w", "energy_j_per_sample", "energy_window_s", "power_limit_w", "throttled",
+#: Columns ``tasks.throughput`` adds from this module (documented in docs/records.md).
+POWER_FIELDS = ("energy_j", "avg_power_w", "energy_window_s", "power_limit_w", "throttled",
                 *(f"{k}_{w}" for k in ("sm_clock_mhz", "mem_clock_mhz", "temperature_c", "throttle_reasons")
                   for w in ("before", "after")))

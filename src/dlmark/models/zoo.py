@@ -314,3 +314,42 @@ def count_flops(module, input_shape: tuple[int, ...]) -> int | None:
             return run(module, "cpu")
         except Exception:  # noqa: BLE001 -- FLOPs are informative; a record without them is still a result
             return None
+
+
+def count_activation_elements(module, input_shape: tuple[int, ...]) -> float | None:
+    """Elements of activation traffic of one sample's forward pass (written + read).
+
+    Runs the network on the meta device (no arithmetic) under a dispatch mode
+    that adds up the outputs of every ATen operator that materialises a new
+    tensor (views alias their input and move nothing); each output is counted
+    twice, written by its producer and read by its consumer, and the input
+    image once. Call inside a worker: it imports torch.
+    """
+    import copy
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Traffic(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.elements = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            returns = func._schema.returns
+            if not any(r.alias_info is not None for r in returns):
+                for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                    if isinstance(t, torch.Tensor):
+                        self.elements += 2 * t.numel()
+            return out
+
+    try:
+        net = copy.deepcopy(module).to("meta")
+        x = torch.zeros((1, *input_shape), device="meta")
+        mode = _Traffic()
+        with torch.inference_mode(), mode:
+            net(x)
+        return float(mode.elements + x.numel())
+    except Exception:  # noqa: BLE001 -- an operator without a meta kernel: the estimate is absent
+        return None

@@ -35,8 +35,9 @@ def result_files(pattern: str | os.PathLike) -> list[Path]:
     return []
 
 
-def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Records (dicts, upgraded to the current schema) from the files a pattern names."""
+def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], derive: bool = True) -> list[dict[str, Any]]:
+    """Records (dicts, upgraded to the current schema) from the files a pattern names, with the
+    figures derived from them (MFU, roofline, energy per sample: ``analysis.efficiency``)."""
     patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
     records: list[dict[str, Any]] = []
     for one in patterns:
@@ -45,6 +46,10 @@ def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike]) -> li
             warnings.warn(f"no result files match {os.fspath(one)!r}", stacklevel=3)
         for path in files:
             records.extend(read_file(path))
+    if derive:
+        from dlmark.analysis.efficiency import derive_records
+
+        records = derive_records(records)
     return records
 
 

@@ -24,7 +24,7 @@ SCHEMA_VERSION = 1
 
 #: Terminal states of a job. ``ok`` and ``oom`` are facts about the model and
 #: configuration; the others are failures of the run and are retried on resume.
-STATUSES = ("ok", "oom", "error", "timeout", "crash")
+STATUSES = ("ok", "oom", "error", "timeout", "crash", "unavailable")
 FINAL_STATUSES = ("ok", "oom")
 
 #: Columns every v1 record has (values may be ``None``). Documented in docs/records.md.

@@ -58,18 +58,6 @@ def atomic_write_json(path: Path, payload: Any) -> None:
         raise
 
 
-def check_writable(out_dir: Path) -> None:
-    """UserError unless ``out_dir`` exists or can be made, and accepts files."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"output folder {out_dir} is a file; choose a folder with --out")
-    probe_dir = out_dir
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to output folder {out_dir}: {probe_dir} is not writable; choose another with --out")
-
-
 class Store:
     """A folder of result files; the driver is its only writer."""
 

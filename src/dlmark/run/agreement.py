@@ -1,9 +1,10 @@
 """Output agreement of a runtime with the reference: PyTorch, fp32, eager, NCHW, same weights.
 
-After a worker has loaded a model on any other configuration, the driver asks
-it for the logits of a fixed seeded input (``op: outputs``), asks a PyTorch
-worker on the same device for the reference logits of the same input (cached
-per model and device for the run), and stores in every record of the group:
+After a lane's worker has loaded a model on any other configuration, the driver asks
+it for the logits of a fixed seeded input (``op: outputs``), then the reference logits
+of the same input from the same lane's worker (the reference is loaded there, then the
+group's model again; the reference's logits are kept per model and device for the run,
+and a reference group leaves its own), and stores in every record of the group:
 
 * ``agreement_max_abs`` -- max |out - ref| over all logits;
 * ``agreement_max_rel`` -- that over max |ref| (an element-wise ratio is
@@ -24,6 +25,7 @@ from typing import Any
 
 from dlmark.backends.precision_check import AGREEMENT_BATCH, AGREEMENT_SEED, compare_logits
 from dlmark.backends.precision_check import TOLERANCE as _REDUCED_TOLERANCE
+from dlmark.run.plan import Variant
 
 #: Largest accepted max_rel per precision. fp32 runtimes differ only in the order of
 #: floating-point sums (fused kernels, Winograd, blocked layouts): about 1e-6 relative on
@@ -31,15 +33,16 @@ from dlmark.backends.precision_check import TOLERANCE as _REDUCED_TOLERANCE
 #: or a dropped operator is off by order 1. Reduced precisions share PyTorch's bounds.
 TOLERANCE: dict[str, float] = {"fp32": 1e-3, **_REDUCED_TOLERANCE}
 
-REFERENCE = ("pytorch", "fp32", "nchw", None)
-FIELDS = ("agreement_max_abs", "agreement_max_rel", "agreement_top1", "agreement_ok", "agreement_method")
+REFERENCE = Variant(backend="pytorch", precision="fp32", layout="nchw", compile_mode=None)
 
 _reference_cache: dict[tuple, list[list[float]]] = {}
 _lock = threading.Lock()
 
 
 def is_reference(group: Any) -> bool:
-    return (group.backend, group.precision, group.layout, group.compile_mode) == REFERENCE
+    v = group.variant
+    return (v.backend, v.precision, v.layout, v.compile_mode) == (REFERENCE.backend, REFERENCE.precision,
+                                                                   REFERENCE.layout, REFERENCE.compile_mode)
 
 
 def compare(reference: Any, output: Any, precision: str, method: str) -> dict[str, Any]:
@@ -52,49 +55,54 @@ def not_comparable(why: str) -> dict[str, Any]:
             "agreement_ok": None, "agreement_method": why}
 
 
-def reference_logits(model_ref: str, device: Any, batch: int = AGREEMENT_BATCH, seed: int = AGREEMENT_SEED,
-                     timeout_s: float = 900.0) -> list[list[float]]:
-    """Logits of PyTorch fp32 eager on ``device`` for the seeded input, from a worker of its own."""
-    from dataclasses import asdict
+def _outputs(lane: Any, timeout_s: float) -> dict[str, Any]:
+    return lane.worker.request({"op": "outputs", "batch_size": AGREEMENT_BATCH, "seed": AGREEMENT_SEED}, timeout_s)
 
-    from dlmark.backends import RunConfig
-    from dlmark.run.local import WorkerProcess
 
-    key = (model_ref, device.spec, batch, seed)
+def reference_logits(model_ref: str, lane: Any, timeout_s: float = 900.0) -> list[list[float]]:
+    """Logits of PyTorch fp32 eager on the lane's device for the seeded input, from the lane's worker."""
+    from dlmark.run.jobs import load_model
+
+    key = (model_ref, lane.device.spec)
     with _lock:
         if key in _reference_cache:
             return _reference_cache[key]
-    worker = WorkerProcess(device)
-    try:
-        config = asdict(RunConfig(device=device.worker_device, precision="fp32", layout="nchw"))
-        loaded = worker.request({"op": "load", "backend": "pytorch", "model": model_ref, "config": config}, timeout_s)
-        if not loaded["ok"]:
-            raise RuntimeError(f"the reference did not load: {loaded['error']}")
-        answer = worker.request({"op": "outputs", "batch_size": batch, "seed": seed}, timeout_s)
-        if not answer["ok"]:
-            raise RuntimeError(f"the reference did not run: {answer['error']}")
-    finally:
-        worker.close()
+    loaded = load_model(lane, REFERENCE.backend, model_ref, REFERENCE, timeout_s)
+    if not loaded["ok"]:
+        raise RuntimeError(f"the reference did not load: {loaded['error']}")
+    answer = _outputs(lane, timeout_s)
+    if not answer["ok"]:
+        raise RuntimeError(f"the reference did not run: {answer['error']}")
     with _lock:
         _reference_cache[key] = answer["logits"]
     return answer["logits"]
 
 
-def check(group: Any, model_ref: str, worker: Any, device: Any, facts: dict[str, Any],
-          timeout_s: float = 900.0) -> dict[str, Any]:
-    """Agreement fields for a loaded group; {} for the reference itself or when the runner gave them."""
-    if is_reference(group) or "agreement_ok" in facts:
+def check(group: Any, lane: Any, facts: dict[str, Any], timeout_s: float = 900.0) -> dict[str, Any]:
+    """Agreement fields for a group loaded on ``lane``; {} for the reference itself or when the
+    runner gave them. On return the lane's worker may hold the reference: load the group again."""
+    model_ref = group.model.source_ref
+    if is_reference(group):
+        try:  # one pass at the agreement batch, so that later variants of the model need no reload
+            answer = _outputs(lane, timeout_s)
+        except Exception:  # noqa: BLE001 -- a batch that takes the worker down: the jobs will say so
+            return {}
+        if answer["ok"]:
+            with _lock:
+                _reference_cache.setdefault((model_ref, lane.device.spec), answer["logits"])
         return {}
-    via = facts.get("agreement_via") or f"the same {group.model.source_ref} network built in each runtime"
+    if "agreement_ok" in facts:
+        return {}
+    via = facts.get("agreement_via") or f"the same {model_ref} network built in each runtime"
     if facts.get("agreement_comparable") is False:
         return not_comparable(via)
     method = (f"{via}; seeded N(0,1) input (numpy PCG64, seed {AGREEMENT_SEED}), batch {AGREEMENT_BATCH}, "
-              f"vs PyTorch fp32 eager on {device.spec}")
+              f"vs PyTorch fp32 eager on {lane.device.spec}")
     try:
-        answer = worker.request({"op": "outputs", "batch_size": AGREEMENT_BATCH, "seed": AGREEMENT_SEED}, timeout_s)
+        answer = _outputs(lane, timeout_s)
         if not answer["ok"]:
             return not_comparable(f"not compared: the runtime failed on the check input: {answer['error'][:300]}")
-        reference = reference_logits(model_ref, device, timeout_s=timeout_s)
+        reference = reference_logits(model_ref, lane, timeout_s=timeout_s)
     except Exception as exc:  # noqa: BLE001 -- no check is a stated fact, never a silent pass
         return not_comparable(f"not compared: {type(exc).__name__}: {str(exc)[:300]}")
     return compare(reference, answer["logits"], group.precision, method)

@@ -10,9 +10,10 @@ from typing import Any, Callable, TextIO
 
 from dlmark.measure import environment
 from dlmark.measure.devices import Device
-from dlmark.run.jobs import RunContext, raise_user_errors, run_group
+from dlmark.run.jobs import RunContext, run_group
 from dlmark.run.local import LocalExecutor
-from dlmark.run.plan import Group, Job, RunOptions, plan
+from dlmark.run.options import RunOptions
+from dlmark.run.plan import Group, Job, plan
 from dlmark.records.store import Store
 from dlmark.backends.registry import label as runtime_label
 from dlmark.report.tables import agreement_label, format_table, throughput_label
@@ -103,6 +104,7 @@ def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, 
     is already on disk, and re-running the same command resumes.
     """
     began = time.monotonic()
+    options.preflight(out_dir)  # every check that can fail before any work, for library callers too
     store = Store(out_dir, options.suite.file_prefix)
     groups: list[Group] = plan(options)
     total = sum(len(g.jobs) for g in groups)
@@ -137,8 +139,6 @@ def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, 
         progress.close()
     result.skipped = progress.skipped
     result.seconds = time.monotonic() - began
-    if not result.records and not result.interrupted:
-        raise_user_errors(ctx)
     return result
 
 

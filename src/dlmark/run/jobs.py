@@ -1,28 +1,27 @@
-"""Running a group of jobs on a lane's worker and turning every outcome into a record.
+"""What every task's driver half shares: the run's context, records, loading a model on a lane.
 
-This is where the sweep rules live: a throughput sweep stops at a model's
-first out-of-memory; a crash or hang becomes a record and the worker is
-replaced; finished jobs are skipped on resume; the largest-batch search runs
-here, driver-side, so a trial that kills the worker is just a failed trial.
+The rules that hold for every task live here: a finished job is skipped on
+resume; a worker that dies or hangs while loading becomes a record for each
+job of its group and is replaced; a user error raised inside a worker (a
+missing package, absent weights, an unreadable data set) stops the run as a
+UserError (``WorkerProcess.request``) and leaves no record.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import threading
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from dlmark.analysis import efficiency as hardware
-from dlmark.records import schema
-from dlmark.backends import RunConfig
+from dlmark import tasks
+from dlmark.analysis import efficiency
 from dlmark.measure.devices import Device
-from dlmark.errors import UserError
+from dlmark.records import schema
 from dlmark.run.local import Lane, WorkerFailed
-from dlmark.run.plan import Group, Job, RunOptions
-from dlmark.tasks import max_batch_size
+from dlmark.run.options import RunOptions
+from dlmark.run.plan import Group, Job, Variant
 
 #: Seconds allowed for building a model in a worker (import, weights, FLOP count, compile set-up).
 LOAD_TIMEOUT_S = 600.0
@@ -41,7 +40,7 @@ class RunContext:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     on_job_start: Callable[[Job, Device], None] = lambda job, device: None
     on_job_skipped: Callable[[Job, str], None] = lambda job, why: None
-    user_errors: list[str] = field(default_factory=list)
+    on_progress: Callable[[Job, str], None] = lambda job, text: None  # a search's trials, as they end
 
 
 def _now() -> str:
@@ -50,6 +49,7 @@ def _now() -> str:
 
 def make_record(ctx: RunContext, job: Job, device: Device, facts: dict[str, Any], status: str,
                 error: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A record of what was measured (derived figures are computed when read)."""
     config = job.config_fields(device, ctx.host)
     env = dict(ctx.env)
     env.update(facts.get("versions") or {})
@@ -67,180 +67,79 @@ def make_record(ctx: RunContext, job: Job, device: Device, facts: dict[str, Any]
         extra_config=config["extra_config"], backend_version=facts.get("backend_version"),
     )
     record.update(facts.get("runtime_fields") or {})  # runtime options: ORT session, OpenVINO hint, ...
+    record.update(efficiency.load_facts(facts))  # measured at load: activation traffic, output agreement
     record.update(fields)
-    record.update(hardware.record_extras(record, facts, ctx.finished.values()))  # MFU, roofline, agreement
     return record
 
 
-def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
-    """Run one group's jobs on ``lane``; every job ends as a record or is skipped."""
-    if group.task == "accuracy":
-        from dlmark.tasks import accuracy
+def load_model(lane: Lane, backend: str, model_ref: str, variant: Variant,
+               timeout_s: float = LOAD_TIMEOUT_S) -> dict[str, Any]:
+    """Have the lane's worker hold ``model_ref`` on ``backend`` in ``variant``; the load's answer.
 
-        accuracy.run_group(group, lane, ctx)
-        return
-    device, worker = lane.device, lane.worker
+    The one way every task loads a model: a worker already holding the same model
+    and configuration is reused (largest batch after throughput), and a runtime with
+    an interpreter of its own (MXNet) gets its worker. Raises WorkerFailed.
+    """
+    from dlmark.backends.registry import interpreter, worker_env
+
+    lane.use_python(interpreter(backend), worker_env(backend))
+    worker = lane.worker
+    request = {"op": "load", "backend": backend, "model": model_ref, "config": asdict(variant.run_config(lane.device))}
+    key = json.dumps(request, sort_keys=True)
+    held = worker.loaded
+    if held and held[0] == key and worker.alive():
+        return held[1]
+    answer = worker.request(request, timeout_s)
+    worker.loaded = (key, answer) if answer["ok"] else None
+    return answer
+
+
+def task_request(task: str, op: str, **fields: Any) -> dict[str, Any]:
+    """A request for one of a task's worker operations (``tasks.worker_op``)."""
+    return {"op": f"{task}.{op}", **fields}
+
+
+def start_group(group: Group, lane: Lane, ctx: RunContext,
+                stop_after: Callable[[dict[str, Any]], bool] = lambda record: False) -> tuple[list[Job], dict[str, Any]] | None:
+    """Skip what is done, load the group's model; (jobs to run, load facts), or None when
+    nothing is left to run (every failure already a record)."""
+    device = lane.device
     todo = []
-    for job in group.jobs:
+    for index, job in enumerate(group.jobs):
         done = ctx.finished.get(job.key(device, ctx.host))
         if done is not None and not ctx.options.force:
             ctx.on_job_skipped(job, "done")
-            if job.task == "throughput" and done.get("status") == "oom":
-                # Measured before: this batch ran out of memory, so larger ones will too.
-                for rest in group.jobs[group.jobs.index(job) + 1:]:
-                    ctx.on_job_skipped(rest, "after oom")
+            if stop_after(done):
+                for rest in group.jobs[index + 1:]:
+                    ctx.on_job_skipped(rest, f"after {done.get('status')}")
                 break
             continue
         todo.append(job)
     if not todo or ctx.stop.is_set():
-        return
-    config = RunConfig(device=device.worker_device, precision=group.precision, layout=group.layout,
-                       compile_mode=group.compile_mode, threads=group.threads)
-    load_request = {"op": "load", "backend": group.backend, "model": group.model.source_ref, "config": asdict(config)}
-    load_key = json.dumps(load_request, sort_keys=True)
-
-    def load() -> dict[str, Any]:
-        answer = worker.request(load_request, LOAD_TIMEOUT_S)
-        worker.loaded = (load_key, answer) if answer["ok"] else None
-        return answer
-
-    if hasattr(lane, "use_python"):  # some runtimes (MXNet) run under an interpreter of their own
-        from dlmark.backends.registry import interpreter, worker_env
-
-        lane.use_python(interpreter(group.backend), worker_env(group.backend))
+        return None
     ctx.on_job_start(todo[0], device)
+    answer = restore(group, lane, ctx, todo, {})
+    return None if answer is None else (todo, answer)
+
+
+def restore(group: Group, lane: Lane, ctx: RunContext, jobs: list[Job], facts: dict[str, Any]) -> dict[str, Any] | None:
+    """Load the group's model again if the lane's worker holds another (or died); the load's
+    answer, or None when that failed (every job then a record)."""
     try:
-        held = getattr(worker, "loaded", None)
-        answer = held[1] if held and held[0] == load_key and worker.alive() else load()
+        answer = load_model(lane, group.backend, group.model.source_ref, group.variant)
     except WorkerFailed as exc:
-        if ctx.stop.is_set():
-            return
-        worker.restart()
-        for job in todo:
-            ctx.emit(make_record(ctx, job, device, {}, exc.status, f"while loading the model: {exc}"))
-        return
+        if not ctx.stop.is_set():
+            lane.worker.restart()
+            for job in jobs:
+                ctx.emit(make_record(ctx, job, lane.device, facts, exc.status, f"while loading the model: {exc}"))
+        return None
     if not answer["ok"]:
-        if answer.get("user_error"):
-            ctx.user_errors.append(answer["error"])
-        for job in todo:
-            ctx.emit(make_record(ctx, job, device, {}, answer["status"], f"while loading the model: {answer['error']}"))
-        return
-    facts = answer
-    if group.task == "throughput":
-        from dlmark.run import agreement
-
-        # Every runtime but PyTorch fp32 eager is checked against it on a seeded input.
-        facts = {**facts, **agreement.check(group, load_request["model"], worker, device, facts, ctx.options.timeout_s)}
-        if not worker.alive():  # the check input took the worker down: load again before timing
-            load()
-        _run_throughput(todo, lane, ctx, facts, load)
-    else:
-        for job in todo:
-            _run_max_batch(job, lane, ctx, facts, load)
+        for job in jobs:
+            ctx.emit(make_record(ctx, job, lane.device, facts, answer["status"], f"while loading the model: {answer['error']}"))
+        return None
+    return answer
 
 
-def _run_throughput(jobs: list[Job], lane: Lane, ctx: RunContext, facts: dict[str, Any],
-                    load: Callable[[], dict[str, Any]]) -> None:
-    device, worker = lane.device, lane.worker
-    for index, job in enumerate(jobs):
-        if ctx.stop.is_set():
-            return
-        if index:
-            ctx.on_job_start(job, device)
-        request = {"op": "throughput", "batch_size": job.batch_size, "timing": ctx.options.timing_for(device.kind)}
-        try:
-            answer = worker.request(request, ctx.options.timeout_s)
-        except WorkerFailed as exc:
-            if ctx.stop.is_set():
-                return
-            ctx.emit(make_record(ctx, job, device, facts, exc.status, str(exc)))
-            worker.restart()
-            # A batch that killed or hung the worker would do so again, larger ones likely too.
-            for rest in jobs[index + 1:]:
-                ctx.on_job_skipped(rest, f"after {exc.status}")
-            return
-        if answer["ok"]:
-            fields = {k: v for k, v in answer.items() if k not in ("ok",)}
-            ctx.emit(make_record(ctx, job, device, facts, "ok", **fields))
-            continue
-        ctx.emit(make_record(ctx, job, device, facts, answer["status"], answer["error"]))
-        if answer["status"] == "oom":
-            for rest in jobs[index + 1:]:
-                ctx.on_job_skipped(rest, "after oom")
-            return
-
-
-def _run_max_batch(job: Job, lane: Lane, ctx: RunContext, facts: dict[str, Any],
-                   load: Callable[[], dict[str, Any]]) -> None:
-    device, worker = lane.device, lane.worker
-    cap = int(job.extra.get("cap", max_batch_size.DEFAULT_CAP))
-    # Where a trial may stop past the memory peak: a success near the limit is a whole
-    # pass of a huge batch otherwise. The answer itself is run whole (search's verify).
-    where = {}
-    try:
-        answer = worker.request({"op": "profile"}, ctx.options.timeout_s)
-        where = answer if answer.get("ok") else {}
-    except WorkerFailed:
-        worker.kill()  # the first trial loads the model again
-    stops = max_batch_size.StopPlan(where.get("exit_call"))
-
-    def trial(batch: int, whole: bool) -> max_batch_size.Trial:
-        if ctx.stop.is_set():
-            raise _Stopped()
-        stop = {"stop_after_call": None} if whole else stops.request()
-        began = time.perf_counter()
-        try:
-            if not worker.alive():
-                reload = load()  # the previous trial took the worker down: start clean
-                if not reload["ok"]:
-                    return max_batch_size.Trial(batch, "error", time.perf_counter() - began, reload["error"])
-            answer = worker.request({"op": "probe", "batch_size": batch, **stop}, ctx.options.timeout_s)
-        except WorkerFailed as exc:
-            if ctx.stop.is_set():
-                raise _Stopped() from None
-            worker.kill()
-            return max_batch_size.Trial(batch, exc.status, time.perf_counter() - began, str(exc)[:500],
-                                        stop_after_call=stop["stop_after_call"])
-        if answer["ok"]:
-            stops.learn(answer)
-        return max_batch_size.Trial(batch, "ok" if answer["ok"] else answer["status"], time.perf_counter() - began,
-                                    answer.get("error"), peak_bytes=answer.get("peak_bytes"),
-                                    budget_bytes=answer.get("budget_bytes"),
-                                    allocated_bytes=answer.get("allocated_bytes"),
-                                    partial=bool(answer.get("partial")), stop_after_call=stop["stop_after_call"],
-                                    pass_s=answer.get("pass_s"))
-
-    try:
-        result = max_batch_size.search(
-            lambda batch: trial(batch, whole=False), cap=cap,
-            verify=(lambda batch: trial(batch, whole=True)) if stops.profiled_call is not None else None)
-    except _Stopped:
-        return
-    trials = [asdict(t) for t in result.trials]
-    # The limit is whatever stopped the smallest failing batch: usually memory, sometimes a
-    # kernel's own limit (32-bit indexing) at huge batches. Either way that batch does not run.
-    limit = next((t for t in result.trials if t.batch_size == result.first_failing_batch and t.status != "ok"), None)
-    if result.max_batch_size:
-        status, error = "ok", None
-    else:
-        status = limit.status if limit else "error"
-        error = f"even batch size 1 does not run: {limit.error if limit else 'unknown'}"
-    fields = dict(
-        max_batch_size=result.max_batch_size, first_failing_batch=result.first_failing_batch,
-        cap=cap, capped=result.capped, trials=trials, num_trials=len(trials), search_s=result.seconds,
-        limit_status=limit.status if limit else None, limit_error=limit.error if limit else None,
-        memory_limit_mb=(ctx.options.memory_limit_bytes / 2**20) if ctx.options.memory_limit_bytes else None,
-        early_exit_call=stops.call, early_exit_call_profiled=stops.profiled_call, leaf_calls=where.get("leaf_calls"),
-    )
-    record = make_record(ctx, job, device, facts, status, error, **fields)
-    record["batch_size"] = result.max_batch_size  # the seed's plot reads the largest batch from this column
-    ctx.emit(record)
-
-
-class _Stopped(Exception):
-    """The run was interrupted; the search in flight is dropped, not recorded."""
-
-
-def raise_user_errors(ctx: RunContext) -> None:
-    if ctx.user_errors:
-        raise UserError(ctx.user_errors[0])
+def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
+    """Run one group's jobs on ``lane`` through its task; every job ends as a record or is skipped."""
+    tasks.get(group.task).run_group(group, lane, ctx)

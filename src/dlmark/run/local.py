@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from dlmark.errors import UserError
 from dlmark.measure.devices import Device
 
 _SRC_DIR = str(Path(__file__).resolve().parents[2])  # the folder holding the dlmark package
@@ -148,7 +149,11 @@ class WorkerProcess:
                     raise self._died()
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
+        answer = json.loads(line)
+        if not answer.get("ok") and answer.get("user_error"):
+            # The one path for a user's mistake found inside a worker: the run stops with its line.
+            raise UserError(answer["error"])
+        return answer
 
     def _died(self) -> WorkerFailed:
         assert self.proc is not None
@@ -218,7 +223,9 @@ def estimated_cost(group: Any) -> float:
     one unit per job; a largest-batch search runs a dozen or more short trials
     and a model build each time one kills the worker, so it counts as eight.
     """
-    per_job = 8.0 if getattr(group, "task", None) == "max_batch_size" else 1.0
+    from dlmark import tasks
+
+    per_job = tasks.info(group.task).cost_per_job if hasattr(group, "task") else 1.0
     return per_job * len(getattr(group, "jobs", ()) or (None,))
 
 

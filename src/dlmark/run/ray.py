@@ -257,8 +257,8 @@ class RayExecutor:
             state.accounted.add(event[1])
             state.running = None
             self.ctx.emit(event[2])
-        elif kind == "user_errors":
-            self.ctx.user_errors.extend(event[1])
+        elif kind == "user_error":  # raised in the task's run: the run stops with its line, as locally
+            raise UserError(event[1])
 
     def _task_died(self, state: _TaskState, exc: BaseException) -> None:
         """The Ray worker itself died: the job it ran crashed, the rest are skipped (as locally)."""
@@ -380,10 +380,11 @@ def _group_task(group: Group, target: Target, options, finished: dict[str, dict[
     def work() -> None:
         try:
             run_group(group, lane, ctx)
+        except UserError as exc:
+            events.put((("user_error", str(exc)), None))
         except BaseException as exc:  # noqa: BLE001 -- re-raised in the task's main thread
             failure.append(exc)
         finally:
-            events.put((("user_errors", list(ctx.user_errors)), None))
             events.put(_DONE)
 
     thread = threading.Thread(target=work, name=f"dlmark-{group.model.name}", daemon=True)

@@ -7,10 +7,13 @@ JSON lines on stdin; answers leave as JSON lines on the original stdout, which
 is moved aside at start so that anything a library prints goes to stderr and
 cannot corrupt the protocol.
 
-Requests (``op``): ``load`` (backend, model, config), ``throughput``
-(batch_size, timing), ``probe`` (batch_size, iters, stop_after_call, record_calls), ``profile``, ``ping``, ``exit``.
+Requests (``op``): ``load`` (backend, model, config), ``outputs`` (batch_size,
+seed), ``ping``, ``exit``, and a task's own operations, ``TASK.OP`` (e.g.
+``throughput.measure``), found through the task registry (``dlmark.tasks``).
 Answers: ``{"ok": true, ...fields}`` or ``{"ok": false, "status": "oom" |
-"error", "error": message}``.
+"error", "error": message, "user_error": bool}``; a ``user_error`` (a UserError
+raised here: a missing package, absent weights, an unreadable data set) stops
+the driver's run with its message.
 """
 from __future__ import annotations
 
@@ -43,10 +46,11 @@ class Worker:
         self.runner: Any = None
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        handler: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(self, f"op_{op}", None)
-        if handler is None:
-            return {"ok": False, "status": "error", "error": f"unknown op {op!r}"}
+        op = str(request.get("op"))
+        try:
+            handler = self._handler(op)
+        except KeyError as exc:
+            return {"ok": False, "status": "error", "error": str(exc)}
         try:
             return {"ok": True, **handler(request)}
         except BaseException as exc:  # noqa: BLE001 -- every failure must become an answer
@@ -54,11 +58,14 @@ class Worker:
                 raise
             oom = (self.runner is not None and self.runner.is_oom(exc)) or type(exc).__name__ in (
                 "MemoryError", "OutOfMemoryError")
-            message = f"{type(exc).__name__}: {exc}".strip()
+            from dlmark.errors import UserError
+
+            user_error = isinstance(exc, UserError)
+            message = str(exc) if user_error else f"{type(exc).__name__}: {exc}".strip()
             failure = {
                 "ok": False, "status": "oom" if oom else "error",
                 "error": message[:2000], "traceback": traceback.format_exc()[-4000:],
-                "user_error": type(exc).__name__ == "UserError",
+                "user_error": user_error,
             }
         # Recover only here: inside the except block the traceback still holds
         # the failed pass's tensors, and freeing the cache would free nothing.
@@ -81,29 +88,17 @@ class Worker:
         self.runner = load(request["backend"], request["model"], config)
         return self.runner.facts()
 
-    def op_throughput(self, request: dict[str, Any]) -> dict[str, Any]:
-        from dlmark.tasks.throughput import measure_throughput
+    def _handler(self, op: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        if "." in op:  # a task's operation, on the loaded runner
+            from dlmark import tasks
 
-        return measure_throughput(self.runner, int(request["batch_size"]), request.get("timing") or {})
-
-    def op_probe(self, request: dict[str, Any]) -> dict[str, Any]:
-        from dlmark.tasks.max_batch_size import probe
-
-        stop = request.get("stop_after_call")
-        return probe(self.runner, int(request["batch_size"]), int(request.get("iters", 1)),
-                     None if stop is None else int(stop), bool(request.get("record_calls")))
-
-    def op_profile(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Where a largest-batch trial of the loaded model can stop (max_batch_size.profile)."""
-        from dlmark.tasks.max_batch_size import profile
-
-        return profile(self.runner)
-
-    def op_accuracy(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Top-1/top-5 on a validation folder (imagenet, limit, batch_size, data_workers)."""
-        from dlmark.tasks.accuracy import evaluate
-
-        return evaluate(self.runner, request)
+            task, name = op.split(".", 1)
+            function = tasks.worker_op(task, name)
+            return lambda request: function(self.runner, request)
+        handler = getattr(self, f"op_{op}", None)
+        if handler is None:
+            raise KeyError(f"unknown op {op!r}")
+        return handler
 
     def op_outputs(self, request: dict[str, Any]) -> dict[str, Any]:
         """Logits for a fixed seeded input, for output agreement checks."""

@@ -24,6 +24,9 @@ DEFAULT_BATCH_SIZE = 64
 Z95 = 1.959963984540054
 #: Seconds allowed per image on top of the run's --timeout (slow CPUs, large nets).
 TIMEOUT_PER_IMAGE_S = 0.5
+#: Status of an accuracy record for weights whose published figure dlmark does not know: a
+#: stated absence (readers leave the model out and say why), looked up again on every run.
+NO_PUBLISHED_FIGURE = "unavailable"
 
 
 # ----------------------------------------------------------------- statistics
@@ -259,6 +262,25 @@ def preflight(options) -> None:
                         "and never reports the accuracy of random weights): " + "; ".join(missing))
 
 
+def plan_jobs(options, model, variant, planned: set) -> list:
+    """One job per model and variant; a published figure does not depend on how the model runs,
+    so without ``--imagenet`` only the first variant of a model gets one."""
+    from dlmark.run.plan import job
+
+    if not options.imagenet:
+        if model.name in planned:
+            return []
+        planned.add(model.name)
+    return [job("accuracy", model, variant, options.accuracy_batch_size, **job_extra(options))]
+
+
+def evaluate_op(runner, request: dict[str, Any]) -> dict[str, Any]:
+    return evaluate(runner, request)
+
+
+WORKER_OPS = {"evaluate": evaluate_op}
+
+
 def run_group(group, lane, ctx) -> None:
     """Run one accuracy job on ``lane``; it always ends as a record (or is skipped as done)."""
     from dlmark.run.jobs import make_record
@@ -279,13 +301,14 @@ def run_group(group, lane, ctx) -> None:
 
 
 def _published_record(ctx, job, device, make_record) -> dict[str, Any]:
+    """The weights' published figure, or a record whose status and error say none is known."""
     from dlmark.models import zoo
     from dlmark.models.published_accuracy import NoPublishedFigure, lookup
 
     try:
         fields = lookup(job.model)
     except NoPublishedFigure as exc:
-        return make_record(ctx, job, device, {}, "error", str(exc), accuracy_source="published")
+        return make_record(ctx, job, device, {}, NO_PUBLISHED_FIGURE, str(exc), accuracy_source="published")
     facts = {"weights_tag": fields.pop("weights_tag"), "threads": job.threads}
     try:
         facts["input_shape"] = list(zoo.input_shape(job.model))
@@ -295,32 +318,22 @@ def _published_record(ctx, job, device, make_record) -> dict[str, Any]:
 
 
 def _measure(ctx, job, group, lane, make_record) -> None:
-    from dataclasses import asdict
-
-    from ..backends import RunConfig
     from dlmark.models.datasets import open_imagenet
+    from dlmark.run.jobs import load_model, task_request
     from dlmark.run.local import WorkerFailed
 
     device, worker = lane.device, lane.worker
-    config = RunConfig(device=device.worker_device, precision=group.precision, layout=group.layout,
-                       compile_mode=group.compile_mode, threads=group.threads)
-    model_ref = job.model.source_ref if job.model.source != "py" else job.model.name
     num_images = job.extra.get("limit") or len(open_imagenet(job.extra["imagenet"]))
-    from dlmark.run.jobs import LOAD_TIMEOUT_S
-
     facts: dict[str, Any] = {}
     try:
-        answer = worker.request({"op": "load", "backend": group.backend, "model": model_ref,
-                                 "config": asdict(config)}, LOAD_TIMEOUT_S)
+        answer = load_model(lane, group.backend, group.model.source_ref, group.variant)
         if not answer["ok"]:
-            if answer.get("user_error"):
-                ctx.user_errors.append(answer["error"])
             ctx.emit(make_record(ctx, job, device, {}, answer["status"], f"while loading the model: {answer['error']}",
                                  accuracy_source="measured"))
             return
         facts = answer
-        request = {"op": "accuracy", "imagenet": job.extra["imagenet"], "limit": job.extra.get("limit"),
-                   "batch_size": job.batch_size, "data_workers": ctx.options.data_workers}
+        request = task_request("accuracy", "evaluate", imagenet=job.extra["imagenet"], limit=job.extra.get("limit"),
+                               batch_size=job.batch_size, data_workers=ctx.options.data_workers)
         answer = worker.request(request, ctx.options.timeout_s + TIMEOUT_PER_IMAGE_S * num_images)
     except WorkerFailed as exc:
         if ctx.stop.is_set():
@@ -329,8 +342,6 @@ def _measure(ctx, job, group, lane, make_record) -> None:
         ctx.emit(make_record(ctx, job, device, facts, exc.status, str(exc), accuracy_source="measured"))
         return
     if not answer["ok"]:
-        if answer.get("user_error"):
-            ctx.user_errors.append(answer["error"])
         ctx.emit(make_record(ctx, job, device, facts, answer["status"], answer["error"], accuracy_source="measured"))
         return
     fields = {k: v for k, v in answer.items() if k != "ok"}

@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-#: Default largest batch tried on GPU; on CPU the memory cap ends the search.
-DEFAULT_CAP = 65536
+from dlmark.backends import StopForward
+
 #: A fit needs two successes whose peaks differ by at least this share of the budget
 #: (and MIN_FIT_SPREAD_BYTES): closer points leave the slope to allocator rounding.
 MIN_FIT_SPREAD = 0.04
@@ -80,7 +80,7 @@ def predicted_limit(trials: list[Trial]) -> int | None:
     return None
 
 
-def search(try_batch: Callable[[int], Trial], cap: int = DEFAULT_CAP, start: int = 1,
+def search(try_batch: Callable[[int], Trial], cap: int, start: int = 1,
            verify: Callable[[int], Trial] | None = None) -> SearchResult:
     """Exact largest batch in [start, cap] for which ``try_batch`` succeeds.
 
@@ -167,10 +167,6 @@ def _next_batch(trials: list[Trial], low: int, high: int | None, cap: int) -> tu
     return (low + high) // 2, "bisection"
 
 
-class StopForward(Exception):
-    """Raised by a runner's hook to end a trial's forward pass past its memory peak."""
-
-
 #: Batch sizes whose per-call memory peaks give each call's growth per image.
 PROFILE_BATCHES = (16, 64)
 #: A trial may stop once no later call grows by more than this share of the steepest one.
@@ -241,6 +237,16 @@ def profile(runner) -> dict[str, Any]:
     return {"exit_call": early_exit_call(slopes) if slopes else None, "leaf_calls": len(slopes) if slopes else None}
 
 
+def probe_op(runner, request: dict[str, Any]) -> dict[str, Any]:
+    stop = request.get("stop_after_call")
+    return probe(runner, int(request["batch_size"]), int(request.get("iters", 1)),
+                 None if stop is None else int(stop), bool(request.get("record_calls")))
+
+
+def profile_op(runner, request: dict[str, Any]) -> dict[str, Any]:
+    return profile(runner)
+
+
 def probe(runner, batch_size: int, iters: int = 1, stop_after_call: int | None = None,
           record_calls: bool = False) -> dict[str, Any]:
     """Worker side of one trial: run the batch ``iters`` times (OOM raises).
@@ -288,3 +294,112 @@ def probe(runner, batch_size: int, iters: int = 1, stop_after_call: int | None =
     if record:
         result["call_peaks"] = call_peaks
     return result
+
+
+WORKER_OPS = {"probe": probe_op, "profile": profile_op}
+
+
+# ----------------------------------------------------------------- driver side
+
+
+def plan_jobs(options, model, variant, planned: set) -> list:
+    from dlmark.run.plan import job
+
+    extra = {"cap": options.max_batch_cap}
+    if options.memory_limit_bytes:
+        extra["memory_limit_bytes"] = options.memory_limit_bytes
+    return [job("max_batch_size", model, variant, None, **extra)]
+
+
+def preflight(options) -> None:
+    """Nothing to check beyond the run's own options."""
+
+
+def run_group(group, lane, ctx) -> None:
+    from dlmark.run.jobs import start_group
+
+    started = start_group(group, lane, ctx)
+    if started is None:
+        return
+    jobs, facts = started
+    for job in jobs:
+        _search_on_lane(job, group, lane, ctx, facts)
+
+
+class _Stopped(Exception):
+    """The run was interrupted; the search in flight is dropped, not recorded."""
+
+
+def _search_on_lane(job, group, lane, ctx, facts: dict[str, Any]) -> None:
+    """The search runs here, driver-side, so a trial that kills the worker is just a failed trial."""
+    from dataclasses import asdict
+
+    from dlmark.run.jobs import load_model, make_record, task_request
+    from dlmark.run.local import WorkerFailed
+
+    device, worker = lane.device, lane.worker
+    cap = int(job.extra["cap"])
+    # Where a trial may stop past the memory peak: a success near the limit is a whole
+    # pass of a huge batch otherwise. The answer itself is run whole (search's verify).
+    where: dict[str, Any] = {}
+    try:
+        answer = worker.request(task_request("max_batch_size", "profile"), ctx.options.timeout_s)
+        where = answer if answer.get("ok") else {}
+    except WorkerFailed:
+        worker.kill()  # the first trial loads the model again
+    stops = StopPlan(where.get("exit_call"))
+
+    def trial(batch: int, whole: bool) -> Trial:
+        if ctx.stop.is_set():
+            raise _Stopped()
+        stop = {"stop_after_call": None} if whole else stops.request()
+        began = time.perf_counter()
+        try:
+            reload = load_model(lane, group.backend, group.model.source_ref, group.variant)
+            if not reload["ok"]:  # the previous trial took the worker down and it does not come back
+                return Trial(batch, "error", time.perf_counter() - began, reload["error"])
+            answer = worker.request(task_request("max_batch_size", "probe", batch_size=batch, **stop),
+                                    ctx.options.timeout_s)
+        except WorkerFailed as exc:
+            if ctx.stop.is_set():
+                raise _Stopped() from None
+            worker.kill()
+            return _shown(Trial(batch, exc.status, time.perf_counter() - began, str(exc)[:500],
+                                stop_after_call=stop["stop_after_call"]))
+        if answer["ok"]:
+            stops.learn(answer)
+        return _shown(Trial(batch, "ok" if answer["ok"] else answer["status"], time.perf_counter() - began,
+                            answer.get("error"), peak_bytes=answer.get("peak_bytes"),
+                            budget_bytes=answer.get("budget_bytes"), allocated_bytes=answer.get("allocated_bytes"),
+                            partial=bool(answer.get("partial")), stop_after_call=stop["stop_after_call"],
+                            pass_s=answer.get("pass_s")))
+
+    def _shown(t: Trial) -> Trial:
+        ctx.on_progress(job, f"trial batch {t.batch_size}: {t.status} in {t.seconds:.1f} s")
+        return t
+
+    try:
+        result = search(lambda batch: trial(batch, whole=False), cap=cap,
+                        verify=(lambda batch: trial(batch, whole=True)) if stops.profiled_call is not None else None)
+    except _Stopped:
+        return
+    trials = [asdict(t) for t in result.trials]
+    # The limit is whatever stopped the smallest failing batch: usually memory, sometimes a
+    # kernel's own limit (32-bit indexing) at huge batches. Either way that batch does not run.
+    limit = next((t for t in result.trials if t.batch_size == result.first_failing_batch and t.status != "ok"), None)
+    if result.max_batch_size:
+        status, error = "ok", None
+    else:
+        status = limit.status if limit else "error"
+        error = f"even batch size 1 does not run: {limit.error if limit else 'unknown'}"
+    memory_limit = ctx.options.memory_limit_bytes
+    fields = dict(
+        max_batch_size=result.max_batch_size, first_failing_batch=result.first_failing_batch,
+        cap=cap, capped=result.capped, trials=trials, num_trials=len(trials), search_s=result.seconds,
+        limit_status=limit.status if limit else None, limit_error=limit.error if limit else None,
+        memory_limit_mb=(memory_limit / 2**20) if memory_limit else None,
+        early_exit_call=stops.call, early_exit_call_profiled=stops.profiled_call, leaf_calls=where.get("leaf_calls"),
+    )
+    record = make_record(ctx, job, device, facts, status, error, **fields)
+    record["batch_size"] = result.max_batch_size  # the seed's plot reads the largest batch from this column
+    ctx.emit(record)

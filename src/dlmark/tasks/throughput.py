@@ -1,4 +1,10 @@
-"""Throughput: time ``net(X)`` for a batch of b images; throughput is b / t."""
+"""Throughput: time ``net(X)`` for a batch of b images; throughput is b / t.
+
+A group is one model and variant over the batch sizes asked for; the sweep stops at
+the first out-of-memory (larger batches would run out too), and a batch that killed
+or hung the worker ends the group. Every variant but PyTorch fp32 eager is checked
+against it on a seeded input first (``run.agreement``).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +18,10 @@ from dlmark.measure.timing import TimingConfig, time_callable
 #: look settled while still speeding up (seen as a noisy first batch-1 figure).
 COLD_START_WARMUP_S = 1.0
 _warm = False
+
+
+def measure_throughput_op(runner, request: dict[str, Any]) -> dict[str, Any]:
+    return measure_throughput(runner, int(request["batch_size"]), request.get("timing") or {})
 
 
 def measure_throughput(runner, batch_size: int, timing: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -28,8 +38,65 @@ def measure_throughput(runner, batch_size: int, timing: dict[str, Any] | None = 
     timer = power.EnergyTimer(runner.timer(), handle)
     result = time_callable(lambda: runner.run(inputs), timer, config)
     fields = result.summary(batch_size)
-    fields.update(timer.summary(len(result.block_times_s), len(result.block_times_s) * result.iters_per_block * batch_size))
+    fields.update(timer.summary(len(result.block_times_s)))
     fields.update(power.state_fields(before, power.gpu_state(handle)))
     fields.update(runner.memory(inputs))
     del inputs
     return fields
+
+
+WORKER_OPS = {"measure": measure_throughput_op}
+
+
+# ----------------------------------------------------------------- driver side
+
+
+def plan_jobs(options, model, variant, planned: set) -> list:
+    from dlmark.run.plan import job
+
+    return [job("throughput", model, variant, b) for b in sorted(set(options.batch_sizes))]
+
+
+def preflight(options) -> None:
+    """Nothing to check beyond the run's own options."""
+
+
+def run_group(group, lane, ctx) -> None:
+    from dlmark.run import agreement
+    from dlmark.run.jobs import make_record, restore, start_group, task_request
+    from dlmark.run.local import WorkerFailed
+
+    started = start_group(group, lane, ctx, stop_after=lambda done: done.get("status") == "oom")
+    if started is None:
+        return
+    jobs, facts = started
+    facts = {**facts, **agreement.check(group, lane, facts, ctx.options.timeout_s)}
+    if restore(group, lane, ctx, jobs, facts) is None:  # the check may have left the reference loaded
+        return
+    device, worker = lane.device, lane.worker
+    for index, job in enumerate(jobs):
+        if ctx.stop.is_set():
+            return
+        if index:
+            ctx.on_job_start(job, device)
+        request = task_request("throughput", "measure", batch_size=job.batch_size,
+                               timing=ctx.options.timing_for(device.kind))
+        try:
+            answer = worker.request(request, ctx.options.timeout_s)
+        except WorkerFailed as exc:
+            if ctx.stop.is_set():
+                return
+            ctx.emit(make_record(ctx, job, device, facts, exc.status, str(exc)))
+            worker.restart()
+            # A batch that killed or hung the worker would do so again, larger ones likely too.
+            for rest in jobs[index + 1:]:
+                ctx.on_job_skipped(rest, f"after {exc.status}")
+            return
+        if answer["ok"]:
+            ctx.emit(make_record(ctx, job, device, facts, "ok", **{k: v for k, v in answer.items() if k != "ok"}))
+            continue
+        ctx.emit(make_record(ctx, job, device, facts, answer["status"], answer["error"]))
+        if answer["status"] == "oom":
+            for rest in jobs[index + 1:]:
+                ctx.on_job_skipped(rest, "after oom")
+            return

@@ -1,0 +1,58 @@
+"""``dlmark ls RESULTS``: stored results as a table, filtered; ``--compare``: runtimes side by side."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dlmark.cli.args import split_list
+from dlmark.errors import UserError
+
+_COLUMNS = [
+    ("model", "model"), ("device", "device"), ("runtime", "runtime"), ("task", "task"), ("precision", "precision"),
+    ("layout", "layout"), ("batch_size", "batch"), ("throughput_label", "img/s [95% CI]"),
+    ("latency_ms_median", "latency ms"), ("device_mem", "mem MB"), ("status", "status"),
+    ("agreement_label", "agrees"),  # output agreement with PyTorch fp32 eager: yes / NO / n/c (not comparable)
+]
+_FILTERS = ("model", "device", "task", "status", "precision", "backend")
+
+
+def register(commands) -> None:
+    ls = commands.add_parser("ls", help="print stored results as a table")
+    ls.add_argument("results", help="results folder, file or glob")
+    for flag in _FILTERS:
+        ls.add_argument(f"--{flag}", help=f"only these values of {flag} (comma-separated)")
+    ls.add_argument("--compare", action="store_true",
+                    help="runtimes side by side per model, device and batch, with the speed-up over PyTorch eager")
+    ls.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from dlmark.backends.registry import label as runtime_label
+    from dlmark.records.load import load_records
+    from dlmark.report.tables import agreement_label, format_table, throughput_label
+
+    if not Path(args.results).exists():
+        raise UserError(f"no such results folder or file: {args.results}")
+    rows = load_records(args.results)
+    filters = {"model": args.model, "device": args.device, "task": args.task and args.task.replace("-", "_"),
+               "status": args.status, "precision": args.precision, "backend": args.backend}
+    for column, wanted in filters.items():
+        if wanted:
+            choices = {w.lower() for w in split_list(wanted) or []}
+            rows = [r for r in rows if str(r.get(column, "")).lower() in choices]
+    if not rows:
+        print("no results match")
+        return 0
+    rows.sort(key=lambda r: (str(r.get("model")), str(r.get("device")), str(r.get("task")),
+                             str(r.get("precision")), r.get("batch_size") or 0))
+    for r in rows:
+        r["throughput_label"] = throughput_label(r)
+        r["runtime"], r["agreement_label"] = runtime_label(r), agreement_label(r)
+    if args.compare:
+        from dlmark.analysis.runtimes import COLUMNS, runtime_rows
+
+        print(format_table(runtime_rows(rows), COLUMNS))
+        return 0
+    print(format_table(rows, _COLUMNS))
+    print(f"\n{len(rows)} record(s)")
+    return 0

@@ -1,0 +1,105 @@
+"""``dlmark run``: parse the options, hand them to the library, print the summary."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from dlmark.cli.args import parse_batch_sizes, parse_size, split_list
+from dlmark.errors import UserError
+
+
+def register(commands) -> None:
+    run = commands.add_parser("run", help="run a suite: throughput sweeps, largest batch size, accuracy",
+                              description="Run a suite (default: quick) with the options below changing it.")
+    run.add_argument("suite", nargs="?", default="quick",
+                     help="shipped suite (quick, the default; cnn) or a .toml file; `dlmark suites` lists them")
+    run.add_argument("--models", help="comma-separated display names or torchvision:NAME / timm:NAME / py:MOD:FN")
+    run.add_argument("--batch-sizes", help="e.g. 1,2,4 or 1:256 (the powers of two from 1 to 256)")
+    run.add_argument("--device", help="cpu, cuda, cuda:N, cuda:all, cuda:0,cuda:1 (default: a GPU when present)")
+    run.add_argument("--precision", help="comma-separated: fp32, tf32, fp16, bf16, amp-fp16, amp-bf16")
+    run.add_argument("--layout", help="nchw, channels_last, or both comma-separated")
+    run.add_argument("--backend", help="runtime(s), comma-separated: pytorch, pytorch-compile, onnxruntime, openvino, "
+                                       "openvino-throughput, mxnet (default: pytorch; see docs/runtimes.md)")
+    run.add_argument("--compile", help="torch.compile mode(s): default, reduce-overhead, max-autotune (none = eager)")
+    run.add_argument("--threads", type=int, help="CPU intra-op threads (default: the runtime's)")
+    run.add_argument("--task", help="throughput, max-batch-size, accuracy (comma-separated)")
+    run.add_argument("--out", default="runs", help="results folder (default: runs)")
+    run.add_argument("--force", action="store_true", help="re-measure jobs that are already in the results folder")
+    run.add_argument("--timeout", type=float, default=900.0, help="seconds one job may take before it is killed")
+    run.add_argument("--memory-limit", help="cap on the worker's memory, e.g. 8GiB (largest-batch search on CPU)")
+    run.add_argument("--max-batch-cap", type=int, help="largest batch the largest-batch search tries")
+    run.add_argument("--min-time", type=float, help="seconds of timed blocks per measurement (default from the suite)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--imagenet", metavar="DIR",
+                     help="accuracy task: ImageNet-1k validation folder (class folders, devkit or Kaggle layout); "
+                          "without it accuracy records carry the weights' published figures")
+    run.add_argument("--limit", type=int, metavar="N", help="accuracy task: a class-balanced subset of N images (with a 95%% CI)")
+    run.add_argument("--accuracy-batch-size", type=int, default=64, help="accuracy task: images per forward pass (default 64)")
+    run.add_argument("--data-workers", type=int, help="accuracy task: image-decoding processes (default: up to 8)")
+    run.add_argument("--executor", choices=("local", "ray"), help="local (this host's devices, default) or ray")
+    run.add_argument("--ray-address", help="Ray cluster to use (default: start a local Ray instance)")
+    run.add_argument("--accelerator-type", help="Ray: only GPUs of this type, e.g. H100 (see ray.cluster_resources())")
+    run.add_argument("--each-accelerator", action="store_true",
+                     help="Ray: run the sweep once on every accelerator type the cluster offers")
+    run.add_argument("--include-cpu", action="store_true", help="Ray: also run the sweep once on CPU")
+    run.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from dlmark.run import options as run_options
+    from dlmark.run.driver import run, summary_table
+
+    make_executor = _ray_executor_factory(args)
+    options = run_options.build(
+        args.suite, models=split_list(args.models), tasks=split_list(args.task),
+        batch_sizes=parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None,
+        # Under Ray the cluster assigns devices; the driver host may have none.
+        device=args.device, devices=_ray_devices(args) if make_executor else None,
+        precisions=split_list(args.precision), layouts=split_list(args.layout),
+        compile_modes=split_list(args.compile), backends=split_list(args.backend), threads=args.threads,
+        min_time_s=args.min_time, max_batch_cap=args.max_batch_cap,
+        memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
+        timeout_s=args.timeout, force=args.force, imagenet=args.imagenet, accuracy_limit=args.limit,
+        accuracy_batch_size=args.accuracy_batch_size, data_workers=args.data_workers,
+    )
+    out = Path(args.out)
+    result = run(options, out, quiet=args.quiet, make_executor=make_executor)
+    print(summary_table(result.records) if result.records else "no new measurements")
+    measured = len(result.records)
+    print(f"\n{measured} record(s) written to {out}/ in {result.seconds:.0f} s"
+          + (f"; {result.skipped} job(s) skipped (already done, or after an out-of-memory)" if result.skipped else ""))
+    if result.interrupted:
+        print("interrupted: every finished record is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _ray_executor_factory(args: argparse.Namespace) -> Callable[[Any], Any] | None:
+    """None for a local run; otherwise what builds the Ray executor once the run context exists."""
+    ray_flags = [flag for flag, value in (("--ray-address", args.ray_address), ("--accelerator-type", args.accelerator_type),
+                                          ("--each-accelerator", args.each_accelerator),
+                                          ("--include-cpu", args.include_cpu)) if value]
+    if args.executor == "local" and ray_flags:
+        raise UserError(f"{ray_flags[0]} needs --executor ray")
+    if args.executor != "ray" and not ray_flags:
+        return None
+    from dlmark.run.ray import RayExecutor, import_ray
+
+    import_ray()  # fail now, in one line, when Ray is missing
+    spec = (args.device or "cuda").strip().lower()
+    if spec not in ("cpu", "cuda", "cuda:all"):
+        raise UserError(f"--device {args.device} names a local GPU; under Ray use --device cuda (any GPU Ray assigns) or cpu")
+    want_gpu = spec != "cpu"
+    return lambda ctx: RayExecutor(ctx, want_gpu=want_gpu, address=args.ray_address,
+                                   accelerator_type=args.accelerator_type, each_accelerator=args.each_accelerator,
+                                   include_cpu=args.include_cpu)
+
+
+def _ray_devices(args: argparse.Namespace) -> list[Any]:
+    from dlmark.measure import devices
+
+    if (args.device or "").strip().lower() == "cpu":
+        return [devices.cpu()]
+    return [devices.Device("cuda", "cuda", "any GPU Ray assigns")]

@@ -1,0 +1,179 @@
+"""The options of a run: validated once, with their defaults, for the CLI and for library users alike."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlmark.backends import LAYOUTS, PRECISIONS
+from dlmark.backends.registry import check_installed, expand
+from dlmark.errors import UserError
+from dlmark.measure.devices import Device
+from dlmark.measure.timing import TimingConfig
+from dlmark.models.zoo import ModelSpec
+from dlmark.suites import Suite
+from dlmark.tasks import TASKS
+
+#: The largest batch the largest-batch search tries unless the suite or the user caps it:
+#: past this a GPU's memory, not the cap, ends the search; on CPU the memory limit does.
+DEFAULT_MAX_BATCH_CAP = 65536
+
+#: Device kinds a suite's timing may be specialised for.
+DEVICE_KINDS = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs, validated. Built by the CLI or by library users."""
+
+    suite: Suite
+    models: list[ModelSpec]
+    tasks: list[str]
+    batch_sizes: list[int]
+    devices: list[Device]
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    layouts: list[str] = field(default_factory=lambda: ["nchw"])
+    compile_modes: list[str | None] = field(default_factory=lambda: [None])
+    backend: str = "pytorch"
+    backends: list[str] = field(default_factory=list)  # several runtimes side by side; empty: [backend]
+    threads: int | None = None
+    timing: dict[str, Any] = field(default_factory=dict)
+    max_batch_cap: int = DEFAULT_MAX_BATCH_CAP
+    memory_limit_bytes: int | None = None
+    timeout_s: float = 900.0
+    force: bool = False
+    # accuracy task: validation folder (None: published figures), class-balanced subset size,
+    # images per forward pass, DataLoader worker processes (None: up to 8)
+    imagenet: str | None = None
+    accuracy_limit: int | None = None
+    accuracy_batch_size: int = 64
+    data_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        for task in self.tasks:
+            if task not in TASKS:
+                raise UserError(f"unknown task {task!r}; use one of {', '.join(t.replace('_', '-') for t in TASKS)}")
+        for precision in self.precisions:
+            if precision not in PRECISIONS:
+                raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        for layout in self.layouts:
+            if layout not in LAYOUTS:
+                raise UserError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UserError("batch sizes must be positive integers, e.g. --batch-sizes 1,2,4")
+        if self.max_batch_cap < 1:
+            raise UserError("--max-batch-cap must be a positive integer")
+        if self.threads is not None and self.threads < 1:
+            raise UserError("--threads must be a positive integer")
+        if self.timeout_s <= 0:
+            raise UserError("--timeout must be a positive number of seconds")
+        expand(self.backends or [self.backend], self.compile_modes)  # an unknown runtime name is a UserError
+        _check_timing(self.timing)
+        if self.accuracy_batch_size < 1 or (self.accuracy_limit is not None and self.accuracy_limit < 1):
+            raise UserError("--accuracy-batch-size and --limit must be positive integers")
+        if (self.imagenet or self.accuracy_limit) and "accuracy" not in self.tasks:
+            raise UserError("--imagenet and --limit are for the accuracy task; add --task accuracy")
+        if self.accuracy_limit and not self.imagenet:
+            raise UserError("--limit picks images from the validation set; give it with --imagenet DIR")
+        if len(self.devices) > 1 and any(d.kind == "cpu" for d in self.devices):
+            raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
+
+    @property
+    def runtimes(self) -> list[str]:
+        return self.backends or [self.backend]
+
+    def timing_for(self, device_kind: str) -> dict[str, Any]:
+        """Timing options on one kind of device: the common ones, then that kind's
+        (a suite's ``[timing.cuda]``: CUDA events are precise enough for shorter runs)."""
+        common = {k: v for k, v in self.timing.items() if not isinstance(v, dict)}
+        return {**common, **self.timing.get(device_kind, {})}
+
+    def preflight(self, out_dir: Path | str | None = None) -> None:
+        """Everything that can fail before any work, checked before any work: every runtime is
+        installed, the results folder takes files, each task's own inputs (data sets, weights)."""
+        for backend, _ in expand(self.runtimes, self.compile_modes):
+            check_installed(backend)
+        from dlmark import tasks
+
+        for name in self.tasks:
+            tasks.get(name).preflight(self)
+        if out_dir is not None:
+            check_writable(Path(out_dir))
+
+
+def with_min_time(timing: dict[str, Any], min_time_s: float | None) -> dict[str, Any]:
+    """A suite's timing with the user's ``--min-time``, which holds on every device kind."""
+    if min_time_s is None:
+        return dict(timing)
+    if min_time_s <= 0:
+        raise UserError(f"--min-time must be a positive number of seconds, got {min_time_s:g}")
+    merged = {k: ({**v} if isinstance(v, dict) else v) for k, v in timing.items()}
+    merged["min_run_s"] = min_time_s
+    for per_kind in (v for v in merged.values() if isinstance(v, dict)):
+        per_kind.pop("min_run_s", None)
+    return merged
+
+
+def _check_timing(timing: dict[str, Any]) -> None:
+    known = set(TimingConfig.__dataclass_fields__)
+    for where, options in [("", timing)] + [(f" for {kind}", v) for kind, v in timing.items() if isinstance(v, dict)]:
+        unknown = {k for k, v in options.items() if not isinstance(v, dict)} - known
+        unknown |= {k for k, v in options.items() if isinstance(v, dict) and (where or k not in DEVICE_KINDS)}
+        if unknown:
+            raise UserError(f"unknown timing option(s){where} {sorted(unknown)}; known: {sorted(known)}, "
+                            f"and per device kind: {', '.join(f'[timing.{k}]' for k in DEVICE_KINDS)}")
+        for name, value in options.items():
+            if not isinstance(value, dict) and (not isinstance(value, (int, float)) or value < 0):
+                raise UserError(f"timing option {name}{where} must be a non-negative number, got {value!r}")
+
+
+def check_writable(out_dir: Path) -> None:
+    """UserError unless ``out_dir`` can be made and takes a file: found by doing it, since
+    permission bits say nothing for root (``os.access`` is always true there)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"output folder {out_dir} is a file; choose a folder with --out")
+    created = out_dir
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    made = not created.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".dlmark-write-probe-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"cannot write to output folder {out_dir} ({exc.strerror or exc}); "
+                        f"choose another with --out") from None
+    finally:
+        if made and created.is_dir():
+            shutil.rmtree(created, ignore_errors=True)  # the store makes it with its first record
+
+
+def build(suite: str | Suite = "quick", *, models: list[str] | None = None, tasks: list[str] | None = None,
+          batch_sizes: list[int] | None = None, device: str | None = None, devices: list[Device] | None = None,
+          precisions: list[str] | None = None, layouts: list[str] | None = None,
+          compile_modes: list[str | None] | None = None, backends: list[str] | None = None,
+          min_time_s: float | None = None, max_batch_cap: int | None = None, **options: Any) -> RunOptions:
+    """RunOptions from a suite (a shipped name or a .toml path) and what the user changed:
+    anything left None takes the suite's value, devices are resolved, models looked up."""
+    from dlmark import suites
+    from dlmark.measure import devices as device_lookup
+    from dlmark.models import zoo
+    from dlmark.tasks import normalize_task
+
+    if isinstance(suite, str):
+        suite = suites.load(suite)
+    cap = max_batch_cap if max_batch_cap is not None else int(suite.max_batch_size.get("cap", DEFAULT_MAX_BATCH_CAP))
+    modes = [None if m in (None, "none", "eager") else m for m in (compile_modes or [None])]
+    return RunOptions(
+        suite=suite, models=[zoo.get(name) for name in (models or suite.models)],
+        tasks=[normalize_task(t) for t in (tasks or suite.tasks)],
+        batch_sizes=batch_sizes or suite.batch_sizes,
+        devices=devices if devices is not None else device_lookup.resolve(device),
+        precisions=precisions or suite.precisions, layouts=layouts or ["nchw"], compile_modes=modes,
+        backends=backends or ["pytorch"], timing=with_min_time(suite.timing, min_time_s), max_batch_cap=cap,
+        **options)
