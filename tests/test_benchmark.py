@@ -100,3 +100,41 @@ def test_a_rewrite_is_atomic_even_if_the_writer_dies(tmp_path, monkeypatch):
         store.write(record())
     assert path.read_text() == before
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_every_field_a_record_carries_is_in_the_field_registry():
+    """A field the registry does not know fails here: register it (records/fields.py) and regenerate the docs."""
+    import glob
+    import json
+
+    from dlmark.records import fields
+
+    unknown = {}
+    for path in glob.glob("results/**/*.json", recursive=True):
+        payload = json.load(open(path))
+        for record in payload if isinstance(payload, list) else [payload]:
+            if isinstance(record, dict):
+                for name in fields.unknown_fields(record):
+                    unknown.setdefault(name, path)
+    assert not unknown
+    assert fields.unknown_fields({"model": "m", "made_up_ms": 1.0}) == ["made_up_ms"]
+
+
+def test_the_records_doc_tables_are_generated_from_the_registry():
+    from pathlib import Path
+
+    from dlmark.records import fields
+
+    doc = Path("docs/records.md").read_text()
+    assert fields.render_into(doc) == doc, "run: python -m dlmark.records.fields docs/records.md"
+    for section in fields.sections():
+        assert f"<!-- fields: {section} -->" in doc
+
+
+def test_resume_recomputes_keys_written_under_another_key_scheme(tmp_path):
+    from dlmark.records.store import Store
+
+    store = Store(tmp_path, "quick.py")
+    current = record()
+    store.write(dict(current, job_key="written-by-an-old-scheme", job_key_scheme=0, status="ok"))
+    assert list(store.finished_keys()) == [schema.job_key(current)]

@@ -50,8 +50,14 @@ CONFIG_FIELDS = (
 )
 
 
+#: Version of the ``job_key`` hash. Bump it with any change to CONFIG_FIELDS or the hashing:
+#: resume then recomputes the keys of records written under another scheme from their
+#: configuration fields instead of silently re-measuring (or skipping) everything.
+JOB_KEY_SCHEME = 1
+
+
 def job_key(config: dict[str, Any]) -> str:
-    """A short stable hash of a job's configuration fields."""
+    """A short stable hash of a job's configuration fields (scheme ``JOB_KEY_SCHEME``)."""
     canonical = {k: config.get(k) for k in CONFIG_FIELDS}
     blob = json.dumps(canonical, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -62,6 +68,7 @@ def new_record(**fields: Any) -> dict[str, Any]:
     record = {column: None for column in COLUMNS}
     record.update(fields)
     record["schema_version"] = SCHEMA_VERSION
+    record["job_key_scheme"] = JOB_KEY_SCHEME
     record.setdefault("workload", "Inference")
     if record["workload"] is None:
         record["workload"] = "Inference"

@@ -18,14 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dlmark.errors import UserError
-from dlmark.records.schema import FINAL_STATUSES, iter_file_records, upgrade
+from dlmark.records.schema import FINAL_STATUSES, JOB_KEY_SCHEME, iter_file_records, job_key, upgrade
 
-#: Task -> (file-name stem after the prefix, suffix). The seed used these stems.
-_TASK_FILES = {
-    "throughput": ("benchmark_throughput", ".json"),
-    "max_batch_size": ("benchmark_largest_batch_size", ".json"),
-    "accuracy": ("benchmark_accuracy", "__accuracy.json"),
-}
 
 
 def slug(text: Any, limit: int = 48) -> str:
@@ -35,7 +29,10 @@ def slug(text: Any, limit: int = 48) -> str:
 
 
 def file_name(record: dict[str, Any], prefix: str) -> str:
-    stem, suffix = _TASK_FILES.get(record["task"], (f"benchmark_{record['task']}", ".json"))
+    from dlmark import tasks  # the registry only: file names never load a task's code
+
+    known = tasks.REGISTRY.get(record["task"])
+    stem, suffix = (known.file_stem, known.file_suffix) if known else (f"benchmark_{record['task']}", ".json")
     parts = [slug(record.get("host")), slug(record.get("device")), slug(record.get("model")), record["job_key"]]
     return f"{prefix}__{stem}__{'__'.join(parts)}{suffix}"
 
@@ -83,6 +80,8 @@ class Store:
         done = {}
         for record in self.records():
             key = record.get("job_key")
+            if key and record.get("job_key_scheme", 1) != JOB_KEY_SCHEME:
+                key = job_key(record)  # written under another scheme: its key, computed as now
             if key and record.get("status") in FINAL_STATUSES:
                 done[key] = record
         return done
