@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 from bokeh.layouts import gridplot
-from bokeh.models import (ColumnDataSource, FactorRange, FixedTicker, HoverTool, LabelSet,
+from bokeh.models import (Span, ColumnDataSource, FactorRange, FixedTicker, HoverTool, LabelSet,
                           NumeralTickFormatter, Range1d)
 from bokeh.palettes import Category10_10, Category20_20, Turbo256
 from bokeh.plotting import figure
@@ -369,6 +369,59 @@ def latency_vs_throughput(data: pd.DataFrame):
     fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATENCY,
                                       ("latency (p90)", "@latency_ms_p90{0,0.000} ms"),
                                       ("latency (p99)", "@latency_ms_p99{0,0.000} ms")]))
+    _outside_legend(fig)
+    return fig
+
+
+def latency_vs_load(data: pd.DataFrame):
+    """Server p50 and p99 latency against the offered load (LoadGen's target QPS), one line per
+    configuration: the bound drawn, the largest load within it marked, INVALID runs hollow.
+
+    Each point is one LoadGen Server run (the QPS search's steps, or runs at chosen loads).
+    """
+    frame = _records(data, ("model", "target_qps", "latency_ms_p99"), "latency_vs_load", task="serving",
+                     numeric=("target_qps", "latency_ms_p50", "latency_ms_p99", "qps_completed"))
+    if "scenario" in frame.columns:
+        frame = frame[frame["scenario"] == "server"]
+    if "server_qps_at_bound" in frame.columns:
+        answers = frame[frame["server_qps_at_bound"].notna()]
+        frame = frame[frame["server_qps_at_bound"].isna()]  # the search's answer is marked, not a point
+    else:
+        answers = frame.iloc[0:0]
+    fig = _wide_figure(title="Server latency against offered load" + _on_devices(frame),
+                       x_axis_label="offered load, LoadGen target (queries/s)", y_axis_label="latency (ms)",
+                       y_axis_type="log")
+    if frame.empty:
+        return _no_data(fig, "no Server runs")
+    frame = frame.copy()
+    frame["verdict"] = np.where(frame.get("valid", pd.Series(True, index=frame.index)).astype(bool), "VALID", "INVALID")
+    colors = _colors(frame["series"])
+    for series, rows in frame.groupby("series", sort=False):
+        rows = rows.sort_values("target_qps")
+        source = _source(rows, ("model", "device", "target_qps", "qps_completed", "latency_ms_p50", "latency_ms_p99",
+                                "verdict", "batch_size"))
+        fig.line("target_qps", "latency_ms_p99", source=source, color=colors[series], line_width=2,
+                 legend_label=f"{series} p99")
+        fig.line("target_qps", "latency_ms_p50", source=source, color=colors[series], line_width=1,
+                 line_dash="dashed", legend_label=f"{series} p50")
+        valid = rows[rows["verdict"] == "VALID"]
+        invalid = rows[rows["verdict"] != "VALID"]
+        for part, fill in ((valid, colors[series]), (invalid, "white")):
+            if len(part):
+                fig.scatter("target_qps", "latency_ms_p99", color=colors[series], fill_color=fill, size=8,
+                            source=_source(part, ("model", "device", "target_qps", "qps_completed", "latency_ms_p50",
+                                                  "latency_ms_p99", "verdict", "batch_size")))
+    bounds = pd.to_numeric(frame.get("latency_bound_ms"), errors="coerce").dropna().unique() \
+        if "latency_bound_ms" in frame.columns else []
+    for bound in bounds:
+        fig.add_layout(Span(location=float(bound), dimension="width", line_color="#c0392b", line_dash="dotted",
+                            line_width=2))
+    for answer in answers.to_dict("records"):
+        fig.add_layout(Span(location=float(answer["server_qps_at_bound"]), dimension="height",
+                            line_color=colors.get(answer["series"], "#555"), line_dash="dotdash", line_width=1))
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, ("offered", "@target_qps{0,0.0} QPS"),
+                                      ("completed", "@qps_completed{0,0.0} QPS"), ("p50", "@latency_ms_p50{0,0.00} ms"),
+                                      ("p99", "@latency_ms_p99{0,0.00} ms"), ("LoadGen", "@verdict")]))
     _outside_legend(fig)
     return fig
 

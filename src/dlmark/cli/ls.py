@@ -13,7 +13,7 @@ _COLUMNS = [
     ("latency_ms_median", "latency ms"), ("device_mem", "mem MB"), ("status", "status"),
     ("agreement_label", "agrees"),  # output agreement with PyTorch fp32 eager: yes / NO / n/c (not comparable)
 ]
-_FILTERS = ("model", "device", "task", "status", "precision", "backend")
+_FILTERS = ("model", "device", "task", "status", "precision", "backend", "scenario")
 
 
 def register(commands) -> None:
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"no such results folder or file: {args.results}")
     rows = load_records(args.results)
     filters = {"model": args.model, "device": args.device, "task": args.task and args.task.replace("-", "_"),
-               "status": args.status, "precision": args.precision, "backend": args.backend}
+               "status": args.status, "precision": args.precision, "backend": args.backend, "scenario": args.scenario}
     for column, wanted in filters.items():
         if wanted:
             choices = {w.lower() for w in split_list(wanted) or []}
@@ -48,6 +48,12 @@ def main(args: argparse.Namespace) -> int:
     for r in rows:
         r["throughput_label"] = throughput_label(r)
         r["runtime"], r["agreement_label"] = runtime_label(r), agreement_label(r)
+    if args.scenario or all(r.get("task") == "serving" for r in rows):
+        from dlmark.analysis.serving import COLUMNS, serving_rows
+
+        print(format_table(serving_rows(rows), COLUMNS))
+        print(f"\n{len(rows)} serving record(s); LoadGen's logs: the files named by log_summary / log_detail")
+        return 0
     if args.compare:
         from dlmark.analysis.runtimes import COLUMNS, runtime_rows
 

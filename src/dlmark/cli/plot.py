@@ -27,6 +27,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "throughput-vs-accuracy": ("throughput_vs_accuracy", "throughput"),
     "latency-vs-throughput": ("latency_vs_throughput", "throughput"),
     "roofline": ("roofline", "throughput"),
+    "latency-vs-load": ("latency_vs_load", "serving"),
 }
 
 # The flags the report's browser test starts Chromium with: headless, no sandbox (root in CI

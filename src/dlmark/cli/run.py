@@ -24,7 +24,8 @@ def register(commands) -> None:
                                        "openvino-throughput, mxnet (default: pytorch; see docs/runtimes.md)")
     run.add_argument("--compile", help="torch.compile mode(s): default, reduce-overhead, max-autotune (none = eager)")
     run.add_argument("--threads", type=int, help="CPU intra-op threads (default: the runtime's)")
-    run.add_argument("--task", help="throughput, max-batch-size, accuracy (comma-separated)")
+    run.add_argument("--task", help="throughput, max-batch-size, accuracy, serving (comma-separated; "
+                                    "default: the suite's)")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
     run.add_argument("--force", action="store_true", help="re-measure jobs that are already in the results folder")
     run.add_argument("--timeout", type=float, default=900.0, help="seconds one job may take before it is killed")
@@ -38,6 +39,19 @@ def register(commands) -> None:
     run.add_argument("--limit", type=int, metavar="N", help="accuracy task: a class-balanced subset of N images (with a 95%% CI)")
     run.add_argument("--accuracy-batch-size", type=int, default=64, help="accuracy task: images per forward pass (default 64)")
     run.add_argument("--data-workers", type=int, help="accuracy task: image-decoding processes (default: up to 8)")
+    serving = run.add_argument_group("serving scenarios (MLPerf LoadGen; docs/serving.md)")
+    serving.add_argument("--scenario", help="offline, single-stream, multi-stream, server (comma-separated)")
+    serving.add_argument("--latency-bound-ms", type=float,
+                         help="server: the p99 bound; without --target-qps the largest QPS within it is searched")
+    serving.add_argument("--target-qps", type=float, help="server: one run at this offered load")
+    serving.add_argument("--max-batch", type=int, help="server: the dynamic batcher's largest batch (default 8)")
+    serving.add_argument("--max-queue-delay-ms", type=float, help="server: the longest a query waits for a batch (default 2)")
+    serving.add_argument("--batches-in-flight", type=int, help="batches run at once (default 1)")
+    serving.add_argument("--samples-per-query", type=int, help="multi-stream: samples per query (default 8)")
+    serving.add_argument("--serving-min-time", type=float, dest="serving_min_time",
+                         help="seconds LoadGen runs each scenario at least (default 10; not MLPerf-compliant)")
+    serving.add_argument("--mlperf-rules", action="store_true",
+                         help="MLPerf's own durations and query counts (600 s a scenario), said so in the record")
     run.add_argument("--executor", choices=("local", "ray"), help="local (this host's devices, default) or ray")
     run.add_argument("--ray-address", help="Ray cluster to use (default: start a local Ray instance)")
     run.add_argument("--accelerator-type", help="Ray: only GPUs of this type, e.g. H100 (see ray.cluster_resources())")
@@ -63,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
         memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
         timeout_s=args.timeout, force=args.force, imagenet=args.imagenet, accuracy_limit=args.limit,
         accuracy_batch_size=args.accuracy_batch_size, data_workers=args.data_workers,
+        scenarios=split_list(args.scenario) or [], serving=_serving_knobs(args),
     )
     out = Path(args.out)
     result = run(options, out, quiet=args.quiet, make_executor=make_executor)
@@ -74,6 +89,14 @@ def main(args: argparse.Namespace) -> int:
         print("interrupted: every finished record is kept; run the same command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _serving_knobs(args: argparse.Namespace) -> dict[str, Any]:
+    knobs = {"latency_bound_ms": args.latency_bound_ms, "target_qps": args.target_qps, "max_batch": args.max_batch,
+             "max_queue_delay_ms": args.max_queue_delay_ms, "batches_in_flight": args.batches_in_flight,
+             "samples_per_query": args.samples_per_query, "min_duration_s": args.serving_min_time,
+             "mlperf_rules": args.mlperf_rules or None}
+    return {k: v for k, v in knobs.items() if v is not None}
 
 
 def _ray_executor_factory(args: argparse.Namespace) -> Callable[[Any], Any] | None:

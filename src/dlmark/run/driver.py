@@ -65,6 +65,10 @@ class Progress:
             self._write(f"      {record['model']} b={record['batch_size']}: {record['status']}: "
                         f"{str(record.get('error') or '').splitlines()[0][:160] if record.get('error') else ''}")
 
+    def note(self, job: Job, text: str) -> None:
+        """A step inside a job (a largest-batch trial, a QPS step), so a long search is never silent."""
+        self._write(f"      {job.model.name}: {text} | elapsed {_duration(time.monotonic() - self.started)}")
+
     def skip(self, job: Job, why: str) -> None:
         self.skipped += 1
 
@@ -121,7 +125,7 @@ def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, 
     ctx = RunContext(
         options=options, emit=emit, finished={} if options.force else store.finished_keys(),
         env=environment.capture(), host=environment.host(),
-        on_job_start=progress.start, on_job_skipped=progress.skip,
+        on_job_start=progress.start, on_job_skipped=progress.skip, on_progress=progress.note, out_dir=Path(out_dir),
     )
     if make_executor is not None:
         executor = make_executor(ctx)
@@ -173,8 +177,16 @@ def summary_table(records: list[dict[str, Any]]) -> str:
         })
     # The accuracy column appears only when the run measured or looked up accuracy.
     accuracy_column = [("top1", "top-1")] if any(row["top1"] for row in rows) else []
+    serving = ""
+    if any(r["task"] == "serving" for r in records):
+        from dlmark.analysis.serving import COLUMNS, serving_rows
+
+        serving = "\n\nServing (MLPerf LoadGen):\n" + format_table(serving_rows(records), COLUMNS)
+        rows = [row for row, key in zip(rows, groups) if any(
+            r["task"] != "serving" for r in records if (r["model"], r["device_spec"], r.get("backend"), r["precision"],
+                                                         r["layout"], r.get("compile_mode")) == key)]
     return format_table(rows, [
         ("model", "model"), ("device", "device"), ("runtime", "runtime"), ("precision", "precision"),
         ("agrees", "agrees"), ("best", "best img/s [95% CI]"), ("best_b", "at batch"), ("lat1", "batch-1 ms"),
         ("max_b", "largest batch"), *accuracy_column, ("failed", "not ok"),
-    ])
+    ]) + serving

@@ -41,6 +41,7 @@ class RunContext:
     on_job_start: Callable[[Job, Device], None] = lambda job, device: None
     on_job_skipped: Callable[[Job, str], None] = lambda job, why: None
     on_progress: Callable[[Job, str], None] = lambda job, text: None  # a search's trials, as they end
+    out_dir: Any = None  # the results folder, for files kept beside the records (LoadGen's logs)
 
 
 def _now() -> str:

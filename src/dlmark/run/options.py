@@ -51,6 +51,9 @@ class RunOptions:
     accuracy_limit: int | None = None
     accuracy_batch_size: int = 64
     data_workers: int | None = None
+    # serving task: LoadGen scenarios, and the settings that change them (tasks.serving.KNOBS)
+    scenarios: list[str] = field(default_factory=list)
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for task in self.tasks:
@@ -80,6 +83,12 @@ class RunOptions:
             raise UserError("--limit picks images from the validation set; give it with --imagenet DIR")
         if len(self.devices) > 1 and any(d.kind == "cpu" for d in self.devices):
             raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
+        if "serving" in self.tasks or self.scenarios or self.serving:
+            if "serving" not in self.tasks or not self.scenarios:
+                raise UserError("serving settings need a scenario: add --scenario offline,single-stream,multi-stream,server")
+            from dlmark.tasks import serving
+
+            serving.validate(self)
 
     @property
     def runtimes(self) -> list[str]:
@@ -167,6 +176,8 @@ def build(suite: str | Suite = "quick", *, models: list[str] | None = None, task
 
     if isinstance(suite, str):
         suite = suites.load(suite)
+    if options.get("scenarios"):  # a scenario asks for the serving task: alone, or beside the tasks named
+        tasks = list(dict.fromkeys([*(tasks or []), "serving"]))
     cap = max_batch_cap if max_batch_cap is not None else int(suite.max_batch_size.get("cap", DEFAULT_MAX_BATCH_CAP))
     modes = [None if m in (None, "none", "eager") else m for m in (compile_modes or [None])]
     return RunOptions(

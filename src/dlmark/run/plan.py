@@ -92,6 +92,8 @@ class Job(_Configured):
 
     def describe(self) -> str:
         what = f"b={self.batch_size}" if self.batch_size else tasks.info(self.task).describe
+        if self.extra.get("scenario"):
+            what = f"{self.extra['scenario']} {what}"
         return f"{self.model.name} {what} {self.variant.describe()}"
 
 

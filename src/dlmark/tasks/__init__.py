@@ -34,6 +34,7 @@ REGISTRY: dict[str, TaskInfo] = {info.name: info for info in (
     TaskInfo("max_batch_size", "dlmark.tasks.max_batch_size", "benchmark_largest_batch_size",
              describe="largest batch", cost_per_job=8.0),
     TaskInfo("accuracy", "dlmark.tasks.accuracy", "benchmark_accuracy", "__accuracy.json", describe="accuracy"),
+    TaskInfo("serving", "dlmark.tasks.serving", "benchmark_serving", describe="serving", cost_per_job=4.0),
 )}
 
 TASKS = tuple(REGISTRY)

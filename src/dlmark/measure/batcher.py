@@ -1,0 +1,135 @@
+"""A dynamic batcher for the Server scenario.
+
+Requests (one sample each: a sample index and LoadGen's response id) wait in a
+queue until ``max_batch`` of them are waiting or the oldest has waited
+``max_queue_delay_ms``; then one worker takes them (never more than
+``max_batch``) and hands them to ``run_batch`` as one batch. ``batches_in_flight``
+workers run batches at once, as a server's model instances do: while one runs,
+another forms the next batch. Each request is taken by exactly one worker,
+once.
+
+``run_batch`` must answer (complete) its requests even when it fails: LoadGen
+waits for every response it issued. An exception it lets through is kept and
+re-raised by ``close``.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Request:
+    index: int  # the sample's index in the sample library
+    response_id: int  # LoadGen's id for its response
+
+
+class DynamicBatcher:
+    def __init__(self, run_batch: Callable[[list[Request]], None], max_batch: int,
+                 max_queue_delay_ms: float, batches_in_flight: int = 1, clock: Callable[[], float] = time.perf_counter):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, not {max_batch}")
+        if max_queue_delay_ms < 0:
+            raise ValueError(f"max_queue_delay_ms must be >= 0, not {max_queue_delay_ms}")
+        if batches_in_flight < 1:
+            raise ValueError(f"batches_in_flight must be >= 1, not {batches_in_flight}")
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.delay_s = max_queue_delay_ms / 1000.0
+        self.batches_in_flight = batches_in_flight
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[int, float, Request]] = collections.deque()  # (seq, enqueued, request)
+        self._seq = 0
+        self._flush_below = 0  # requests with a smaller seq go now, without waiting for the delay
+        self._closing = False
+        self._errors: list[BaseException] = []
+        self._batch_sizes: list[int] = []
+        self._queue_delays_s: list[float] = []  # enqueue -> taken by a worker, per request
+        self._workers = [threading.Thread(target=self._work, name=f"dlmark-batcher-{i}", daemon=True)
+                         for i in range(batches_in_flight)]
+        for worker in self._workers:
+            worker.start()
+
+    # -- producer side (LoadGen's issue thread)
+    def submit(self, requests: Sequence[Request]) -> None:
+        now = self.clock()
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("submit after close")
+            for request in requests:
+                self._queue.append((self._seq, now, request))
+                self._seq += 1
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Send what is waiting now without waiting for the delay (LoadGen's flush_queries)."""
+        with self._cond:
+            self._flush_below = self._seq
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Run what is still queued, stop the workers, re-raise the first error of ``run_batch``."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join()
+        if self._errors:
+            raise self._errors[0]
+
+    # -- workers
+    def _ready(self, now: float) -> bool:
+        seq, enqueued, _ = self._queue[0]
+        return (len(self._queue) >= self.max_batch or now - enqueued >= self.delay_s
+                or seq < self._flush_below or self._closing)
+
+    def _take(self) -> list[Request] | None:
+        """The next batch, or None once closed and empty."""
+        with self._cond:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return None
+                    self._cond.wait()
+                    continue
+                now = self.clock()
+                if self._ready(now):
+                    n = min(self.max_batch, len(self._queue))
+                    taken = [self._queue.popleft() for _ in range(n)]
+                    self._batch_sizes.append(n)
+                    self._queue_delays_s.extend(now - enqueued for _, enqueued, _ in taken)
+                    if self._queue:
+                        self._cond.notify_all()  # another idle worker may form the next batch
+                    return [request for _, _, request in taken]
+                self._cond.wait(timeout=self._queue[0][1] + self.delay_s - now)
+
+    def _work(self) -> None:
+        while (batch := self._take()) is not None:
+            try:
+                self.run_batch(batch)
+            except BaseException as exc:  # noqa: BLE001 -- kept for close(); the worker goes on
+                with self._cond:
+                    self._errors.append(exc)
+
+    # -- counters
+    def stats(self) -> dict[str, float | int | None]:
+        with self._cond:
+            sizes = list(self._batch_sizes)
+            delays_ms = np.asarray(self._queue_delays_s) * 1000.0
+        return {
+            "batches_run": len(sizes),
+            "samples_batched": int(sum(sizes)),
+            "batch_size_mean": float(np.mean(sizes)) if sizes else None,
+            "batch_size_max": max(sizes) if sizes else None,
+            "batches_full": sum(1 for s in sizes if s == self.max_batch),
+            "queue_delay_ms_mean": float(delays_ms.mean()) if delays_ms.size else None,
+            "queue_delay_ms_p50": float(np.percentile(delays_ms, 50)) if delays_ms.size else None,
+            "queue_delay_ms_p99": float(np.percentile(delays_ms, 99)) if delays_ms.size else None,
+            "queue_delay_ms_max": float(delays_ms.max()) if delays_ms.size else None,
+        }

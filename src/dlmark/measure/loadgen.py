@@ -1,0 +1,541 @@
+"""Serving scenarios through MLPerf's LoadGen: Offline, SingleStream, MultiStream, Server.
+
+LoadGen (``mlperf_loadgen``, PyPI ``mlcommons-loadgen``) owns the test: it
+schedules queries (Poisson arrivals in Server), measures latency from each
+query's scheduled issue time (queueing counts), applies early stopping and
+decides VALID/INVALID. dlmark supplies the system under test over a Runner and
+the sample library, and reads LoadGen's own logs back into a record.
+
+How the system under test batches (every scenario goes through one
+``DynamicBatcher``, whose worker threads live for the whole test):
+
+- offline: LoadGen issues every sample in one query; it is cut into batches of
+  ``batch_size``, ``batches_in_flight`` of them running at once.
+- single-stream: one sample per query, run as a batch of one.
+- multi-stream: ``samples_per_query`` samples per query, run as one batch.
+- server: one sample per query, gathered until ``max_batch`` wait or the oldest
+  has waited ``max_queue_delay_ms``.
+
+A batch is assembled by copying the requested samples out of the preloaded
+pool into a new batch tensor (``index_select`` on the runner's device, ``take``
+for numpy runtimes). The copy is charged to the system under test on purpose:
+a server receives requests in separate buffers and must build each batch.
+Responses are completed only after ``runner.synchronize()``, so a result exists
+before LoadGen stops its clock.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from dlmark.errors import UserError
+from dlmark.measure.batcher import DynamicBatcher, Request
+
+SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
+_LG_SCENARIO = {"offline": "Offline", "single-stream": "SingleStream", "multi-stream": "MultiStream", "server": "Server"}
+#: Percentiles every record carries, as LoadGen names them in its detail log.
+PERCENTILES = {"p50": "50.00", "p90": "90.00", "p95": "95.00", "p97": "97.00", "p99": "99.00", "p999": "99.90"}
+#: MLPerf's model whose rules apply by default: image classification (ResNet-50) is the one
+#: benchmark of the suite whose inputs and task match dlmark's image models.
+MLPERF_MODEL = "resnet50"
+#: Offline's expected QPS, when estimated, is the warm-up's times this (LoadGen sizes its one query by it).
+OFFLINE_QPS_MARGIN = 1.5
+#: After a stop, closed-loop scenarios (one query at a time) answer this late, so that LoadGen's
+#: remaining minimum duration is not filled with a storm of empty queries.
+STOP_PACE_S = 0.001
+
+
+def _lg():
+    try:
+        import mlperf_loadgen
+    except ImportError:
+        raise UserError("serving scenarios need MLPerf LoadGen; install it with: pip install mlcommons-loadgen") from None
+    return mlperf_loadgen
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """What a scenario run is asked to do; everything here is recorded."""
+
+    target_qps: float | None = None  # server: offered load; offline: LoadGen's expected QPS (sizes its one query)
+    latency_bound_ms: float | None = None  # server: the p99 bound LoadGen judges; None: 100 ms (LoadGen's default)
+    expected_latency_ms: float | None = None  # single/multi-stream: sizes LoadGen's pre-generated queries
+    samples_per_query: int = 8  # multi-stream
+    min_duration_s: float = 10.0
+    min_query_count: int = 1024
+    max_duration_s: float = 0.0  # 0: no ceiling (LoadGen's default)
+    batch_size: int = 32  # offline
+    max_batch: int = 8  # server
+    max_queue_delay_ms: float = 2.0  # server
+    batches_in_flight: int = 1
+    sample_count: int = 128  # samples preloaded in the library (LoadGen's performance sample count)
+    mlperf_rules: bool = False  # MLPerf's own durations and query counts from LoadGen's built-in mlperf.conf
+    mlperf_model: str = MLPERF_MODEL
+    seed: int = 0
+    warmup_batches: int = 3  # untimed passes per batch size before the two that size LoadGen's queries
+
+    def validate(self, scenario: str) -> None:
+        if scenario not in SCENARIOS:
+            raise UserError(f"unknown scenario {scenario!r}; available: {', '.join(SCENARIOS)}")
+        for name in ("target_qps", "latency_bound_ms", "expected_latency_ms"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UserError(f"{name.replace('_', '-')} must be positive, not {value}")
+        for name in ("samples_per_query", "batch_size", "max_batch", "batches_in_flight", "sample_count",
+                     "min_query_count"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.max_queue_delay_ms < 0 or self.min_duration_s < 0 or self.max_duration_s < 0:
+            raise UserError("max-queue-delay-ms, min-duration and max-duration cannot be negative")
+
+
+def quick_settings(**overrides: Any) -> ServingSettings:
+    """Exploring defaults: 10 s and 1,024 queries per run, not MLPerf-compliant."""
+    return replace(ServingSettings(), **overrides)
+
+
+def mlperf_settings(**overrides: Any) -> ServingSettings:
+    """MLPerf's rules (600 s, the scenario's query counts) as LoadGen's built-in mlperf.conf states them."""
+    return replace(ServingSettings(mlperf_rules=True), **overrides)
+
+
+# -- the sample library
+class SampleLibrary:
+    """N inputs of the model's own shape, generated by the runner, loaded when LoadGen asks."""
+
+    def __init__(self, runner: Any, count: int, seed: int = 0):
+        self.runner = runner
+        self.count = count
+        self.seed = seed
+        self._pool: Any = None
+        self._rows: dict[int, int] = {}
+        self._torch = None
+
+    def load(self, indices: list[int]) -> None:
+        indices = sorted(set(indices) | set(self._rows))
+        # One seeded block: the same samples on every runtime (backends.seeded_input).
+        self._pool = self.runner.make_inputs(len(indices), seed=self.seed)
+        self._rows = {index: row for row, index in enumerate(indices)}
+        if hasattr(self._pool, "index_select"):
+            import torch
+
+            self._torch = torch
+        elif not hasattr(self._pool, "take") or not hasattr(self._pool, "ndim"):
+            raise UserError(f"backend {getattr(self.runner, 'backend', '?')}: its inputs "
+                            f"({type(self._pool).__name__}) cannot be batched from samples yet")
+        self.runner.synchronize()
+
+    def unload(self, indices: list[int]) -> None:
+        for index in indices:
+            self._rows.pop(index, None)
+        if not self._rows:
+            self._pool = None
+
+    def assemble(self, indices: list[int]) -> Any:
+        """A new batch holding these samples, in this order (a real copy)."""
+        rows = [self._rows[i] for i in indices]
+        if self._torch is not None:
+            index = self._torch.tensor(rows, device=self._pool.device)
+            return self._pool.index_select(0, index)
+        return self._pool.take(rows, axis=0)
+
+
+# -- the system under test
+class _SystemUnderTest:
+    def __init__(self, lg, runner: Any, library: SampleLibrary, scenario: str, s: ServingSettings,
+                 stop: threading.Event):
+        self.lg = lg
+        self.runner = runner
+        self.library = library
+        self.stop = stop
+        self.closed_loop = scenario in ("single-stream", "multi-stream")
+        self.errors: list[BaseException] = []
+        max_batch, delay_ms = {
+            "offline": (s.batch_size, 0.0),
+            "single-stream": (1, 0.0),
+            "multi-stream": (s.samples_per_query, 0.0),
+            "server": (s.max_batch, s.max_queue_delay_ms),
+        }[scenario]
+        # Single/multi-stream have one query outstanding at a time: one worker.
+        in_flight = 1 if self.closed_loop else s.batches_in_flight
+        # Responses come from these long-lived threads only: LoadGen 6.0.17 crashed (SIGSEGV) when
+        # a thread that had completed samples exited while the test was still running.
+        self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight)
+
+    def issue_queries(self, samples) -> None:
+        self.batcher.submit([Request(q.index, q.id) for q in samples])
+
+    def flush_queries(self) -> None:
+        self.batcher.flush()
+
+    def _run(self, batch: list[Request]) -> None:
+        try:
+            if not self.stop.is_set():
+                out = self.runner.run(self.library.assemble([r.index for r in batch]))
+                self.runner.synchronize()  # the result exists before LoadGen's clock stops
+                del out
+            elif self.closed_loop:
+                time.sleep(STOP_PACE_S)
+        except BaseException as exc:  # noqa: BLE001 -- kept and raised after LoadGen has returned
+            self.errors.append(exc)
+            self.stop.set()
+        finally:
+            # Answered even on failure or stop: LoadGen waits for every response it issued.
+            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(r.response_id, 0, 0) for r in batch])
+
+
+# -- LoadGen's settings
+def _test_settings(lg, scenario: str, s: ServingSettings, estimate: dict[str, float]) -> tuple[Any, dict[str, Any]]:
+    ts = lg.TestSettings()
+    lg_scenario = _LG_SCENARIO[scenario]
+    if s.mlperf_rules:
+        # conf_type 0: only LoadGen's built-in mlperf.conf (the path is not read).
+        if ts.FromConfig("mlperf.conf", s.mlperf_model, lg_scenario, 0) != 0:
+            raise UserError(f"LoadGen could not apply MLPerf's rules for model {s.mlperf_model!r}")
+    else:
+        ts.min_duration_ms = int(round(s.min_duration_s * 1000))
+        ts.min_query_count = s.min_query_count
+        ts.multi_stream_samples_per_query = s.samples_per_query
+    ts.scenario = getattr(lg.TestScenario, lg_scenario)
+    ts.mode = lg.TestMode.PerformanceOnly
+    if s.max_duration_s:
+        ts.max_duration_ms = int(round(s.max_duration_s * 1000))
+    # What MLPerf leaves to the submitter (user.conf): the load and the expected latencies.
+    if scenario == "server":
+        ts.server_target_qps = float(s.target_qps or estimate["server_qps"])
+        if s.latency_bound_ms is not None:
+            ts.server_target_latency_ns = int(round(s.latency_bound_ms * 1e6))
+    elif scenario == "offline":
+        ts.offline_expected_qps = float(s.target_qps or estimate["offline_qps"])
+    else:
+        latency_ms = s.expected_latency_ms or estimate[f"{scenario}_ms"]
+        if scenario == "single-stream":
+            ts.single_stream_expected_latency_ns = int(round(latency_ms * 1e6))
+        else:
+            ts.multi_stream_expected_latency_ns = int(round(latency_ms * 1e6))
+    fields: dict[str, Any] = {"mlperf_rules": s.mlperf_rules}
+    if scenario in ("single-stream", "multi-stream"):
+        fields["expected_latency_ms"] = latency_ms
+    if s.mlperf_rules:
+        fields["mlperf_model"] = s.mlperf_model
+    return ts, fields
+
+
+def _estimate(runner: Any, library: SampleLibrary, scenario: str, s: ServingSettings) -> dict[str, float]:
+    """Warm the runner at the batch sizes the scenario uses; their times size LoadGen's queries."""
+    sizes = {"offline": [s.batch_size], "single-stream": [1], "multi-stream": [s.samples_per_query],
+             "server": sorted({1, s.max_batch})}[scenario]
+    times: dict[int, float] = {}
+    for size in sizes:
+        indices = [i % library.count for i in range(size)]
+        best = math.inf
+        # Untimed warm-up passes, then the best of two timed ones.
+        for timed in [False] * s.warmup_batches + [True, True]:
+            t0 = time.perf_counter()
+            out = runner.run(library.assemble(indices))
+            runner.synchronize()
+            del out
+            if timed:
+                best = min(best, time.perf_counter() - t0)
+        times[size] = best
+    estimate: dict[str, float] = {}
+    if scenario == "offline":
+        # Too low an expected QPS ends the run before the minimum duration (INVALID); too high only
+        # makes it longer. A warm-up on a busy machine can be slower than the run: a margin.
+        estimate["offline_qps"] = OFFLINE_QPS_MARGIN * s.batch_size * s.batches_in_flight / times[s.batch_size]
+    elif scenario == "server":
+        # Half the batcher's capacity: a load that should be met; the QPS search finds the real limit.
+        estimate["server_qps"] = 0.5 * s.max_batch * s.batches_in_flight / times[s.max_batch]
+    else:
+        # Halved: too long an expected latency makes LoadGen run out of pre-generated queries
+        # before the minimum duration (INVALID); too short only costs memory.
+        estimate[f"{scenario}_ms"] = times[sizes[0]] * 1000.0 / 2
+    return estimate
+
+
+# -- LoadGen's logs
+def parse_detail_log(path: str | Path) -> dict[str, Any]:
+    """The ``:::MLLOG`` entries of a LoadGen detail log: key -> value (repeated keys: the last),
+    with ``warnings`` and ``errors`` the messages LoadGen flagged."""
+    entries: dict[str, Any] = {"warnings": [], "errors": []}
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if not line.startswith(":::MLLOG "):
+            continue
+        try:
+            entry = json.loads(line[len(":::MLLOG "):])
+        except json.JSONDecodeError:
+            continue
+        meta = entry.get("metadata") or {}
+        if meta.get("is_error"):
+            entries["errors"].append(str(entry.get("value")))
+        elif meta.get("is_warning"):
+            entries["warnings"].append(str(entry.get("value")))
+        entries[entry.get("key")] = entry.get("value")
+    return entries
+
+
+_SATISFIED = re.compile(r"^\s*(.+?)\s+satisfied\s*:\s*(Yes|NO)\s*$", re.IGNORECASE)
+
+
+def parse_summary_log(path: str | Path) -> dict[str, Any]:
+    """The verdict part of a LoadGen summary log: ``result`` (VALID/INVALID), ``checks``
+    (name -> satisfied, as LoadGen words them) and its ``recommendations``."""
+    result, checks, recommendations = None, {}, []
+    in_recommendations = False
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if line.startswith("Result is"):
+            result = line.split(":", 1)[1].strip()
+        elif m := _SATISFIED.match(line):
+            checks[m.group(1).strip()] = m.group(2).lower() == "yes"
+        elif line.startswith("Recommendations:"):
+            in_recommendations = True
+        elif in_recommendations:
+            if line.strip().startswith("*"):
+                recommendations.append(line.strip().lstrip("* ").strip())
+            elif not line.strip() or not line.startswith(" "):
+                in_recommendations = False
+    return {"result": result, "checks": checks, "recommendations": recommendations}
+
+
+def _ms(ns: Any) -> float | None:
+    return None if ns is None else float(ns) / 1e6
+
+
+def _record_from_logs(scenario: str, detail: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    rec: dict[str, Any] = {"loadgen_version": detail.get("loadgen_version")}
+    # The settings LoadGen actually used ("effective_"), not what was asked.
+    rec["min_duration_s"] = detail["effective_min_duration_ms"] / 1000.0
+    rec["min_query_count"] = detail["effective_min_query_count"]
+    rec["min_sample_count"] = detail.get("effective_min_sample_count")  # Offline's one query: counted in samples
+    rec["max_duration_s"] = detail["effective_max_duration_ms"] / 1000.0
+    rec["samples_per_query"] = detail.get("generated_samples_per_query", detail["effective_samples_per_query"])
+    rec["target_latency_percentile"] = detail.get("effective_target_latency_percentile")
+    rec["sample_count"] = detail.get("effective_performance_sample_count")
+    if scenario == "server":
+        rec["target_qps"] = detail["effective_target_qps"]
+        rec["latency_bound_ms"] = _ms(detail["effective_target_latency_ns"])
+        rec["qps_scheduled"] = detail.get("result_scheduled_samples_per_sec")
+        rec["qps_completed"] = detail.get("result_completed_samples_per_sec")
+        rec["samples_per_s"] = rec["qps_completed"]
+        rec["overlatency_queries"] = detail.get("result_overlatency_query_count")
+    elif scenario == "offline":
+        rec["target_qps"] = detail["effective_target_qps"]  # the expected QPS that sized the query
+        rec["samples_per_s"] = detail.get("result_samples_per_second")
+    # Multi-stream's figure is per query (of samples_per_query samples).
+    infix = "_per_query" if scenario == "multi-stream" else ""
+    for name, pct in PERCENTILES.items():
+        rec[f"latency_ms_{name}"] = _ms(detail.get(f"result_{pct}_percentile{infix}_latency_ns"))
+    rec["latency_ms_mean"] = _ms(detail.get(f"result_mean{'_query' if infix else ''}_latency_ns"))
+    rec["latency_ms_min"] = _ms(detail.get(f"result_min{'_query' if infix else ''}_latency_ns"))
+    rec["latency_ms_max"] = _ms(detail.get(f"result_max{'_query' if infix else ''}_latency_ns"))
+    # Early stopping's estimate of the scenario's percentile, where LoadGen gives one (0: none).
+    for key, pct in (("early_stopping_latency_ss", "p90"), ("early_stopping_latency_ms", "p99")):
+        if detail.get(key):
+            rec[f"latency_ms_early_stopping_{pct}"] = _ms(detail[key])
+    if detail.get("early_stopping_result"):
+        rec["early_stopping_result"] = " ".join(str(detail["early_stopping_result"]).split())
+    rec["num_queries"] = detail.get("result_query_count")
+    rec["valid"] = detail.get("result_validity") == "VALID"
+    reasons = [f"{name} not satisfied" for name, ok in summary["checks"].items() if not ok]
+    if summary["checks"].get("Early stopping") is False and rec.get("early_stopping_result"):
+        reasons.append(f"early stopping: {rec['early_stopping_result']}")
+    if detail.get("result_invalid_reason"):
+        reasons.append(" ".join(str(detail["result_invalid_reason"]).split()))
+    reasons += [r for r in summary["recommendations"] if r not in reasons]
+    rec["invalid_reasons"] = reasons if not rec["valid"] else []
+    for check, ok in summary["checks"].items():  # flat: loadgen_min_duration_met, loadgen_early_stopping_met, ...
+        rec[f"loadgen_{re.sub(r'[^a-z0-9]+', '_', check.lower()).strip('_')}_met"] = ok
+    rec["loadgen_errors"] = detail["errors"]
+    rec["loadgen_warnings"] = detail["warnings"]
+    return rec
+
+
+# -- one run
+def run_scenario(runner: Any, scenario: str, log_dir: str | Path, settings: ServingSettings | None = None, *,
+                 name: str | None = None, stop: threading.Event | None = None, **overrides: Any) -> dict[str, Any]:
+    """One LoadGen test of ``scenario`` on ``runner``; a flat record of LoadGen's results.
+
+    ``overrides`` replace fields of ``settings`` (quick defaults when None). LoadGen's summary
+    and detail logs stay in ``log_dir`` as ``<name>.mlperf_log_summary.txt`` / ``..._detail.txt``.
+    ``stop`` (or Ctrl-C) ends the run early: outstanding and later queries are answered without
+    running the model, LoadGen finishes its schedule (at most its minimum duration), and the
+    record says ``stopped``; Ctrl-C is re-raised afterwards.
+    A failure of the runner (an OOM, an error) stops the run the same way and is raised.
+    """
+    lg = _lg()
+    s = replace(settings or ServingSettings(), **overrides)
+    s.validate(scenario)
+    stop = stop or threading.Event()
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    name = name or f"{scenario}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+    probe = lg.TestSettings()
+    if s.mlperf_rules:
+        probe.FromConfig("mlperf.conf", s.mlperf_model, _LG_SCENARIO[scenario], 0)
+        # MultiStream's query size is MLPerf's (8): the batch must be the query.
+        s = replace(s, samples_per_query=probe.multi_stream_samples_per_query)
+    sample_count = max(s.sample_count, probe.performance_sample_count_override or 0)
+    if scenario == "multi-stream":
+        sample_count = max(sample_count, s.samples_per_query)
+    library = SampleLibrary(runner, sample_count, seed=s.seed)
+    library.load(list(range(sample_count)))  # for the warm-up; LoadGen's own load call follows
+    estimate = _estimate(runner, library, scenario, s)
+    ts, fields = _test_settings(lg, scenario, s, estimate)
+
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(log_dir)
+    log_settings.log_output.prefix = f"{name}.mlperf_log_"
+    log_settings.log_output.copy_summary_to_stdout = False
+    log_settings.enable_trace = False
+
+    sut = _SystemUnderTest(lg, runner, library, scenario, s, stop)
+    sut_handle = lg.ConstructSUT(sut.issue_queries, sut.flush_queries)
+    qsl_handle = lg.ConstructQSL(sample_count, sample_count, library.load, library.unload)
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def test() -> None:
+        try:
+            lg.StartTestWithLogSettings(sut_handle, qsl_handle, ts, log_settings)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    # LoadGen runs in its own thread so that this one stays able to take Ctrl-C
+    # (a signal reaches Python only between bytecodes of the main thread). Waited for
+    # on an Event: a Thread.join interrupted by Ctrl-C can later return while the
+    # thread still runs (CPython < 3.13), and LoadGen must have returned before
+    # its SUT and QSL are destroyed.
+    thread = threading.Thread(target=test, name="dlmark-loadgen", daemon=True)
+    interrupted = False
+    t0 = time.perf_counter()
+    thread.start()
+    while True:
+        try:
+            while not done.wait(timeout=0.1):
+                pass
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()  # the SUT answers everything now; LoadGen ends on its own
+    duration = time.perf_counter() - t0
+    thread.join()
+    try:
+        sut.batcher.close()
+    finally:
+        lg.DestroyQSL(qsl_handle)
+        lg.DestroySUT(sut_handle)
+    if failure:
+        raise failure[0]
+    if sut.errors:
+        raise sut.errors[0]
+    summary_path = log_dir / f"{name}.mlperf_log_summary.txt"
+    detail_path = log_dir / f"{name}.mlperf_log_detail.txt"
+    for extra in ("accuracy.json", "trace.json"):  # empty in a performance run
+        (log_dir / f"{name}.mlperf_log_{extra}").unlink(missing_ok=True)
+    detail = parse_detail_log(detail_path)
+    rec: dict[str, Any] = {"scenario": scenario, **fields}
+    rec.update(_record_from_logs(scenario, detail, parse_summary_log(summary_path)))
+    # A bound other than MLPerf's own for the model is the user's, not MLPerf's rule.
+    own_bound = scenario != "server" or s.latency_bound_ms is None or (
+        abs(s.latency_bound_ms * 1e6 - probe.server_target_latency_ns) < 1)
+    rec["mlperf_compliant"] = bool(s.mlperf_rules and own_bound and rec["valid"] and not rec["loadgen_errors"])
+    if scenario == "offline":
+        rec["batch_size"] = s.batch_size
+    if scenario in ("offline", "server"):
+        rec["batches_in_flight"] = s.batches_in_flight
+    if scenario == "server":
+        rec["max_batch"] = s.max_batch
+        rec["max_queue_delay_ms"] = s.max_queue_delay_ms
+    rec.update({f"batcher_{k}": v for k, v in sut.batcher.stats().items()})
+    rec["stopped"] = stop.is_set()
+    if rec["stopped"]:
+        rec["valid"] = False
+        rec["mlperf_compliant"] = False
+        rec["invalid_reasons"] = ["stopped before the end: queries after the stop were answered without running"] \
+            + rec["invalid_reasons"]
+    rec["duration_s"] = duration
+    rec["log_summary"] = str(summary_path)
+    rec["log_detail"] = str(detail_path)
+    if interrupted:
+        raise KeyboardInterrupt
+    return rec
+
+
+# -- the largest load under a bound
+def search_server_qps(run_at: Callable[[float], dict[str, Any]], start_qps: float, latency_bound_ms: float, *,
+                      resolution: float = 0.05, growth: float = 2.0, max_steps: int = 12) -> dict[str, Any]:
+    """The largest target QPS whose run is VALID with p99 within ``latency_bound_ms``.
+
+    ``run_at(qps)`` runs one Server test at that target and returns its record (``valid``,
+    ``latency_ms_p99``, ``qps_completed``). The target grows by ``growth`` until a run fails,
+    then is bisected until the bracket is narrower than ``resolution`` (relative) or
+    ``max_steps`` runs were made. If the first run already fails, the target shrinks by
+    ``growth`` until one passes. Always terminates.
+    """
+    if not start_qps > 0 or not latency_bound_ms > 0:
+        raise UserError("the QPS search needs a positive start QPS and latency bound")
+    if not 0 < resolution < 1 or not growth > 1 or max_steps < 1:
+        raise ValueError("resolution must be in (0, 1), growth > 1, max_steps >= 1")
+    t0 = time.perf_counter()
+    steps: list[dict[str, Any]] = []
+    good: float | None = None  # largest passing target
+    bad: float | None = None  # smallest failing target
+
+    def probe(qps: float) -> bool:
+        rec = run_at(qps)
+        p99 = rec.get("latency_ms_p99")
+        ok = bool(rec.get("valid")) and p99 is not None and p99 <= latency_bound_ms
+        steps.append({"target_qps": qps, "qps_completed": rec.get("qps_completed"), "latency_ms_p99": p99,
+                      "valid": bool(rec.get("valid")), "meets_bound": ok,
+                      "invalid_reasons": rec.get("invalid_reasons", []), "record": rec})
+        return ok
+
+    qps = start_qps
+    while len(steps) < max_steps:
+        if good is not None and bad is not None:
+            if bad / good - 1 <= resolution:
+                break
+            qps = math.sqrt(good * bad)  # bisection on a log scale: the bracket spans a ratio
+        if probe(qps):
+            good = qps
+            if bad is None:
+                qps = qps * growth
+        else:
+            bad = qps
+            if good is None:
+                qps = qps / growth
+    converged = good is not None and bad is not None and bad / good - 1 <= resolution
+    return {
+        "largest_valid_qps": good,
+        "latency_bound_ms": latency_bound_ms,
+        "last_valid_qps": good,
+        "first_invalid_qps": bad,
+        "converged": converged,
+        "resolution": resolution,
+        "search_steps": len(steps),
+        "search_s": time.perf_counter() - t0,
+        "steps": steps,
+    }
+
+
+
+def estimate_capacity(runner: Any, settings: ServingSettings | None = None) -> dict[str, float]:
+    """Batch-1 latency (ms) and the Server batcher's capacity (samples/s at ``max_batch``), from the
+    same warm-up passes a Server run sizes itself with: where a QPS search starts, and the floor
+    below which no latency bound can be met."""
+    s = settings or ServingSettings()
+    library = SampleLibrary(runner, max(s.sample_count, s.max_batch), seed=s.seed)
+    library.load(list(range(library.count)))
+    server = _estimate(runner, library, "server", s)  # 0.5 x capacity, see _estimate
+    single = _estimate(runner, library, "single-stream", s)
+    return {"capacity_qps": 2 * server["server_qps"], "batch1_ms": 2 * single["single-stream_ms"]}

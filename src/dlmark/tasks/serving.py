@@ -1,0 +1,241 @@
+"""Serving scenarios through MLPerf's LoadGen: Offline, SingleStream, MultiStream, Server, and the
+largest Server load whose p99 stays within a bound.
+
+LoadGen (``measure.loadgen``) owns the arrivals, the latency from the scheduled time and the
+verdict; this task plans one job per scenario, runs it on the lane's worker, keeps LoadGen's
+summary and detail logs beside the records (``loadgen/`` in the results folder), and drives
+the Server QPS search from the driver, each step a real LoadGen run and a record of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+from typing import Any
+
+from dlmark.errors import UserError
+
+SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
+#: The settings a user may change from the command line or a suite (``--max-batch`` ...).
+KNOBS = ("latency_bound_ms", "target_qps", "max_batch", "max_queue_delay_ms", "batches_in_flight",
+         "samples_per_query", "min_duration_s", "min_query_count", "mlperf_rules")
+#: Seconds a job needs beyond LoadGen's minimum duration: the model's warm-up and LoadGen's tail.
+OVERHEAD_S = 60.0
+MLPERF_MIN_DURATION_S = 600.0
+
+
+# ----------------------------------------------------------------- worker side
+
+
+def _settings(request: dict[str, Any]):
+    from dlmark.measure.loadgen import ServingSettings
+
+    known = {f.name for f in dataclass_fields(ServingSettings)}
+    return ServingSettings(**{k: v for k, v in (request.get("settings") or {}).items() if k in known})
+
+
+def run_op(runner, request: dict[str, Any]) -> dict[str, Any]:
+    from dlmark.measure.loadgen import run_scenario
+
+    return run_scenario(runner, request["scenario"], request["log_dir"], _settings(request), name=request["name"])
+
+
+def estimate_op(runner, request: dict[str, Any]) -> dict[str, Any]:
+    from dlmark.measure.loadgen import estimate_capacity
+
+    return estimate_capacity(runner, _settings(request))
+
+
+WORKER_OPS = {"run": run_op, "estimate": estimate_op}
+
+
+# ----------------------------------------------------------------- driver side
+
+
+def validate(options) -> None:
+    """The serving options, before any work (RunOptions calls this)."""
+    for scenario in options.scenarios:
+        if scenario not in SCENARIOS:
+            raise UserError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+    knobs = options.serving
+    unknown = set(knobs) - set(KNOBS)
+    if unknown:
+        raise UserError(f"unknown serving setting(s) {sorted(unknown)}; known: {', '.join(KNOBS)}")
+    for name in ("latency_bound_ms", "target_qps", "max_queue_delay_ms", "min_duration_s"):
+        value = knobs.get(name)
+        if value is not None and (not isinstance(value, (int, float)) or value < 0 or
+                                  (value == 0 and name in ("latency_bound_ms", "target_qps"))):
+            raise UserError(f"--{name.replace('_', '-').replace('-s', '')} must be a positive number, got {value!r}")
+    for name in ("max_batch", "batches_in_flight", "samples_per_query", "min_query_count"):
+        value = knobs.get(name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    if knobs.get("mlperf_rules") and options.timeout_s < MLPERF_MIN_DURATION_S + OVERHEAD_S:
+        raise UserError(f"--mlperf-rules runs each scenario for at least {MLPERF_MIN_DURATION_S:.0f} s, which "
+                        f"cannot fit --timeout {options.timeout_s:g}; give --timeout "
+                        f"{MLPERF_MIN_DURATION_S + OVERHEAD_S:.0f} or more")
+    if knobs.get("latency_bound_ms") is not None and "server" not in options.scenarios:
+        raise UserError("--latency-bound-ms bounds the Server scenario's p99; add --scenario server")
+    if not knobs.get("mlperf_rules"):
+        duration = knobs.get("min_duration_s", 10.0)
+        if duration + OVERHEAD_S > options.timeout_s:
+            raise UserError(f"a {duration:g} s serving run cannot fit --timeout {options.timeout_s:g}")
+
+
+def preflight(options) -> None:
+    from dlmark.measure.loadgen import _lg
+
+    _lg()  # LoadGen installed, or one line naming the package
+
+
+def plan_jobs(options, model, variant, planned: set) -> list:
+    from dlmark.run.plan import job
+
+    knobs = {k: v for k, v in sorted(options.serving.items()) if v is not None}
+    jobs = []
+    for scenario in options.scenarios:
+        if scenario == "offline":
+            for b in sorted(set(options.batch_sizes)):
+                jobs.append(job("serving", model, variant, b, scenario=scenario, **knobs))
+            continue
+        batch = {"single-stream": 1, "multi-stream": knobs.get("samples_per_query", 8),
+                 "server": knobs.get("max_batch", 8)}[scenario]
+        search = scenario == "server" and knobs.get("latency_bound_ms") is not None and not knobs.get("target_qps")
+        jobs.append(job("serving", model, variant, batch, scenario=scenario, **knobs,
+                        **({"search": "largest_qps_within_bound"} if search else {})))
+    return jobs
+
+
+def run_group(group, lane, ctx) -> None:
+    from dlmark.run.jobs import start_group
+
+    started = start_group(group, lane, ctx)
+    if started is None:
+        return
+    jobs, facts = started
+    for index, job in enumerate(jobs):
+        if ctx.stop.is_set():
+            return
+        if index:
+            ctx.on_job_start(job, lane.device)
+        if job.extra.get("search"):
+            _search(job, group, lane, ctx, facts)
+        else:
+            _run_one(job, lane, ctx, facts)
+
+
+def _settings_for(job) -> dict[str, Any]:
+    settings = {k: v for k, v in job.extra.items() if k in KNOBS}
+    if job.extra["scenario"] == "offline":
+        settings["batch_size"] = job.batch_size
+    return settings
+
+
+def _log_dir(ctx) -> Path:
+    return Path(ctx.out_dir or ".") / "loadgen"
+
+
+def _request_run(job, lane, ctx, settings: dict[str, Any], name: str) -> dict[str, Any]:
+    from dlmark.run.jobs import task_request
+
+    request = task_request("serving", "run", scenario=job.extra["scenario"], settings=settings,
+                           log_dir=str(_log_dir(ctx)), name=name)
+    return lane.worker.request(request, ctx.options.timeout_s)
+
+
+def _fields(answer: dict[str, Any], ctx) -> dict[str, Any]:
+    fields = {k: v for k, v in answer.items() if k != "ok"}
+    for key in ("log_summary", "log_detail"):  # kept beside the records: named relative to the folder
+        if fields.get(key) and ctx.out_dir:
+            try:
+                fields[key] = str(Path(fields[key]).resolve().relative_to(Path(ctx.out_dir).resolve()))
+            except ValueError:
+                pass
+    if fields.get("scenario") in ("offline", "server"):
+        fields["throughput"] = fields.get("samples_per_s")  # the seed's column: samples/s
+    return fields
+
+
+def _run_one(job, lane, ctx, facts: dict[str, Any]) -> dict[str, Any] | None:
+    from dlmark.run.jobs import make_record
+    from dlmark.run.local import WorkerFailed
+
+    device = lane.device
+    name = job.key(device, ctx.host)
+    try:
+        answer = _request_run(job, lane, ctx, _settings_for(job), name)
+    except WorkerFailed as exc:
+        if ctx.stop.is_set():
+            return None
+        lane.worker.restart()
+        record = make_record(ctx, job, device, facts, exc.status, str(exc), scenario=job.extra["scenario"])
+        ctx.emit(record)
+        return record
+    if not answer["ok"]:
+        record = make_record(ctx, job, device, facts, answer["status"], answer["error"], scenario=job.extra["scenario"])
+    else:
+        record = make_record(ctx, job, device, facts, "ok", **_fields(answer, ctx))
+    ctx.emit(record)
+    return record
+
+
+def _search(job, group, lane, ctx, facts: dict[str, Any]) -> None:
+    """The largest Server target QPS whose LoadGen run is VALID with p99 within the bound."""
+    from dlmark.measure.loadgen import search_server_qps
+    from dlmark.run.jobs import load_model, make_record, task_request
+    from dlmark.run.local import WorkerFailed
+    from dlmark.run.plan import job as make_job
+
+    bound = float(job.extra["latency_bound_ms"])
+    settings = _settings_for(job)
+    try:
+        estimate = lane.worker.request(task_request("serving", "estimate", settings=settings), ctx.options.timeout_s)
+    except WorkerFailed as exc:
+        if not ctx.stop.is_set():
+            lane.worker.restart()
+            ctx.emit(make_record(ctx, job, lane.device, facts, exc.status, str(exc), scenario="server"))
+        return
+    if not estimate["ok"]:
+        ctx.emit(make_record(ctx, job, lane.device, facts, estimate["status"], estimate["error"], scenario="server"))
+        return
+    if bound < estimate["batch1_ms"]:
+        raise UserError(f"--latency-bound-ms {bound:g} is below {job.model.name}'s batch-1 latency on this device "
+                        f"({estimate['batch1_ms']:.2f} ms): no load can meet it; give a bound above that")
+    steps: list[dict[str, Any]] = []
+
+    def run_at(qps: float) -> dict[str, Any]:
+        if ctx.stop.is_set():
+            raise _Stopped()
+        step = make_job("serving", job.model, group.variant, job.batch_size,
+                        **{**{k: v for k, v in job.extra.items() if k != "search"}, "target_qps": round(qps, 3)})
+        ctx.on_progress(job, f"server at {qps:,.1f} QPS")
+        reload = load_model(lane, group.backend, group.model.source_ref, group.variant)
+        if not reload["ok"]:
+            return {"valid": False, "invalid_reasons": [reload["error"]]}
+        record = _run_one(step, lane, ctx, facts)
+        if record is None:
+            raise _Stopped()
+        steps.append(record)
+        return record if record["status"] == "ok" else {"valid": False, "invalid_reasons": [record.get("error")]}
+
+    try:
+        found = search_server_qps(run_at, start_qps=0.5 * estimate["capacity_qps"], latency_bound_ms=bound)
+    except _Stopped:
+        return
+    answer = {k: v for k, v in found.items() if k != "steps"}
+    answer["search_step_keys"] = [r["job_key"] for r in steps]
+    answer["search_steps_detail"] = [{k: s.get(k) for k in ("target_qps", "qps_completed", "latency_ms_p99", "valid",
+                                                             "meets_bound")} for s in found["steps"]]
+    answer["capacity_qps_estimate"] = estimate["capacity_qps"]
+    answer["batch1_ms_estimate"] = estimate["batch1_ms"]
+    best = next((r for r in steps if r.get("target_qps") == found["largest_valid_qps"]), None)
+    status, error = ("ok", None) if found["largest_valid_qps"] else ("error", "no target QPS met the bound")
+    fields = dict(scenario="server", server_qps_at_bound=found["largest_valid_qps"], **answer)
+    if best is not None:
+        fields.update({k: best.get(k) for k in ("latency_ms_p50", "latency_ms_p99", "qps_completed", "valid",
+                                                 "loadgen_version", "log_summary", "log_detail")})
+        fields["throughput"] = best.get("qps_completed")
+    ctx.emit(make_record(ctx, job, lane.device, facts, status, error, **fields))
+
+
+class _Stopped(Exception):
+    """The run was interrupted; the search in flight is dropped, not recorded."""

@@ -1,0 +1,121 @@
+import threading
+import time
+
+import pytest
+
+from dlmark.measure.batcher import DynamicBatcher, Request
+
+
+class Recorder:
+    """A run_batch that sleeps ``service_s`` and records what it was given and when."""
+
+    def __init__(self, service_s: float = 0.0):
+        self.service_s = service_s
+        self.lock = threading.Lock()
+        self.batches: list[tuple[float, list[Request]]] = []
+        self.running = 0
+        self.most_running = 0
+
+    def __call__(self, batch):
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            self.batches.append((time.perf_counter(), batch))
+        time.sleep(self.service_s)
+        with self.lock:
+            self.running -= 1
+
+
+def test_full_batch_goes_at_once_without_waiting_for_the_delay():
+    rec = Recorder()
+    batcher = DynamicBatcher(rec, max_batch=4, max_queue_delay_ms=5000)
+    start = time.perf_counter()
+    batcher.submit([Request(i, 100 + i) for i in range(4)])
+    while not rec.batches and time.perf_counter() - start < 2:
+        time.sleep(0.001)
+    assert rec.batches and rec.batches[0][0] - start < 0.5  # far below the 5 s delay
+    assert [r.index for r in rec.batches[0][1]] == [0, 1, 2, 3]
+    batcher.close()
+
+
+def test_partial_batch_waits_for_the_delay():
+    rec = Recorder()
+    batcher = DynamicBatcher(rec, max_batch=8, max_queue_delay_ms=80)
+    start = time.perf_counter()
+    batcher.submit([Request(0, 0), Request(1, 1)])
+    time.sleep(0.03)
+    assert not rec.batches  # 30 ms < 80 ms: still waiting for more
+    while not rec.batches and time.perf_counter() - start < 2:
+        time.sleep(0.001)
+    waited = rec.batches[0][0] - start
+    assert 0.075 <= waited < 0.3
+    assert len(rec.batches[0][1]) == 2
+    stats = batcher.stats()
+    assert stats["batches_run"] == 1 and stats["queue_delay_ms_mean"] >= 75
+    batcher.close()
+
+
+def test_flush_sends_waiting_requests_now():
+    rec = Recorder()
+    batcher = DynamicBatcher(rec, max_batch=8, max_queue_delay_ms=10_000)
+    batcher.submit([Request(0, 0)])
+    batcher.flush()
+    batcher.close()  # close runs the rest anyway; flush must have sent it before
+    assert len(rec.batches) == 1
+
+
+def test_close_runs_what_is_queued_and_stops_the_workers():
+    rec = Recorder()
+    batcher = DynamicBatcher(rec, max_batch=3, max_queue_delay_ms=10_000, batches_in_flight=2)
+    batcher.submit([Request(i, i) for i in range(7)])
+    batcher.close()
+    assert sorted(r.index for _, b in rec.batches for r in b) == list(range(7))
+    assert not any(w.is_alive() for w in batcher._workers)
+    with pytest.raises(RuntimeError):
+        batcher.submit([Request(99, 99)])
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_many_threads_no_request_lost_or_answered_twice_never_larger_than_max(in_flight):
+    rec = Recorder(service_s=0.0005)
+    batcher = DynamicBatcher(rec, max_batch=5, max_queue_delay_ms=1.0, batches_in_flight=in_flight)
+    per_thread, threads = 400, 6
+
+    def produce(t):
+        for i in range(per_thread):
+            batcher.submit([Request(t * per_thread + i, t * per_thread + i)])
+            if i % 50 == 0:
+                time.sleep(0.001)
+
+    producers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join()
+    batcher.close()
+    ids = [r.response_id for _, b in rec.batches for r in b]
+    assert len(ids) == per_thread * threads
+    assert len(set(ids)) == len(ids)
+    sizes = [len(b) for _, b in rec.batches]
+    assert max(sizes) <= 5 and min(sizes) >= 1
+    assert any(s == 5 for s in sizes)  # under this load full batches do form
+    assert rec.most_running <= in_flight
+    stats = batcher.stats()
+    assert stats["samples_batched"] == len(ids) and stats["batch_size_max"] <= 5
+    if in_flight > 1:
+        assert rec.most_running > 1
+
+
+def test_an_error_in_run_batch_is_raised_by_close_and_work_goes_on():
+    seen = []
+
+    def run(batch):
+        seen.extend(batch)
+        if batch[0].index == 0:
+            raise ValueError("boom")
+
+    batcher = DynamicBatcher(run, max_batch=1, max_queue_delay_ms=0)
+    batcher.submit([Request(0, 0), Request(1, 1)])
+    with pytest.raises(ValueError, match="boom"):
+        batcher.close()
+    assert [r.index for r in seen] == [0, 1]

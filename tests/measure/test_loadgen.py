@@ -1,0 +1,311 @@
+"""LoadGen's scenarios through dlmark's system under test.
+
+A fake runner whose service time is known (it sleeps ``per_batch + per_sample * n``
+on the CPU) checks the physics; a real tiny torch model checks the whole path.
+Runs are test-sized: about a second each.
+"""
+import _thread
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlperf_loadgen")
+
+from dlmark.errors import UserError  # noqa: E402
+from dlmark.measure.loadgen import (  # noqa: E402
+    ServingSettings, _test_settings, parse_summary_log, run_scenario, search_server_qps,
+)
+
+
+class SleepingRunner:
+    """A Runner whose batch of n takes per_batch + per_sample * n seconds; it records each run."""
+
+    backend = "fake"
+    input_shape = (4,)
+
+    def __init__(self, per_batch_s: float, per_sample_s: float = 0.0, fail_at: int | None = None):
+        self.per_batch_s = per_batch_s
+        self.per_sample_s = per_sample_s
+        self.fail_at = fail_at
+        self.lock = threading.Lock()
+        self.runs: list[tuple[int, float]] = []  # (batch size, seconds)
+        self.synchronized = 0
+
+    def service_s(self, n: int) -> float:
+        return self.per_batch_s + self.per_sample_s * n
+
+    def make_inputs(self, batch_size, seed=None):
+        return np.random.default_rng(seed).standard_normal((batch_size, 4)).astype(np.float32)
+
+    def run(self, inputs):
+        with self.lock:
+            if self.fail_at is not None and len(self.runs) >= self.fail_at:
+                raise ValueError("the fake fails")
+        t0 = time.perf_counter()
+        time.sleep(self.service_s(len(inputs)))
+        with self.lock:
+            self.runs.append((len(inputs), time.perf_counter() - t0))
+        return inputs
+
+    def synchronize(self):
+        with self.lock:
+            self.synchronized += 1
+
+
+TEST = dict(min_duration_s=1.0, min_query_count=100, warmup_batches=1)
+
+
+def test_single_stream_p90_is_the_service_time(tmp_path):
+    runner = SleepingRunner(0.004)
+    rec = run_scenario(runner, "single-stream", tmp_path, **TEST)
+    assert rec["valid"], rec["invalid_reasons"]
+    # Against the fake's own measured pass times, run side by side: LoadGen adds only the hand-off.
+    own_p90_ms = np.percentile([s for _, s in runner.runs], 90) * 1000
+    assert own_p90_ms <= rec["latency_ms_p90"] <= own_p90_ms * 1.10 + 0.3
+    assert rec["latency_ms_p90"] >= 4.0  # never below the nominal service time
+    assert rec["latency_ms_early_stopping_p90"] >= rec["latency_ms_p90"]
+    assert rec["samples_per_query"] == 1 and rec["num_queries"] >= 100
+    assert rec["loadgen_version"].split()[0].count(".") == 2
+    assert "SingleStream" in open(rec["log_summary"]).read()
+    assert ":::MLLOG" in open(rec["log_detail"]).read()
+    assert runner.synchronized >= rec["num_queries"]  # every response after a synchronize
+
+
+def test_offline_throughput_is_the_analytic_one(tmp_path):
+    runner = SleepingRunner(0.010, 0.001)
+    rec = run_scenario(runner, "offline", tmp_path, batch_size=16, **TEST)
+    analytic = 16 / runner.service_s(16)
+    assert rec["valid"], rec["invalid_reasons"]
+    assert 0.90 * analytic <= rec["samples_per_s"] <= 1.02 * analytic
+    assert rec["batcher_batch_size_max"] == 16 and rec["batch_size"] == 16
+    assert rec["batcher_samples_batched"] == rec["samples_per_query"]  # LoadGen's one query, all run
+
+
+def test_offline_with_a_too_low_expected_qps_is_invalid_and_says_why(tmp_path):
+    runner = SleepingRunner(0.001)
+    rec = run_scenario(runner, "offline", tmp_path, batch_size=8, target_qps=20, **TEST)
+    assert not rec["valid"]
+    assert "Min duration not satisfied" in rec["invalid_reasons"]
+    assert rec["loadgen_min_duration_met"] is False and rec["loadgen_min_queries_met"] is True
+
+
+def test_multi_stream_query_is_one_batch(tmp_path):
+    runner = SleepingRunner(0.0005, 0.0001)
+    rec = run_scenario(runner, "multi-stream", tmp_path, samples_per_query=4,
+                       min_duration_s=0.5, min_query_count=700, warmup_batches=1)
+    assert rec["valid"], rec["invalid_reasons"]
+    assert {n for n, _ in runner.runs} == {4} and rec["samples_per_query"] == 4
+    assert rec["latency_ms_p99"] >= runner.service_s(4) * 1000
+    assert rec["latency_ms_early_stopping_p99"] >= rec["latency_ms_p99"]
+
+
+def test_multi_stream_too_few_queries_for_early_stopping_is_invalid(tmp_path):
+    rec = run_scenario(SleepingRunner(0.002), "multi-stream", tmp_path, min_duration_s=0.3, min_query_count=50,
+                       warmup_batches=1)
+    assert not rec["valid"]
+    assert "Early stopping not satisfied" in rec["invalid_reasons"]
+    assert any(r.startswith("early stopping:") and "662" in r for r in rec["invalid_reasons"])
+
+
+def test_server_at_low_load_latency_is_service_plus_delay(tmp_path):
+    runner = SleepingRunner(0.005, 0.0005)
+    delay_ms = 3.0
+    rec = run_scenario(runner, "server", tmp_path, target_qps=200, max_batch=8, max_queue_delay_ms=delay_ms,
+                       min_duration_s=2.0, min_query_count=470, warmup_batches=1)
+    # Not asserted VALID: on a CPU shared by many processes a few queries can be descheduled past
+    # LoadGen's 100 ms bound. The physics is in the percentiles.
+    assert rec["num_queries"] >= 470
+    # The fake's own pass times, measured side by side (on a loaded machine a sleep runs long).
+    service_ms = {n: 1000 * float(np.median([s for m, s in runner.runs if m == n])) for n, _ in runner.runs}
+    alone_ms = delay_ms + min(service_ms.values())  # waits the delay, then runs with whoever came
+    slowest_ms = max(1000 * s for _, s in runner.runs)
+    assert min(service_ms.values()) <= rec["latency_ms_p50"] <= alone_ms + 2 * slowest_ms
+    # The worst case at low load: it arrives as a batch starts, waits for it, then for the delay.
+    assert alone_ms <= rec["latency_ms_p99"] <= delay_ms + 2 * slowest_ms + 2.0
+    assert 180 <= rec["qps_scheduled"] <= 220 and rec["target_qps"] == 200
+    assert rec["batcher_batch_size_max"] <= 8 and rec["max_queue_delay_ms"] == delay_ms
+    assert rec["batcher_queue_delay_ms_p50"] >= 0.9 * delay_ms  # most waited for the delay
+
+
+def test_server_past_capacity_is_invalid(tmp_path):
+    runner = SleepingRunner(0.010, 0.001)
+    capacity = 8 / runner.service_s(8)  # one batch in flight, every batch full
+    rec = run_scenario(runner, "server", tmp_path, target_qps=2 * capacity, max_batch=8, max_queue_delay_ms=2,
+                       latency_bound_ms=50, min_duration_s=1.0, min_query_count=100, warmup_batches=1)
+    assert not rec["valid"]
+    assert rec["latency_ms_p99"] > 50 and rec["invalid_reasons"]
+    assert rec["qps_completed"] < 1.1 * capacity
+    assert rec["batcher_batch_size_max"] == 8  # overloaded: full batches
+
+
+def test_runner_failure_stops_the_run_and_is_raised(tmp_path):
+    runner = SleepingRunner(0.001, fail_at=20)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="the fake fails"):
+        run_scenario(runner, "offline", tmp_path, batch_size=4, **TEST)
+    assert time.perf_counter() - t0 < 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("dlmark-")]
+
+
+def test_stop_event_ends_the_run_cleanly(tmp_path):
+    runner = SleepingRunner(0.020)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    t0 = time.perf_counter()
+    rec = run_scenario(runner, "server", tmp_path, stop=stop, target_qps=1000, min_duration_s=2.0,
+                       min_query_count=100, warmup_batches=1)
+    elapsed = time.perf_counter() - t0
+    # Overloaded 5x: without the stop it would drain its queue for several more seconds.
+    assert elapsed < 3.0
+    assert rec["stopped"] and not rec["valid"] and rec["invalid_reasons"][0].startswith("stopped")
+    assert not [t for t in threading.enumerate() if t.name.startswith("dlmark-")]
+
+
+def test_ctrl_c_stops_loadgen_and_is_reraised(tmp_path):
+    runner = SleepingRunner(0.002)
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(runner, "single-stream", tmp_path, min_duration_s=2.0, min_query_count=100, warmup_batches=1)
+    assert time.perf_counter() - t0 < 3.0
+    assert not [t for t in threading.enumerate() if t.name.startswith("dlmark-")]
+    # LoadGen finished and wrote its logs: nothing of it is left running.
+    assert list(tmp_path.glob("*.mlperf_log_summary.txt"))
+
+
+def test_bad_settings_are_user_errors(tmp_path):
+    runner = SleepingRunner(0.001)
+    with pytest.raises(UserError, match="unknown scenario"):
+        run_scenario(runner, "batch", tmp_path)
+    with pytest.raises(UserError, match="latency-bound-ms must be positive"):
+        run_scenario(runner, "server", tmp_path, latency_bound_ms=-1)
+    with pytest.raises(UserError, match="max-batch"):
+        run_scenario(runner, "server", tmp_path, max_batch=0)
+
+
+def test_mlperf_rules_come_from_loadgen_s_mlperf_conf():
+    import mlperf_loadgen as lg
+
+    estimate = {"server_qps": 100.0, "offline_qps": 100.0, "single-stream_ms": 1.0, "multi-stream_ms": 1.0}
+    rules = ServingSettings(mlperf_rules=True)
+    for scenario in ("offline", "single-stream", "multi-stream", "server"):
+        ts, fields = _test_settings(lg, scenario, rules, estimate)
+        assert ts.min_duration_ms == 600_000 and fields["mlperf_rules"] and fields["mlperf_model"] == "resnet50"
+    assert _test_settings(lg, "multi-stream", rules, estimate)[0].min_query_count == 662
+    assert _test_settings(lg, "offline", rules, estimate)[0].min_query_count == 24576
+    assert _test_settings(lg, "server", rules, estimate)[0].server_target_latency_ns == 15_000_000
+    assert _test_settings(lg, "single-stream", rules, estimate)[0].single_stream_target_latency_percentile == 0.9
+    quick, fields = _test_settings(lg, "server", ServingSettings(), estimate)
+    assert quick.min_duration_ms == 10_000 and quick.min_query_count == 1024 and not fields["mlperf_rules"]
+
+
+def test_summary_parser_reads_loadgen_s_words(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text("Result is : INVALID\n  Performance constraints satisfied : NO\n  Min duration satisfied : Yes\n"
+                    "  Early stopping satisfied: NO\nRecommendations:\n * Reduce target QPS to improve latency.\n"
+                    "Early Stopping Result:\n * Run unsuccessful.\n")
+    parsed = parse_summary_log(path)
+    assert parsed["result"] == "INVALID"
+    assert parsed["checks"] == {"Performance constraints": False, "Min duration": True, "Early stopping": False}
+    assert parsed["recommendations"] == ["Reduce target QPS to improve latency."]
+
+
+# -- the search, with a fake run
+def fake_server(capacity: float, bound_ms: float):
+    """p99 grows like an M/M/1 queue's towards ``capacity``; INVALID where it passes the bound."""
+    calls = []
+
+    def run_at(qps):
+        calls.append(qps)
+        rho = qps / capacity
+        p99 = math.inf if rho >= 1 else 2.0 * -math.log(0.01) / (capacity * (1 - rho)) * 1000
+        return {"valid": p99 <= bound_ms, "latency_ms_p99": p99, "qps_completed": min(qps, capacity)}
+
+    return run_at, calls
+
+
+def test_search_brackets_the_largest_valid_load():
+    run_at, calls = fake_server(1000.0, bound_ms=50)
+    limit = 1000 * (1 - 2.0 * -math.log(0.01) / 1000 / 0.050)  # where p99 == bound
+    result = search_server_qps(run_at, start_qps=50, latency_bound_ms=50, resolution=0.05)
+    assert result["converged"]
+    assert result["last_valid_qps"] <= limit < result["first_invalid_qps"]
+    assert result["first_invalid_qps"] / result["last_valid_qps"] - 1 <= 0.05
+    assert result["largest_valid_qps"] == result["last_valid_qps"]
+    assert result["search_steps"] == len(calls) == len(result["steps"]) <= 12
+    assert all(s["meets_bound"] == (s["target_qps"] <= limit) for s in result["steps"])
+
+
+def test_search_terminates_when_nothing_passes_or_the_steps_run_out():
+    result = search_server_qps(lambda q: {"valid": False, "latency_ms_p99": 99.0}, 100, 10, max_steps=5)
+    assert result["largest_valid_qps"] is None and result["search_steps"] == 5 and not result["converged"]
+    assert [round(s["target_qps"], 3) for s in result["steps"]] == [100, 50, 25, 12.5, 6.25]
+    run_at, _ = fake_server(1e9, bound_ms=50)  # never fails within the steps
+    result = search_server_qps(run_at, 1, 50, max_steps=4)
+    assert result["first_invalid_qps"] is None and result["largest_valid_qps"] == 8
+    # Valid but above the bound counts as a failure.
+    result = search_server_qps(lambda q: {"valid": True, "latency_ms_p99": q / 10}, 10, 20, max_steps=20)
+    assert result["last_valid_qps"] <= 200 < result["first_invalid_qps"]
+
+
+@pytest.mark.slow
+def test_search_over_real_loadgen_runs_finds_the_analytic_capacity(tmp_path):
+    runner = SleepingRunner(0.010, 0.001)
+    bound_ms = 100.0
+
+    def run_at(qps):
+        # 2 s runs: an overload of 10% queues 0.1 * 444 * 2 = 89 queries, 11 batches, 200 ms > the bound.
+        return run_scenario(runner, "server", tmp_path, target_qps=qps, max_batch=8, max_queue_delay_ms=2,
+                            latency_bound_ms=bound_ms, min_duration_s=2.0, min_query_count=480, warmup_batches=1)
+
+    result = search_server_qps(run_at, start_qps=240, latency_bound_ms=bound_ms, resolution=0.05, max_steps=9)
+    nominal = 8 / runner.service_s(8)  # 1 batch in flight, full batches: 444 QPS
+    # What the sleeps really took here, measured in the same runs.
+    capacity = 8 / float(np.median([s for n, s in runner.runs if n == 8]))
+    assert capacity <= nominal * 1.01
+    assert result["last_valid_qps"] is not None and result["first_invalid_qps"] is not None
+    assert result["last_valid_qps"] < result["first_invalid_qps"]
+    assert 0.90 * capacity <= result["largest_valid_qps"] <= 1.10 * capacity, (capacity, result["steps"])
+    assert result["search_s"] > 0
+
+
+# -- a real model
+@pytest.fixture(scope="module")
+def tiny_runner():
+    from dlmark.backends import RunConfig, load
+
+    return load("pytorch", "py:tests.fixtures.models:tiny", RunConfig(threads=1))
+
+
+@pytest.mark.slow  # importing torch and building the model: seconds on a busy CPU
+@pytest.mark.parametrize("scenario,extra", [
+    ("offline", dict(batch_size=16)),
+    ("single-stream", {}),
+    ("multi-stream", dict(min_query_count=700)),
+    ("server", dict(min_query_count=480, max_batch=8, max_queue_delay_ms=1, latency_bound_ms=100)),
+])
+def test_tiny_torch_model_through_every_scenario(tiny_runner, tmp_path, scenario, extra):
+    if scenario == "server":
+        extra["target_qps"] = 400
+    t0 = time.perf_counter()
+    rec = run_scenario(tiny_runner, scenario, tmp_path, **{**dict(min_duration_s=1.0, min_query_count=100), **extra})
+    assert time.perf_counter() - t0 < 10
+    assert rec["valid"], rec["invalid_reasons"]
+    assert rec["scenario"] == scenario and rec["mlperf_compliant"] is False
+    assert 0 < rec["latency_ms_p50"] <= rec["latency_ms_p90"] <= rec["latency_ms_p99"] <= rec["latency_ms_p999"]
+    if scenario in ("offline", "server"):
+        assert rec["samples_per_s"] > 0
+
+
+def test_mlperf_rules_run_cut_short_is_recorded_as_not_compliant(tmp_path):
+    runner = SleepingRunner(0.002)
+    rec = run_scenario(runner, "multi-stream", tmp_path, mlperf_rules=True, samples_per_query=3, max_duration_s=0.5,
+                       expected_latency_ms=50, warmup_batches=1)  # sizes LoadGen's pre-generated 600 s of queries
+    assert rec["mlperf_rules"] and rec["mlperf_model"] == "resnet50"
+    assert rec["min_duration_s"] == 600 and rec["min_query_count"] == 662 and rec["sample_count"] == 1024
+    assert rec["samples_per_query"] == 8 and {n for n, _ in runner.runs} == {8}  # MLPerf's query size wins
+    assert not rec["valid"] and not rec["mlperf_compliant"]
+    assert "Min duration not satisfied" in rec["invalid_reasons"]
