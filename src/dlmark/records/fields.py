@@ -597,6 +597,12 @@ FIELDS: tuple[Field, ...] = (
     _f('batcher_queue_delay_ms_max', 'serving', 'ms', 'float',
        'what the batcher did: batches, their sizes, how long queries waited for one',
        'Serving records'),
+    _f('pad_batches', 'serving', '', 'bool',
+       'every batch was padded to the batcher\'s size (one input shape); the padding is counted, never answered',
+       'Serving records'),
+    _f('batcher_padded_samples', 'serving', 'samples', 'int',
+       'every batch was padded to the batcher\'s size (one input shape); the padding is counted, never answered',
+       'Serving records'),
     # peak records (dlmark peak)
     _f('peak_tflops_fp32', 'peak', 'TFLOP/s', 'float', 'dense matmul peak measured per precision', 'Peak records'),
     _f('peak_tflops_tf32', 'peak', 'TFLOP/s', 'float', 'dense matmul peak measured per precision', 'Peak records'),

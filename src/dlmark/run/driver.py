@@ -185,6 +185,8 @@ def summary_table(records: list[dict[str, Any]]) -> str:
         rows = [row for row, key in zip(rows, groups) if any(
             r["task"] != "serving" for r in records if (r["model"], r["device_spec"], r.get("backend"), r["precision"],
                                                          r["layout"], r.get("compile_mode")) == key)]
+    if not rows:
+        return serving.lstrip("\n")
     return format_table(rows, [
         ("model", "model"), ("device", "device"), ("runtime", "runtime"), ("precision", "precision"),
         ("agrees", "agrees"), ("best", "best img/s [95% CI]"), ("best_b", "at batch"), ("lat1", "batch-1 ms"),

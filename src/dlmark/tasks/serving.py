@@ -17,7 +17,7 @@ from dlmark.errors import UserError
 SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
 #: The settings a user may change from the command line or a suite (``--max-batch`` ...).
 KNOBS = ("latency_bound_ms", "target_qps", "max_batch", "max_queue_delay_ms", "batches_in_flight",
-         "samples_per_query", "min_duration_s", "min_query_count", "mlperf_rules")
+         "samples_per_query", "min_duration_s", "min_query_count", "mlperf_rules", "pad_batches")
 #: Seconds a job needs beyond LoadGen's minimum duration: the model's warm-up and LoadGen's tail.
 OVERHEAD_S = 60.0
 MLPERF_MIN_DURATION_S = 600.0
@@ -201,6 +201,7 @@ def _search(job, group, lane, ctx, facts: dict[str, Any]) -> None:
         raise UserError(f"--latency-bound-ms {bound:g} is below {job.model.name}'s batch-1 latency on this device "
                         f"({estimate['batch1_ms']:.2f} ms): no load can meet it; give a bound above that")
     steps: list[dict[str, Any]] = []
+    by_target: dict[float, dict[str, Any]] = {}
 
     def run_at(qps: float) -> dict[str, Any]:
         if ctx.stop.is_set():
@@ -215,6 +216,7 @@ def _search(job, group, lane, ctx, facts: dict[str, Any]) -> None:
         if record is None:
             raise _Stopped()
         steps.append(record)
+        by_target[qps] = record
         return record if record["status"] == "ok" else {"valid": False, "invalid_reasons": [record.get("error")]}
 
     try:
@@ -227,7 +229,7 @@ def _search(job, group, lane, ctx, facts: dict[str, Any]) -> None:
                                                              "meets_bound")} for s in found["steps"]]
     answer["capacity_qps_estimate"] = estimate["capacity_qps"]
     answer["batch1_ms_estimate"] = estimate["batch1_ms"]
-    best = next((r for r in steps if r.get("target_qps") == found["largest_valid_qps"]), None)
+    best = by_target.get(found["largest_valid_qps"])
     status, error = ("ok", None) if found["largest_valid_qps"] else ("error", "no target QPS met the bound")
     fields = dict(scenario="server", server_qps_at_bound=found["largest_valid_qps"], **answer)
     if best is not None:
