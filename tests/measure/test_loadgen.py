@@ -241,7 +241,10 @@ def test_search_brackets_the_largest_valid_load():
 
 def test_search_terminates_when_nothing_passes_or_the_steps_run_out():
     result = search_server_qps(lambda q: {"valid": False, "latency_ms_p99": 99.0}, 100, 10, max_steps=5)
-    assert result["largest_valid_qps"] is None and result["search_steps"] == 5 and not result["converged"]
+    assert result["largest_valid_qps"] is None and result["search_steps"] == 4 and not result["converged"]
+    assert [round(s["target_qps"], 3) for s in result["steps"]] == [100, 50, 25, 12.5]  # max_down_steps=3
+    result = search_server_qps(lambda q: {"valid": False, "latency_ms_p99": 99.0}, 100, 10, max_steps=5,
+                               max_down_steps=10)
     assert [round(s["target_qps"], 3) for s in result["steps"]] == [100, 50, 25, 12.5, 6.25]
     run_at, _ = fake_server(1e9, bound_ms=50)  # never fails within the steps
     result = search_server_qps(run_at, 1, 50, max_steps=4)

@@ -31,7 +31,8 @@ class Request:
 
 class DynamicBatcher:
     def __init__(self, run_batch: Callable[[list[Request]], None], max_batch: int,
-                 max_queue_delay_ms: float, batches_in_flight: int = 1, clock: Callable[[], float] = time.perf_counter):
+                 max_queue_delay_ms: float, batches_in_flight: int = 1, clock: Callable[[], float] = time.perf_counter,
+                 warm_up: Callable[[], None] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, not {max_batch}")
         if max_queue_delay_ms < 0:
@@ -51,10 +52,16 @@ class DynamicBatcher:
         self._errors: list[BaseException] = []
         self._batch_sizes: list[int] = []
         self._queue_delays_s: list[float] = []  # enqueue -> taken by a worker, per request
+        # Each worker warms up in its own thread before the first request: CUDA libraries keep
+        # per-thread handles (cuDNN, cuBLAS), whose first use in a new thread took seconds on an
+        # H200, and a stall at a run's start queues every query behind it.
+        self._warm_up = warm_up
+        self._warmed = threading.Barrier(batches_in_flight + 1)
         self._workers = [threading.Thread(target=self._work, name=f"dlmark-batcher-{i}", daemon=True)
                          for i in range(batches_in_flight)]
         for worker in self._workers:
             worker.start()
+        self._warmed.wait()
 
     # -- producer side (LoadGen's issue thread)
     def submit(self, requests: Sequence[Request]) -> None:
@@ -110,6 +117,14 @@ class DynamicBatcher:
                 self._cond.wait(timeout=self._queue[0][1] + self.delay_s - now)
 
     def _work(self) -> None:
+        try:
+            if self._warm_up is not None:
+                self._warm_up()
+        except BaseException as exc:  # noqa: BLE001 -- kept for close()
+            with self._cond:
+                self._errors.append(exc)
+        finally:
+            self._warmed.wait()
         while (batch := self._take()) is not None:
             try:
                 self.run_batch(batch)

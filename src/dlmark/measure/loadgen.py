@@ -170,8 +170,16 @@ class _SystemUnderTest:
         in_flight = 1 if self.closed_loop else s.batches_in_flight
         # Responses come from these long-lived threads only: LoadGen 6.0.17 crashed (SIGSEGV) when
         # a thread that had completed samples exited while the test was still running.
-        self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight)
         self.pad_to = max_batch if s.pad_batches else None
+        warm = [i % library.count for i in range(max_batch)]
+
+        def warm_up() -> None:
+            for _ in range(2):
+                out = runner.run(library.assemble(warm))
+                runner.synchronize()
+                del out
+
+        self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight, warm_up=warm_up)
         self.padded_samples = 0
 
     def issue_queries(self, samples) -> None:
@@ -484,7 +492,8 @@ def run_scenario(runner: Any, scenario: str, log_dir: str | Path, settings: Serv
 
 # -- the largest load under a bound
 def search_server_qps(run_at: Callable[[float], dict[str, Any]], start_qps: float, latency_bound_ms: float, *,
-                      resolution: float = 0.05, growth: float = 2.0, max_steps: int = 12) -> dict[str, Any]:
+                      resolution: float = 0.05, growth: float = 2.0, max_steps: int = 12,
+                      max_down_steps: int = 3) -> dict[str, Any]:
     """The largest target QPS whose run is VALID with p99 within ``latency_bound_ms``.
 
     ``run_at(qps)`` runs one Server test at that target and returns its record (``valid``,
@@ -524,6 +533,10 @@ def search_server_qps(run_at: Callable[[float], dict[str, Any]], start_qps: floa
         else:
             bad = qps
             if good is None:
+                # Down only a few steps: a load far below the start failing too means the bound is
+                # out of reach (each low-load run also takes long: LoadGen's query count).
+                if sum(not step["meets_bound"] for step in steps) > max_down_steps:
+                    break
                 qps = qps / growth
     converged = good is not None and bad is not None and bad / good - 1 <= resolution
     return {

@@ -200,6 +200,11 @@ def _search(job, group, lane, ctx, facts: dict[str, Any]) -> None:
     if bound < estimate["batch1_ms"]:
         raise UserError(f"--latency-bound-ms {bound:g} is below {job.model.name}'s batch-1 latency on this device "
                         f"({estimate['batch1_ms']:.2f} ms): no load can meet it; give a bound above that")
+    batch_ms = 1000.0 * int(job.extra.get("max_batch", 8)) / estimate["capacity_qps"]
+    if batch_ms > bound:
+        raise UserError(f"a batch of {job.extra.get('max_batch', 8)} takes {batch_ms:.1f} ms on this device, over the "
+                        f"{bound:g} ms bound, so no load can meet it; lower --max-batch (batch 1 takes "
+                        f"{estimate['batch1_ms']:.2f} ms)")
     steps: list[dict[str, Any]] = []
     by_target: dict[float, dict[str, Any]] = {}
 
