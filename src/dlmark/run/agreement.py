@@ -3,8 +3,8 @@
 After a lane's worker has loaded a model on any other configuration, the driver asks
 it for the logits of a fixed seeded input (``op: outputs``), then the reference logits
 of the same input from the same lane's worker (the reference is loaded there, then the
-group's model again; the reference's logits are kept per model and device for the run,
-and a reference group leaves its own), and stores in every record of the group:
+group's model again; the reference's logits are kept per model and device for the run),
+and stores in every record of the group:
 
 * ``agreement_max_abs`` -- max |out - ref| over all logits;
 * ``agreement_max_rel`` -- that over max |ref| (an element-wise ratio is
@@ -82,16 +82,7 @@ def check(group: Any, lane: Any, facts: dict[str, Any], timeout_s: float = 900.0
     """Agreement fields for a group loaded on ``lane``; {} for the reference itself or when the
     runner gave them. On return the lane's worker may hold the reference: load the group again."""
     model_ref = group.model.source_ref
-    if is_reference(group):
-        try:  # one pass at the agreement batch, so that later variants of the model need no reload
-            answer = _outputs(lane, timeout_s)
-        except Exception:  # noqa: BLE001 -- a batch that takes the worker down: the jobs will say so
-            return {}
-        if answer["ok"]:
-            with _lock:
-                _reference_cache.setdefault((model_ref, lane.device.spec), answer["logits"])
-        return {}
-    if "agreement_ok" in facts:
+    if is_reference(group) or "agreement_ok" in facts:
         return {}
     via = facts.get("agreement_via") or f"the same {model_ref} network built in each runtime"
     if facts.get("agreement_comparable") is False:

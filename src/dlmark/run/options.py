@@ -81,8 +81,6 @@ class RunOptions:
             raise UserError("--imagenet and --limit are for the accuracy task; add --task accuracy")
         if self.accuracy_limit and not self.imagenet:
             raise UserError("--limit picks images from the validation set; give it with --imagenet DIR")
-        if len(self.devices) > 1 and any(d.kind == "cpu" for d in self.devices):
-            raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
         if "serving" in self.tasks or self.scenarios or self.serving:
             if "serving" not in self.tasks or not self.scenarios:
                 raise UserError("serving settings need a scenario: add --scenario offline,single-stream,multi-stream,server")
@@ -176,6 +174,9 @@ def build(suite: str | Suite = "quick", *, models: list[str] | None = None, task
 
     if isinstance(suite, str):
         suite = suites.load(suite)
+    devices = devices if devices is not None else device_lookup.resolve(device)
+    if len(devices) > 1 and any(d.kind == "cpu" for d in devices):
+        raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
     if options.get("scenarios"):  # a scenario asks for the serving task: alone, or beside the tasks named
         tasks = list(dict.fromkeys([*(tasks or []), "serving"]))
     cap = max_batch_cap if max_batch_cap is not None else int(suite.max_batch_size.get("cap", DEFAULT_MAX_BATCH_CAP))
@@ -184,7 +185,7 @@ def build(suite: str | Suite = "quick", *, models: list[str] | None = None, task
         suite=suite, models=[zoo.get(name) for name in (models or suite.models)],
         tasks=[normalize_task(t) for t in (tasks or suite.tasks)],
         batch_sizes=batch_sizes or suite.batch_sizes,
-        devices=devices if devices is not None else device_lookup.resolve(device),
+        devices=devices,
         precisions=precisions or suite.precisions, layouts=layouts or ["nchw"], compile_modes=modes,
         backends=backends or ["pytorch"], timing=with_min_time(suite.timing, min_time_s), max_batch_cap=cap,
         **options)

@@ -40,6 +40,13 @@ class Config:
     def label(self) -> str:
         return f"{self.precision}/{self.layout}/{self.mode or 'eager'}/b{self.batch_size}"
 
+    @property
+    def variant(self):
+        """The run's one configuration type (``run.plan.Variant``) for this search point."""
+        from dlmark.run.plan import Variant
+
+        return Variant(backend="pytorch", precision=self.precision, layout=self.layout, compile_mode=self.mode)
+
 
 @dataclass
 class Outcome:
@@ -265,7 +272,7 @@ class WorkerMeasurer:
         from dlmark.measure import environment
         from dlmark.run.jobs import RunContext
         from dlmark.run.local import Lane
-        from dlmark.run.plan import RunOptions
+        from dlmark.run.options import RunOptions
         from dlmark.records.store import Store
         from dlmark.suites import Suite
 
@@ -292,8 +299,7 @@ class WorkerMeasurer:
     def _job(self, config: Config):
         from dlmark.run.plan import Job
 
-        return Job(task="throughput", model=self.model, batch_size=config.batch_size, backend="pytorch",
-                   precision=config.precision, layout=config.layout, compile_mode=config.mode, threads=None)
+        return Job(task="throughput", model=self.model, batch_size=config.batch_size, variant=config.variant)
 
     def _emit(self, job, status: str, error: str | None = None, **fields: Any) -> dict[str, Any]:
         from dlmark.run.jobs import make_record
@@ -304,9 +310,7 @@ class WorkerMeasurer:
         return record
 
     def __call__(self, config: Config, timeout_s: float) -> Outcome:
-        from dataclasses import asdict
-
-        from dlmark.backends import RunConfig
+        from dlmark.run.jobs import load_model, task_request
         from dlmark.run.local import WorkerFailed
 
         job = self._job(config)
@@ -318,11 +322,7 @@ class WorkerMeasurer:
         key = (config.precision, config.layout, config.mode)
         try:
             if self.loaded != key or not worker.alive():
-                run_config = RunConfig(device=self.device.worker_device, precision=config.precision,
-                                       layout=config.layout, compile_mode=config.mode)
-                answer = worker.request({"op": "load", "backend": "pytorch", "model": self.model.source_ref
-                                         if self.model.source != "py" else self.model.name,
-                                         "config": asdict(run_config)}, timeout_s)
+                answer = load_model(self.lane, "pytorch", self.model.source_ref, config.variant, timeout_s)
                 if not answer["ok"]:
                     self.loaded, self.facts = None, {}
                     record = self._emit(job, answer["status"], f"while loading the model: {answer['error']}")
@@ -331,13 +331,13 @@ class WorkerMeasurer:
             # The first passes compile (torch.compile), capture (CUDA graphs) and let cuDNN pick
             # its algorithms; done here so that the timed warm-up starts from a primed model.
             left = max(1.0, timeout_s - (time.monotonic() - began))
-            primed = worker.request({"op": "probe", "batch_size": config.batch_size, "iters": 2}, left)
+            primed = worker.request(task_request("max_batch_size", "probe", batch_size=config.batch_size, iters=2), left)
             if not primed["ok"]:
                 record = self._emit(job, primed["status"], primed["error"])
                 return _outcome(config, record, time.monotonic() - began)
             left = max(1.0, timeout_s - (time.monotonic() - began))
-            answer = worker.request({"op": "throughput", "batch_size": config.batch_size,
-                                     "timing": self.options.timing_for(self.device.kind)}, left)
+            answer = worker.request(task_request("throughput", "measure", batch_size=config.batch_size,
+                                                 timing=self.options.timing_for(self.device.kind)), left)
         except WorkerFailed as exc:
             self.loaded = None
             worker.kill()
