@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+#: torch.compile's modes; ``GRAPH_MODE`` and a ``+freezing`` suffix are dlmark's (``split_mode``).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 GRAPH_MODE = "cudagraphs"
 _RECOMPILE_LIMIT = 64

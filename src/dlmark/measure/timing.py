@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from dlmark.measure.stats import summarize_latency
@@ -84,7 +84,6 @@ class Timing:
     warmup_s: float
     warmup_settled: bool
     timer: str
-    warmup_times_s: list[float] = field(default_factory=list)
 
     @property
     def per_iter_s(self) -> list[float]:
@@ -146,7 +145,7 @@ def time_callable(fn: Callable[[], Any], timer=None, config: TimingConfig | None
             break
     return Timing(
         block_times_s=blocks, iters_per_block=iters, warmup_iters=len(warm_times),
-        warmup_s=warm_s, warmup_settled=settled, timer=timer.name, warmup_times_s=warm_times,
+        warmup_s=warm_s, warmup_settled=settled, timer=timer.name,
     )
 
 

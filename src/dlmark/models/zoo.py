@@ -13,7 +13,7 @@ import fnmatch
 import importlib
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,6 @@ class BuiltModel:
     weights: str  # "pretrained" or "random"
     weights_tag: str | None
     weights_file: str | None = None
-    eval_transform: dict[str, Any] = field(default_factory=dict)
 
 
 def _torchvision_weights(arch: str):
@@ -227,7 +226,6 @@ def build(spec: ModelSpec, pretrained: str = "auto") -> BuiltModel:
     if pretrained not in ("auto", "never", "require"):
         raise ValueError(f"pretrained must be auto, never or require, not {pretrained!r}")
     weights_tag = weights_file = None
-    transform: dict[str, Any] = {}
     if spec.source == "torchvision":
         from torchvision.models import get_model
 
@@ -235,11 +233,6 @@ def build(spec: ModelSpec, pretrained: str = "auto") -> BuiltModel:
         shape = _input_shape_from_torchvision(weights)
         module = get_model(spec.arch, weights=None)
         if weights is not None:
-            tf = weights.transforms()
-            transform = {
-                "resize": int(tf.resize_size[0]), "crop": shape[1],
-                "interpolation": tf.interpolation.value, "mean": list(tf.mean), "std": list(tf.std),
-            }
             path = torch_hub_checkpoint(weights.url)
             if pretrained != "never" and path.exists():
                 # Loaded by us, not by torchvision, so that nothing can trigger a download.
@@ -258,11 +251,6 @@ def build(spec: ModelSpec, pretrained: str = "auto") -> BuiltModel:
         module = timm.create_model(spec.arch, pretrained=False)
         cfg = dict(module.pretrained_cfg)
         shape = tuple(int(v) for v in cfg.get("input_size", (3, 224, 224)))
-        transform = {
-            "crop": shape[1], "crop_pct": cfg.get("crop_pct"), "crop_mode": cfg.get("crop_mode"),
-            "interpolation": cfg.get("interpolation"), "mean": list(cfg.get("mean", ())),
-            "std": list(cfg.get("std", ())),
-        }
         cached = _timm_cached_weights(cfg) if pretrained != "never" else None
         if cached:
             module = timm.create_model(spec.arch, pretrained=True, pretrained_cfg_overlay={"file": cached})
@@ -281,7 +269,7 @@ def build(spec: ModelSpec, pretrained: str = "auto") -> BuiltModel:
     return BuiltModel(
         spec=spec, module=module, input_shape=shape,  # type: ignore[arg-type]
         weights="pretrained" if weights_tag else "random", weights_tag=weights_tag,
-        weights_file=weights_file, eval_transform=transform,
+        weights_file=weights_file,
     )
 
 

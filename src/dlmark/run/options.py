@@ -74,6 +74,7 @@ class RunOptions:
         if self.timeout_s <= 0:
             raise UserError("--timeout must be a positive number of seconds")
         expand(self.backends or [self.backend], self.compile_modes)  # an unknown runtime name is a UserError
+        _check_compile_modes(self.compile_modes)
         _check_timing(self.timing)
         if self.accuracy_batch_size < 1 or (self.accuracy_limit is not None and self.accuracy_limit < 1):
             raise UserError("--accuracy-batch-size and --limit must be positive integers")
@@ -122,6 +123,19 @@ def with_min_time(timing: dict[str, Any], min_time_s: float | None) -> dict[str,
     for per_kind in (v for v in merged.values() if isinstance(v, dict)):
         per_kind.pop("min_run_s", None)
     return merged
+
+
+def _check_compile_modes(modes: list[str | None]) -> None:
+    from dlmark.backends.gpu_modes import COMPILE_MODES, GRAPH_MODE
+
+    known = (*COMPILE_MODES, GRAPH_MODE)
+    for mode in modes:
+        if mode is None:
+            continue
+        base, _, modifier = mode.partition("+")
+        if base not in known or modifier not in ("", "freezing"):
+            raise UserError(f"unknown compile mode {mode!r}; use one of {', '.join(known)} (a torch.compile mode may "
+                            f"take +freezing, e.g. default+freezing), or none for eager")
 
 
 def _check_timing(timing: dict[str, Any]) -> None:
