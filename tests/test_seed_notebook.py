@@ -15,6 +15,9 @@ import pytest
 
 import synthetic_results as synthetic
 
+#: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 SEED = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "cnn.md"
 ACCURACY_BATCH_SIZE = 2  # a batch size the short real run measures
 

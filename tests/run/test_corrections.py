@@ -25,6 +25,7 @@ def record_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_a_user_error_raised_inside_a_worker_stops_the_run_with_one_line_and_no_record(tmp_path):
     out = tmp_path / "r"
     done = dlmark("run", "--models", f"{FIX}:needs_absent_weights,{FIX}:tiny", "--batch-sizes", "1",
@@ -71,6 +72,7 @@ def _assert_mfu_against_the_peak(out: Path):
     assert (thr.mfu - thr.achieved_tflops / 0.5).abs().max() < 1e-12
 
 
+@pytest.mark.slow
 def test_a_forced_run_into_a_folder_with_a_peak_record_derives_mfu_from_it(tmp_path):
     out = tmp_path / "r"
     Store(out, "peak.py").write(_peak_record(devices.cpu().name, environment.host()))
@@ -107,6 +109,7 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_agreement_check_leaves_no_process_behind(tmp_path):
     out = tmp_path / "r"
     env = dict(os.environ, DLMARK_TEST_RUN=str(os.getpid()))

@@ -16,7 +16,10 @@ from dlmark.records import schema
 from dlmark.cli import main
 from tests.runtime_helpers import of, sweep
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+#: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture(scope="module")

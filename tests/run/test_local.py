@@ -89,6 +89,7 @@ def test_a_lane_keeps_to_the_family_it_ran_last():
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_two_lanes_split_a_sweep_and_isolate_a_crash_and_a_hang(tmp_path, fast_timing):
     models = [f"{FIX}:tiny", KILLS_WORKER, f"{FIX}:hangs_above_limit"]
     result = sweep.run(options(models, fast_timing, timeout_s=5.0), tmp_path / "r", quiet=True)
@@ -128,6 +129,7 @@ def _our_workers() -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_ctrl_c_stops_every_lane_and_keeps_finished_records(tmp_path, fast_timing):
     class Watch:

@@ -136,6 +136,7 @@ def test_summary_names_speedups_over_fp32_eager():
     assert "fastest batch-1 latency: bf16/channels_last/reduce-overhead+freezing/b1" in text
 
 
+@pytest.mark.slow
 def test_real_tune_on_cpu_writes_ordinary_throughput_records(tmp_path: Path):
     """A small real tune: worker, records, resume; eager only (compilation is minutes on CPU)."""
     from dlmark.cli import main

@@ -9,6 +9,9 @@ from dlmark.cli import main
 from dlmark.errors import UserError
 from tests.runtime_helpers import TINY, of, runtime_cache, sweep  # noqa: F401 -- runtime_cache is a fixture
 
+#: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("openvino", reason="needs the openvino extra: pip install dlmark[openvino]")
 
 

@@ -15,6 +15,9 @@ from dlmark.report.site import build_site
 
 import synthetic_results as synthetic
 
+#: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 
 # Few models keep the build quick: Bokeh's serialisation dominates and grows with the figures.
 SITE_MODELS = ("AlexNet", "ResNet-v1-50", "ResNet-v2-50", "VGG-16")

@@ -7,6 +7,9 @@ from dlmark.records import schema
 from dlmark.benchmark import load_records
 from dlmark.cli import main
 
+#: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 FIX = "py:tests.fixtures.models"
 LIMIT = 5  # tests.fixtures.models.LIMIT
 

@@ -7,6 +7,11 @@ from dlmark.backends import RunConfig
 from dlmark.backends.pytorch import load
 from dlmark.tasks.throughput import measure_throughput
 
+#: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROUNDS = 21
 
 

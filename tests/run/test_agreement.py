@@ -91,6 +91,7 @@ def test_runtime_names_expand_to_groups():
         ("pytorch", "nchw"), ("pytorch", "channels_last"), ("onnxruntime", "nchw")]
 
 
+@pytest.mark.slow
 def test_a_deliberately_wrong_model_is_flagged(tmp_path, runtime_cache, capsys):
     pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install dlmark[onnx]")
     out = tmp_path / "r"

@@ -206,6 +206,7 @@ def test_run_names_every_missing_weights_file_before_starting(tmp_path, capsys):
 # ------------------------------------------------------------------ runs and records
 
 
+@pytest.mark.slow
 def test_measured_run_writes_accuracy_records_the_seed_glob_finds(tmp_path, capsys):
     directory = L.devkit(tmp_path / "imagenet")
     out = tmp_path / "out"
@@ -277,6 +278,7 @@ def test_cnn_suite_without_imagenet_writes_published_records_for_the_seed_models
     assert len(acc) == 19 and "accuracy" in acc.columns
 
 
+@pytest.mark.slow
 def test_weights_without_a_known_figure_get_a_record_saying_so_and_readers_leave_them_out(tmp_path, capsys):
     """The general rule for a figure dlmark does not know (here a timm model outside the table)."""
     out = tmp_path / "out"

@@ -9,7 +9,12 @@ from pathlib import Path
 
 from dlmark.benchmark import load_records
 
-ROOT = Path(__file__).resolve().parents[1]
+#: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
 
 
