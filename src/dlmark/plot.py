@@ -99,11 +99,14 @@ def _records(data: pd.DataFrame, required: Sequence[str], plot_name: str, *,
 
 def _variant_labels(frame: pd.DataFrame) -> pd.Series:
     """A short label of the configuration columns that differ within ``frame``."""
+    # An absent compile mode is eager: a value of its own beside "default" (compiled).
+    filled = frame.assign(compile_mode=frame["compile_mode"].astype(object).where(frame["compile_mode"].notna(), "eager")) \
+        if "compile_mode" in frame.columns else frame
     varying = [column for column in VARIANT_COLUMNS
-               if column in frame.columns and frame[column].dropna().astype(str).nunique() > 1]
+               if column in filled.columns and filled[column].dropna().astype(str).nunique() > 1]
     if not varying or frame.empty:
         return pd.Series([""] * len(frame), index=frame.index, dtype=object)
-    parts = frame[varying].astype(object).where(frame[varying].notna(), None)
+    parts = filled[varying].astype(object).where(filled[varying].notna(), None)
     return pd.Series([" ".join(str(v) for v in row if v is not None) for row in parts.itertuples(index=False)],
                      index=frame.index, dtype=object)
 
@@ -383,11 +386,11 @@ def latency_vs_load(data: pd.DataFrame):
                      numeric=("target_qps", "latency_ms_p50", "latency_ms_p99", "qps_completed"))
     if "scenario" in frame.columns:
         frame = frame[frame["scenario"] == "server"]
+    # The search's answer (no target of its own) is marked as a line, not drawn as a point.
+    answers = _records(data, ("model", "server_qps_at_bound"), "latency_vs_load", task="serving",
+                       numeric=("server_qps_at_bound",)) if "server_qps_at_bound" in data.columns else frame.iloc[0:0]
     if "server_qps_at_bound" in frame.columns:
-        answers = frame[frame["server_qps_at_bound"].notna()]
-        frame = frame[frame["server_qps_at_bound"].isna()]  # the search's answer is marked, not a point
-    else:
-        answers = frame.iloc[0:0]
+        frame = frame[frame["server_qps_at_bound"].isna()]
     fig = _wide_figure(title="Server latency against offered load" + _on_devices(frame),
                        x_axis_label="offered load, LoadGen target (queries/s)", y_axis_label="latency (ms)",
                        y_axis_type="log")

@@ -189,6 +189,10 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
         if column in thr.columns:
             thr[column] = pd.to_numeric(thr[column], errors="coerce")
     thr = thr.dropna(subset=[c for c in ("batch_size", "throughput") if c in thr.columns])
+    if not thr.empty:
+        from dlmark.backends.registry import label
+
+        thr = thr.assign(runtime=[label(r) for r in thr.to_dict("records")])
     largest = _ok(data, "max_batch_size")
     acc = _ok(data, "accuracy")
     devices = _unique(thr, "device")
@@ -197,7 +201,8 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
     tables: list[Table] = []
 
     throughput_table = _table("throughput-table", thr.sort_values(["model", "device", "batch_size"]), [
-        ("model", "model", None), ("device", "device", None), ("precision", "precision", None),
+        ("model", "model", None), ("device", "device", None), ("runtime", "runtime", None),
+        ("precision", "precision", None), ("layout", "layout", None),
         ("batch_size", "batch size", 0), ("throughput", "throughput (images/s)", 1),
         ("throughput_ci95_low", "95% CI low", 1), ("throughput_ci95_high", "95% CI high", 1),
         ("latency_ms_median", "latency median (ms)", 3), ("latency_ms_p90", "latency p90 (ms)", 3),
@@ -280,19 +285,49 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
                            lambda f=frame: plot.throughput_vs_accuracy(f)) for device, frame in frames.items()]
         accuracy_table = _table("accuracy-table", acc.sort_values("model"), [
             ("model", "model", None), ("device", "device", None), ("accuracy", "top-1 accuracy", 4),
+            ("accuracy_source", "measured or published", None), ("weights_tag", "weights", None),
             ("batch_size", "batch size", 0), ("source", "source", None)])
         tables_here = [accuracy_table]
     else:
         figures = [Figure("Accuracy against throughput", note="no accuracy records in these results")]
         tables_here = []
+    unknown = data[(data.get("task") == "accuracy") & (data.get("status") == "unavailable")] \
+        if "status" in data.columns and "task" in data.columns else data.iloc[0:0]
+    left_out = "; ".join(f"{row['model']}: {row.get('error')}" for row in unknown.to_dict("records"))
     sections.append({
         "id": "accuracy", "title": "Prediction accuracy against throughput",
         "text": "Top-1 accuracy on the ILSVRC 2012 validation set against throughput; one colour per "
-                "family. The dashed line joins the models no other model beats on both.",
+                "family. The dashed line joins the models no other model beats on both. A published "
+                "figure belongs to the weights named beside it (torchvision's DEFAULT weights, e.g. "
+                "ResNet50_Weights.IMAGENET1K_V2, not the original recipe)."
+                + (f" Left out, no published figure known: {left_out}." if left_out else ""),
         "figures": figures, "tables": tables_here})
+    sections.append(_serving_section(data))
     for section in sections:
         tables.extend(section["tables"])
     return sections, tables
+
+
+def _serving_section(data: pd.DataFrame) -> dict[str, Any]:
+    """Per model and configuration: Offline, SingleStream p90, MultiStream p99 and the Server load
+    within its bound, each with LoadGen's verdict; p99 against offered load per device."""
+    from dlmark.analysis.serving import COLUMNS, serving_rows
+
+    serving = data[data["task"] == "serving"] if "task" in data.columns else data.iloc[0:0]
+    records = [{k: v for k, v in r.items() if not _missing(v)} for r in serving.to_dict("records")]
+    rows = pd.DataFrame(serving_rows(records))
+    text = ("Latency under load through MLPerf's LoadGen: it schedules the queries (Poisson arrivals for "
+            "Server), times each from its scheduled issue, so queueing counts, and judges the run VALID or "
+            "INVALID; a figure is never shown without that verdict. Server batches on the fly.")
+    if rows.empty:
+        return {"id": "serving", "title": "Serving", "text": text,
+                "figures": [Figure("Serving", note="no serving records in these results (dlmark run --scenario ...)")],
+                "tables": []}
+    table = _table("serving-table", rows, [(key, header, None) for key, header in COLUMNS])
+    figures = [_figure(f"Server latency against offered load on {device}",
+                       lambda d=device: plot.latency_vs_load(serving[serving["device"] == d]))
+               for device in _unique(serving, "device")]
+    return {"id": "serving", "title": "Serving", "text": text, "figures": figures, "tables": [table]}
 
 
 # ------------------------------------------------------------------ index
