@@ -83,7 +83,7 @@ def copy_bandwidth_gbs(device, config: PeakConfig) -> float:
     return 2 * n * 4 / seconds / 1e9
 
 
-def measure(device_spec: str, config: PeakConfig | None = None, precisions=PRECISIONS) -> dict[str, Any]:
+def measure_peaks(device_spec: str, config: PeakConfig | None = None, precisions=PRECISIONS) -> dict[str, Any]:
     """Record fields of a peak measurement on a torch device (``cuda:0``, ``cpu``)."""
     import torch
 
@@ -171,7 +171,7 @@ def run_peak(device_spec: str | None, out_dir, config: PeakConfig | None = None)
     device = found[0]
     # In this process CUDA sees every GPU, so the device's CUDA index picks it.
     torch_device = "cpu" if device.kind == "cpu" else f"cuda:{device.index or 0}"
-    fields = measure(torch_device, config)
+    fields = measure_peaks(torch_device, config)
     record = peak_record(fields, device, environment.capture(), environment.host(), uuid.uuid4().hex[:12])
     Store(out_dir, "peak.py").write(record)
     return record
