@@ -39,6 +39,15 @@ def register(commands) -> None:
     run.add_argument("--limit", type=int, metavar="N", help="accuracy task: a class-balanced subset of N images (with a 95%% CI)")
     run.add_argument("--accuracy-batch-size", type=int, default=64, help="accuracy task: images per forward pass (default 64)")
     run.add_argument("--data-workers", type=int, help="accuracy task: image-decoding processes (default: up to 8)")
+    pipeline = run.add_argument_group("input pipeline (JPEG to logits, each stage measured; docs/pipeline.md)")
+    pipeline.add_argument("--input", metavar="images[:DIR]",
+                          help="measure the pipeline task on JPEG files: images (a generated ImageNet-like set) "
+                               "or images:DIR (your folder, read recursively)")
+    pipeline.add_argument("--decoder", default="pil", help="pil (default), torchvision (CPU) or nvjpeg (CUDA)")
+    pipeline.add_argument("--pipeline-workers", metavar="N[,M...]",
+                          help="DataLoader worker processes, swept like batch sizes (default 0: in-process)")
+    pipeline.add_argument("--images", type=int, default=256,
+                          help="images: the generated set's size, or how many of DIR's files (default 256)")
     serving = run.add_argument_group("serving scenarios (MLPerf LoadGen; docs/serving.md)")
     serving.add_argument("--scenario", help="offline, single-stream, multi-stream, server (comma-separated)")
     serving.add_argument("--latency-bound-ms", type=float,
@@ -66,6 +75,7 @@ def register(commands) -> None:
 def main(args: argparse.Namespace) -> int:
     from dlmark.run import options as run_options
     from dlmark.run.driver import run, summary_table
+    from dlmark.tasks.pipeline import parse_workers
 
     make_executor = _ray_executor_factory(args)
     options = run_options.build(
@@ -80,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
         timeout_s=args.timeout, force=args.force, imagenet=args.imagenet, accuracy_limit=args.limit,
         accuracy_batch_size=args.accuracy_batch_size, data_workers=args.data_workers,
         scenarios=split_list(args.scenario) or [], serving=_serving_knobs(args),
+        input=args.input, decoder=args.decoder, pipeline_workers=parse_workers(args.pipeline_workers),
+        pipeline_images=args.images,
     )
     out = Path(args.out)
     result = run(options, out, quiet=args.quiet, make_executor=make_executor)

@@ -54,6 +54,12 @@ class RunOptions:
     # serving task: LoadGen scenarios, and the settings that change them (tasks.serving.KNOBS)
     scenarios: list[str] = field(default_factory=list)
     serving: dict[str, Any] = field(default_factory=dict)
+    # pipeline task: --input images[:DIR] (None: no pipeline), the JPEG decoder, the DataLoader
+    # worker counts swept (0: in-process), how many images (the generated set's size, a folder's limit)
+    input: str | None = None
+    decoder: str = "pil"
+    pipeline_workers: list[int] = field(default_factory=lambda: [0])
+    pipeline_images: int = 256
 
     def __post_init__(self) -> None:
         for task in self.tasks:
@@ -88,6 +94,31 @@ class RunOptions:
             from dlmark.tasks import serving
 
             serving.validate(self)
+        self._check_pipeline()
+
+    def _check_pipeline(self) -> None:
+        from dlmark.inputs.decode import DECODERS
+        from dlmark.inputs.jpegs import DEFAULT_COUNT, parse_input
+
+        if self.input is None:
+            if "pipeline" in self.tasks:
+                raise UserError("the pipeline task reads JPEG files: add --input images (a generated set) "
+                                "or --input images:DIR (your folder)")
+            if self.decoder != "pil" or self.pipeline_workers != [0] or self.pipeline_images != DEFAULT_COUNT:
+                raise UserError("--decoder, --pipeline-workers and --images are for the input pipeline; "
+                                "add --input images or --input images:DIR")
+            return
+        parse_input(self.input)
+        if "pipeline" not in self.tasks:
+            raise UserError("--input is for the pipeline task; add pipeline to --task")
+        if self.decoder not in DECODERS:
+            raise UserError(f"unknown decoder {self.decoder!r}; use one of {', '.join(DECODERS)}")
+        if not self.pipeline_workers or any(not isinstance(w, int) or w < 0 for w in self.pipeline_workers):
+            raise UserError("--pipeline-workers takes counts of 0 (in-process) or more, e.g. --pipeline-workers 0,1,2")
+        if self.decoder == "nvjpeg" and any(self.pipeline_workers):
+            raise UserError("decoder nvjpeg decodes in the main process on the GPU; use --pipeline-workers 0 with it")
+        if self.pipeline_images < 1:
+            raise UserError(f"--images must be at least 1, not {self.pipeline_images}")
 
     @property
     def runtimes(self) -> list[str]:
@@ -193,6 +224,8 @@ def build(suite: str | Suite = "quick", *, models: list[str] | None = None, task
         raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
     if options.get("scenarios"):  # a scenario asks for the serving task: alone, or beside the tasks named
         tasks = list(dict.fromkeys([*(tasks or []), "serving"]))
+    if options.get("input"):  # so does an input for the pipeline
+        tasks = list(dict.fromkeys([*(tasks or []), "pipeline"]))
     cap = max_batch_cap if max_batch_cap is not None else int(suite.max_batch_size.get("cap", DEFAULT_MAX_BATCH_CAP))
     modes = [None if m in (None, "none", "eager") else m for m in (compile_modes or [None])]
     return RunOptions(

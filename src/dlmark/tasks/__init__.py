@@ -35,6 +35,7 @@ REGISTRY: dict[str, TaskInfo] = {info.name: info for info in (
              describe="largest batch", cost_per_job=8.0),
     TaskInfo("accuracy", "dlmark.tasks.accuracy", "benchmark_accuracy", "__accuracy.json", describe="accuracy"),
     TaskInfo("serving", "dlmark.tasks.serving", "benchmark_serving", describe="serving", cost_per_job=4.0),
+    TaskInfo("pipeline", "dlmark.tasks.pipeline", "benchmark_pipeline", describe="input pipeline", cost_per_job=3.0),
 )}
 
 TASKS = tuple(REGISTRY)

@@ -1,0 +1,1 @@
+"""The input pipeline: JPEG files -> decode -> eval transform -> batch -> device -> forward, each stage measured."""
