@@ -162,6 +162,10 @@ def summary_table(records: list[dict[str, Any]]) -> str:
                 row["lat1"] = r["latency_ms_median"]
         elif r["task"] == "max_batch_size" and r["status"] in ("ok", "oom"):
             row["max_b"] = r.get("max_batch_size")
+        elif r["task"] == "pipeline" and r["status"] == "ok":
+            best = row.get("_e2e")
+            if best is None or (r.get("e2e_throughput") or 0) > (best.get("e2e_throughput") or 0):
+                row["_e2e"] = r
         elif r["task"] == "accuracy" and r["status"] == "ok" and r.get("accuracy") is not None:
             row["top1"] = f"{100 * r['accuracy']:.2f}% {r.get('accuracy_source') or ''}".strip()
         if r["status"] != "ok":
@@ -174,9 +178,12 @@ def summary_table(records: list[dict[str, Any]]) -> str:
             "best": throughput_label(row["best"]) if row["best"] else None, "best_b": row["best_b"],
             "lat1": row["lat1"], "max_b": row["max_b"], "failed": ", ".join(row["failed"]) or None,
             "top1": row.get("top1"),
+            "e2e": (f"{row['_e2e']['e2e_throughput']:,.1f} ({row['_e2e'].get('bottleneck')}, "
+                    f"{row['_e2e'].get('data_workers')} workers)") if row.get("_e2e") else None,
         })
     # The accuracy column appears only when the run measured or looked up accuracy.
     accuracy_column = [("top1", "top-1")] if any(row["top1"] for row in rows) else []
+    accuracy_column += [("e2e", "JPEG to logits img/s (bound by)")] if any(row["e2e"] for row in rows) else []
     serving = ""
     if any(r["task"] == "serving" for r in records):
         from dlmark.analysis.serving import COLUMNS, serving_rows
