@@ -58,6 +58,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from dlmark.errors import UserError
+from dlmark.measure.contention import FIX as CONTENTION_FIX
+from dlmark.measure.contention import cause as contention_cause
 
 #: Fields that say what was measured; records equal in all of them (less the axis) pair.
 CONFIG_FIELDS = ("model", "task", "scenario", "batch_size", "precision", "layout", "compile_mode",
@@ -71,7 +73,6 @@ TASKS = ("throughput", "serving")
 MIN_BLOCKS_FLOOR = 5
 #: A record without ``min_blocks`` (schema 1 does not carry it yet) is held to the floor.
 DEFAULT_MIN_BLOCKS = MIN_BLOCKS_FLOOR
-CONTENTION_FIX = "run on an idle machine, pin CPUs (taskset -c), or raise --min-time"
 VERDICTS = ("faster", "slower", "same")
 
 
@@ -477,6 +478,17 @@ def _env_warnings(base: list[dict[str, Any]], cand: list[dict[str, Any]], axis: 
     return out
 
 
+def _worst_contention(*sides: dict[tuple, dict[str, Any]]) -> str:
+    """What competed with the most contended record, in the probe's words (``contention.cause``)."""
+    def share(r: dict[str, Any]) -> float:
+        capacity = (r.get("window_s") or 0.0) * (r.get("cpus_usable") or 1)
+        return ((r.get("other_cpu_s") or 0.0) + (r.get("cpu_steal_s") or 0.0)) / capacity if capacity else 0.0
+
+    contended = [r for side in sides for r in side.values() if r.get("contended") is True]
+    worst = max(contended, key=share)
+    return "worst: " + (contention_cause(worst) or "the machine was busy")
+
+
 def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axis: Sequence[str] = (),
             threshold: float = 0.02, alpha: float = 0.05,
             default_min_blocks: int = DEFAULT_MIN_BLOCKS, correction: str = "bh") -> Comparison:
@@ -540,14 +552,15 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axi
                  for side, recs in (("baseline", base), ("candidate", cand))}
     if any(contended.values()):
         warnings.append(f"contention: {contended['baseline']} baseline and {contended['candidate']} candidate "
-                        f"record(s) were timed while other processes competed: {CONTENTION_FIX}")
+                        f"record(s) were timed while other processes competed ({_worst_contention(base, cand)}): "
+                        f"{CONTENTION_FIX}")
     noisy = sum(1 for p in pairs if p.reason == "noisy")
     if noisy:
         warnings.append(f"{noisy} pair(s) noisy (a block spread over 10% of the median): {CONTENTION_FIX}")
     small = sum(1 for p in pairs if p.reason is None and p.verdict == "same" and p.p_adjusted is not None
                 and p.p_adjusted < alpha)
     if small:
-        warnings.append(f"{small} pair(s) differ significantly but by less than the {threshold:.0%} threshold "
+        warnings.append(f"{small} pair(s) differ significantly but by less than the {threshold * 100:g}% threshold "
                         "or their runs' own drift: read as same (blocks of one run drift together)")
     unpaired_b = [r for k, r in base.items() if k not in cand]
     unpaired_c = [r for k, r in cand.items() if k not in base]
@@ -635,7 +648,7 @@ def summary_line(result: Comparison) -> str:
     axes = "".join(f"; {a}: " + ", ".join(sorted({f"{v[0]} -> {v[1]}" for v in (p.axis_values[a] for p in result.pairs)}))
                    for a in result.axis)
     return (f"{len(result.pairs)} pairs: {head or 'no verdicts'}" + (f" (no verdict: {rest})" if rest else "")
-            + geo + axes + f" (threshold {result.threshold:.0%}, alpha {result.alpha:g})")
+            + geo + axes + f" (threshold {result.threshold * 100:g}%, alpha {result.alpha:g})")
 
 
 def format_terminal(result: Comparison, colour: bool = False) -> str:

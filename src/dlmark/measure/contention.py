@@ -237,8 +237,12 @@ class ContentionProbe:
         return out
 
 
-def suggestion(fields: dict[str, Any]) -> str | None:
-    """The one-line fix to print for a contended measurement, or None."""
+#: What to do about it (pyperf's system checks point at the same remedies).
+FIX = "run on an idle machine, pin CPUs (taskset -c), or raise --min-time"
+
+
+def cause(fields: dict[str, Any]) -> str | None:
+    """What competed with a contended measurement, in words, or None when it was not contended."""
     if not fields.get("contended"):
         return None
     window, cpus = fields.get("window_s") or 0.0, fields.get("cpus_usable") or 1
@@ -252,5 +256,10 @@ def suggestion(fields: dict[str, Any]) -> str | None:
         causes.append(f"{fields['gpu_other_processes']} other process(es) ran on the GPU")
     load = fields.get("loadavg_1m_before")
     where = f" (load average {load:.1f})" if load is not None else ""
-    return ("; ".join(causes) or "the machine was busy") + where + \
-        ": run on an idle machine, pin CPUs (taskset -c), or raise --min-time"
+    return ("; ".join(causes) or "the machine was busy") + where
+
+
+def suggestion(fields: dict[str, Any]) -> str | None:
+    """The one-line cause and fix to print for a contended measurement, or None."""
+    text = cause(fields)
+    return None if text is None else f"{text}: {FIX}"
