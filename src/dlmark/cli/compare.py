@@ -63,7 +63,8 @@ def main(args: argparse.Namespace) -> int:
         print(format_terminal(result, colour=_colour()))
     code = gate(result, fail_on)
     if code:
-        slower = [p for p in result.pairs if p.verdict == "slower" and p.ratio is not None and p.ratio < 1 - fail_on]
+        slower = sorted((p for p in result.pairs if p.verdict == "slower" and p.ratio is not None
+                         and p.ratio < 1 - fail_on), key=lambda p: p.ratio)  # the worst first
         names = ", ".join(f"{p.model} {p.label} ({p.ratio - 1:+.1%})" for p in slower[:5])
         more = f" and {len(slower) - 5} more" if len(slower) > 5 else ""
         print(f"dlmark compare: {len(slower)} pair(s) significantly slower by more than {fail_on * 100:g}%: "
