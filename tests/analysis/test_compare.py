@@ -358,14 +358,19 @@ def test_threshold_makes_small_significant_differences_same(template):
     assert compare([tight], [cand], threshold=0.005).pairs[0].verdict == "slower"
 
 
-def test_p_values_without_scipy_match_scipy(monkeypatch):
+def test_p_values_match_scipy_exact_and_asymptotic():
     from dlmark.analysis import compare as mod
 
     rng = np.random.default_rng(5)
-    x, y = rng.normal(size=9), rng.normal(size=11) + 0.7
-    with_scipy = mannwhitneyu(y, x, method="exact").pvalue
-    monkeypatch.setitem(__import__("sys").modules, "scipy.stats", None)  # import now fails
-    assert mod._mannwhitney_p(x, y) == pytest.approx(with_scipy)
+    for n, m, shift in ((9, 11, 0.7), (5, 5, 2.0), (12, 20, 0.1)):
+        x, y = rng.normal(size=n), rng.normal(size=m) + shift
+        assert mod._mannwhitney_p(x, y) == pytest.approx(mannwhitneyu(y, x, method="exact").pvalue)
+    # ties, and more pairs than the exact distribution is built for: SciPy's normal approximation
+    x, y = np.round(rng.normal(size=9), 1), np.round(rng.normal(size=11) + 0.7, 1)
+    assert mod._mannwhitney_p(x, y) == pytest.approx(mannwhitneyu(y, x, method="asymptotic").pvalue)
+    x, y = rng.normal(size=60), rng.normal(size=50) + 0.3
+    assert mod._mannwhitney_p(x, y) == pytest.approx(mannwhitneyu(y, x, method="asymptotic").pvalue)
+    assert mod._mannwhitney_p(np.ones(6), np.ones(6)) == 1.0
 
 
 def test_parse_fraction():
