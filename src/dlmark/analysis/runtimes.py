@@ -2,13 +2,17 @@
 
 A ratio is taken between records of the same model, device, batch size and
 thread count, preferring the baseline measured in the same run (CPU figures
-are only comparable side by side, DESIGN.md). Pure functions over records.
+are only comparable side by side, DESIGN.md). Each ratio carries the interval,
+test and verdict of ``dlmark compare`` (``analysis.compare.ratio_with_significance``),
+so both say "same" for a difference that is not significant or below the
+threshold. Pure functions over records.
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Iterable
 
+from dlmark.analysis.compare import ratio_with_significance
 from dlmark.backends.registry import label as runtime_label
 from dlmark.report.tables import agreement_label, throughput_label
 
@@ -28,8 +32,22 @@ def _key(r: dict[str, Any]) -> tuple:
     return (r.get("model"), r.get("device"), r.get("batch_size"), r.get("threads"))
 
 
-def runtime_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per model, device, batch size and runtime configuration, with ``speedup`` over PyTorch eager."""
+_NONE = {"ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "verdict": None, "reason": None}
+
+
+def _significance(base: dict[str, Any] | None, r: dict[str, Any], threshold: float) -> dict[str, Any]:
+    if base is None or base is r:  # no reference, or the reference itself
+        return _NONE
+    return ratio_with_significance(base, r, threshold=threshold)
+
+
+def runtime_rows(records: Iterable[dict[str, Any]], threshold: float = 0.02) -> list[dict[str, Any]]:
+    """One row per model, device, batch size and runtime configuration, with ``speedup`` over PyTorch eager.
+
+    ``speedup`` is the ratio of median throughputs, with its 95% interval and ``significance``:
+    faster, slower or same (``dlmark compare``'s verdict, ``threshold`` its minimum effect), or why
+    there is none (noisy, too few blocks, no samples); None for the reference itself.
+    """
     rows = [r for r in records if _ok(r)]
     baselines: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
@@ -40,25 +58,40 @@ def runtime_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         candidates = baselines.get(_key(r), [])
         same_run = [b for b in candidates if b.get("run_id") == r.get("run_id")]
         base = max(same_run or candidates, key=lambda b: str(b.get("timestamp")), default=None)
+        sig = _significance(base, r, threshold)
         out.append({
             "model": r.get("model"), "device": r.get("device"), "batch_size": r.get("batch_size"),
             "threads": r.get("threads"), "runtime": runtime_label(r), "precision": r.get("precision"),
             "throughput": r.get("throughput"), "throughput_label": throughput_label(r),
-            "speedup": r["throughput"] / base["throughput"] if base else None,
+            "speedup": sig["ratio"] if sig["ratio"] is not None else (r["throughput"] / base["throughput"] if base else None),
+            "speedup_ci_low": sig["ci_low"], "speedup_ci_high": sig["ci_high"], "p_value": sig["p_value"],
+            "significance": sig["verdict"] or sig["reason"],
             "same_run": bool(base and base.get("run_id") == r.get("run_id")),
             # Either figure's spread above 10% of its median: the ratio is uncertain by as much.
             "noisy": bool(r.get("noisy") is True or (base and base.get("noisy") is True)),
             "agrees": agreement_label(r), "agreement_max_rel": r.get("agreement_max_rel"),
         })
+    for row in out:
+        row["speedup_label"] = _speedup_label(row)
     order = {"pytorch": 0}
     out.sort(key=lambda x: (str(x["model"]), str(x["device"]), x["batch_size"] or 0,
                             order.get(x["runtime"], 1), x["runtime"], str(x["precision"])))
     return out
 
 
+def _speedup_label(row: dict[str, Any]) -> str | None:
+    if row["speedup"] is None:
+        return None
+    text = f"{row['speedup']:.2f}"
+    if row["speedup_ci_low"] is not None:
+        text += f" [{row['speedup_ci_low']:.2f}-{row['speedup_ci_high']:.2f}]"
+    return text
+
+
 COLUMNS = [
     ("model", "model"), ("device", "device"), ("batch_size", "batch"), ("runtime", "runtime"),
-    ("precision", "precision"), ("throughput_label", "img/s [95% CI]"), ("speedup", "x pytorch eager"),
+    ("precision", "precision"), ("throughput_label", "img/s [95% CI]"),
+    ("speedup_label", "x pytorch eager [95% CI]"), ("significance", "vs eager"),
     ("agrees", "agrees"), ("agreement_max_rel", "max rel diff"),
 ]
 

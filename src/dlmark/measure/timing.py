@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from dlmark.measure.contention import ContentionProbe
 from dlmark.measure.stats import summarize_latency
 
 
@@ -84,6 +85,8 @@ class Timing:
     warmup_s: float
     warmup_settled: bool
     timer: str
+    min_blocks: int | None = None  # the config's: how many blocks were wanted
+    contention: dict[str, Any] = field(default_factory=dict)  # ContentionProbe's fields over the timed blocks
 
     @property
     def per_iter_s(self) -> list[float]:
@@ -101,7 +104,23 @@ class Timing:
             warmup_settled=self.warmup_settled,
             timer=self.timer,
         )
+        out.update(self.contention)
+        if self.min_blocks is not None:
+            # Below min_blocks the time cap stopped the blocks: they are what the cap left, not
+            # the sample the interval was designed for, so it is not read as a 95% interval.
+            below = len(self.block_times_s) < self.min_blocks
+            out.update(min_blocks=self.min_blocks, blocks_below_min=below,
+                       ci_is_95=not below and _median_ci_reaches_95(len(self.block_times_s)))
         return out
+
+
+def _median_ci_reaches_95(n: int) -> bool:
+    """Whether ``stats.median_ci`` of n samples covers the median with at least 95%.
+
+    With too few samples it returns the whole range, which covers with 1 - 2 / 2**n:
+    93.75% at 5 samples, 96.9% at 6; from 6 on it finds order statistics that reach 95%.
+    """
+    return 1 - 2 * 0.5 ** n >= 0.95
 
 
 def _settled(times: list[float], tolerance: float) -> bool:
@@ -135,6 +154,10 @@ def time_callable(fn: Callable[[], Any], timer=None, config: TimingConfig | None
     iters = max(1, round(config.block_target_s / per_pass)) if per_pass > 0 else 1
     blocks: list[float] = []
     total = 0.0
+    # What else ran during the timed blocks (a few /proc reads, well under a ms each end). A timer
+    # that reads an NVML device (power.EnergyTimer on a GPU) lends its handle for the GPU's processes.
+    probe = ContentionProbe(handle=getattr(timer, "handle", None))
+    probe.start()
     while True:
         block = timer.time_block(fn, iters)
         blocks.append(block)
@@ -143,9 +166,11 @@ def time_callable(fn: Callable[[], Any], timer=None, config: TimingConfig | None
             break
         if total >= config.max_run_s and len(blocks) >= MIN_BLOCKS_FLOOR:
             break
+    contention = probe.stop()
     return Timing(
         block_times_s=blocks, iters_per_block=iters, warmup_iters=len(warm_times),
         warmup_s=warm_s, warmup_settled=settled, timer=timer.name,
+        min_blocks=config.min_blocks, contention=contention,
     )
 
 

@@ -1,0 +1,382 @@
+"""dlmark compare's core: pairing, the statistics on real block times, verdicts, output, the gate."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import mannwhitneyu
+
+from dlmark.analysis.compare import (
+    _u_null_cdf, benjamini_hochberg, compare, format_markdown, format_terminal, gate, holm,
+    ratio_with_significance, to_json,
+)
+from dlmark.records.load import load_records
+from dlmark.errors import UserError
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+REAL = ["h200-cnn-sweep-2", "cpu-runtimes-1t", "cpu-runtimes-2t", "cpu-runtimes-2t-quiet", "h200-tune"]
+
+
+@pytest.fixture(scope="module")
+def real():
+    """Committed throughput records good enough for a verdict: the known set the power checks use."""
+    recs = [r for name in REAL for r in load_records(RESULTS / name)]
+    recs = [r for r in recs if r.get("task") == "throughput" and r.get("status") == "ok"
+            and not r.get("noisy") and not r.get("throttled") and len(r.get("block_times_s") or []) >= 8]
+    # one record per configuration, so that every record pairs with its own copy
+    seen, out = set(), []
+    for r in sorted(recs, key=lambda r: r["timestamp"], reverse=True):
+        key = (r["model"], r["batch_size"], r["backend"], r["precision"], r["layout"], r["compile_mode"],
+               r["threads"], r["device"], json.dumps(r.get("extra_config"), sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    assert len(out) > 100, "the committed results the power check needs are missing"
+    return out
+
+
+def scaled(r, time_factor, blocks=None):
+    """A copy whose block times are multiplied by time_factor: its throughput is 1/time_factor of the original."""
+    c = copy.deepcopy(r)
+    c["block_times_s"] = [t * time_factor for t in (r["block_times_s"] if blocks is None else blocks)]
+    c["num_blocks"] = len(c["block_times_s"])
+    c["throughput"] = r["throughput"] / time_factor
+    c["run_id"], c["host"], c["timestamp"] = "cand", "other-host", "2099-01-01T00:00:00+00:00"
+    return c
+
+
+FACTORS = [1.0, 1.05, 1.10, 1.25, 1 / 1.10, 1 / 1.25]
+
+
+def test_power_on_real_block_times_copies(real):
+    # Each configuration gets one factor; one comparison holds them all, as a real change would.
+    factor = {id(r): FACTORS[i % len(FACTORS)] for i, r in enumerate(real)}
+    cand = [scaled(r, factor[id(r)]) for r in real]
+    result = compare(real, cand)
+    assert len(result.pairs) == len(real) and not result.unpaired_baseline and not result.unpaired_candidate
+    by_key = {(r["model"], r["batch_size"], r["backend"], r["threads"], r["device"], r["compile_mode"],
+               r["precision"], r["layout"], json.dumps(r.get("extra_config"), sort_keys=True)): factor[id(r)] for r in real}
+    covered = 0
+    for p in result.pairs:
+        k = p.key
+        f = by_key[(k["model"], k["batch_size"], k["backend"], k["threads"], k["device"], k["compile_mode"],
+                    k["precision"], k["layout"], json.dumps(k["extra_config"], sort_keys=True))]
+        true = 1 / f
+        covered += p.ci_low <= true <= p.ci_high
+        assert p.ratio == pytest.approx(true)
+        if f in (1.10, 1.25):
+            assert p.verdict == "slower", (p.model, p.label, p.p_adjusted)
+        elif f in (1 / 1.10, 1 / 1.25):
+            assert p.verdict == "faster", (p.model, p.label, p.p_adjusted)
+        elif f == 1.0:
+            assert p.verdict == "same"
+    assert covered / len(result.pairs) >= 0.95
+    # the 5% ones mostly, but not necessarily all: a record with a 4% spread cannot show 5% for sure
+    five = [p for p in result.pairs if abs(p.ratio - 1 / 1.05) < 1e-9]
+    assert sum(p.verdict == "slower" for p in five) >= 0.6 * len(five)
+
+
+def test_power_and_coverage_on_real_blocks_split_in_two(real):
+    # Copies make the ratio exact; here the two sides are the even and the odd blocks
+    # of one real run, so each side's median is estimated and the interval must earn its coverage.
+    factor = {id(r): FACTORS[i % len(FACTORS)] for i, r in enumerate(real)}
+    base = [scaled(r, 1.0, r["block_times_s"][0::2]) for r in real]
+    for b in base:
+        b["run_id"], b["host"] = "base", "vm"
+    cand = [scaled(r, factor[id(r)], r["block_times_s"][1::2]) for r in real]
+    result = compare(base, cand)
+    f_of = {id(c): factor[id(r)] for r, c in zip(real, cand)}
+    judged = [p for p in result.pairs if p.ci_low is not None]
+    covered = calls_unscaled = big = big_slower = 0
+    for c in cand:
+        f = f_of[id(c)]
+        p = next(q for q in result.pairs if q.key["model"] == c["model"] and q.key["batch_size"] == c["batch_size"]
+                 and q.key["backend"] == c["backend"] and q.key["threads"] == c["threads"]
+                 and q.key["device"] == c["device"] and q.key["compile_mode"] == c["compile_mode"]
+                 and q.key["precision"] == c["precision"] and q.key["layout"] == c["layout"]
+                 and q.key["extra_config"] == c.get("extra_config"))
+        covered += p.ci_low <= 1 / f <= p.ci_high
+        if f == 1.0:
+            calls_unscaled += p.verdict in ("faster", "slower")
+        if f == 1.25 and p.reason is None:
+            big += 1
+            big_slower += p.verdict == "slower"
+    assert len(judged) == len(result.pairs)
+    assert covered / len(cand) >= 0.95
+    assert calls_unscaled == 0
+    assert big > 10 and big_slower >= 0.9 * big
+
+
+def test_a_candidate_of_the_baselines_own_blocks_reads_same(real):
+    rng = np.random.default_rng(7)
+    permuted, resampled = [], []
+    for r in real:
+        blocks = list(r["block_times_s"])
+        permuted.append(scaled(r, 1.0, list(rng.permutation(blocks))))
+        resampled.append(scaled(r, 1.0, list(rng.choice(blocks, size=len(blocks), replace=True))))
+    for cand in (permuted, resampled):
+        result = compare(real, cand)
+        assert {p.verdict for p in result.pairs} == {"same"}
+    assert all(p.ratio == pytest.approx(1.0) for p in compare(real, permuted).pairs)
+
+
+def test_the_exact_null_distribution_matches_scipy():
+    rng = np.random.default_rng(3)
+    for n, m in ((5, 5), (8, 10), (12, 7)):
+        x, y = rng.normal(size=n), rng.normal(size=m) + 0.8
+        u = int(np.sum(y[None, :] < x[:, None]))  # U of x: pairs where x beats y
+        lower = min(u, n * m - u)
+        exact = mannwhitneyu(x, y, method="exact").pvalue
+        assert 2 * _u_null_cdf(n, m)[lower] == pytest.approx(exact)
+
+
+def test_interval_coverage_on_independent_samples():
+    # iid lognormal blocks, known true ratio: the exact rank interval covers it at least 95%
+    # (more, from the discreteness). 600 trials: 93% is three standard errors below 95%.
+    rng = np.random.default_rng(11)
+    hits = 0
+    trials = 600
+    for i in range(trials):
+        n, m = 8 + i % 7, 10
+        base = {"status": "ok", "task": "throughput", "batch_size": 1, "iters_per_block": 1,
+                "block_times_s": list(np.exp(rng.normal(0, 0.03, n)))}
+        cand = dict(base, block_times_s=list(1.07 * np.exp(rng.normal(0, 0.03, m))))
+        out = ratio_with_significance(base, cand)
+        hits += out["ci_low"] <= 1 / 1.07 <= out["ci_high"]
+    assert 0.93 <= hits / trials <= 0.99
+
+
+def test_corrections():
+    p = [0.01, 0.04, 0.03, 0.2]
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert benjamini_hochberg(p) == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.2])
+
+
+# ----------------------------------------------------------------------- pairing
+
+
+@pytest.fixture
+def template(real):
+    r = next(x for x in real if x["device_spec"] == "cpu" and x["backend"] == "pytorch" and len(x["block_times_s"]) >= 8)
+    return copy.deepcopy(r)
+
+
+def rec(t, **changes):
+    r = copy.deepcopy(t)
+    env = dict(r.get("env") or {})
+    for k in [k for k in changes if k.startswith("env_")]:
+        env[k[4:]] = changes.pop(k)
+    r.update(changes)
+    r["env"] = env
+    return r
+
+
+def test_pairs_across_two_machines_of_one_kind_and_lists_the_unpaired(template):
+    base = [rec(template, batch_size=b, host="alpha") for b in (1, 2, 4)]
+    cand = [rec(template, batch_size=b, host="beta", run_id="r2") for b in (2, 4, 8)]
+    result = compare(base, cand)
+    assert sorted(p.key["batch_size"] for p in result.pairs) == [2, 4]
+    assert [r["batch_size"] for r in result.unpaired_baseline] == [1]
+    assert [r["batch_size"] for r in result.unpaired_candidate] == [8]
+    text = format_terminal(result)
+    assert "only in baseline (1):" in text and "only in candidate (1):" in text
+    assert re.search(r"^  .* bs 8$", text, re.M)
+
+
+def test_device_names_and_indices(template):
+    a = rec(template, device="NVIDIA H100", device_spec="cuda:0")
+    b = rec(template, device="NVIDIA H100", device_spec="cuda:3")
+    assert len(compare([a], [b]).pairs) == 1  # the index is not part of the configuration
+    c = rec(template, device="NVIDIA H200", device_spec="cuda:0")
+    with pytest.raises(UserError, match="--axis"):
+        compare([a], [c])  # two GPUs are two configurations unless the axis says so
+    result = compare([a], [c], axis=["device"])
+    assert len(result.pairs) == 1 and result.pairs[0].axis_values == {"device": ["NVIDIA H100", "NVIDIA H200"]}
+    assert "NVIDIA H100 -> NVIDIA H200" in format_terminal(result)
+    cpu = rec(template, device="NVIDIA H200", device_spec="cpu")
+    with pytest.raises(UserError):
+        compare([c], [cpu], axis=["device"])  # the device kind still differs
+
+
+def test_two_torch_versions(template):
+    base = [rec(template, batch_size=b, env_torch="2.10.0") for b in (1, 2)]
+    cand = [rec(template, batch_size=b, env_torch="2.11.0") for b in (1, 2)]
+    # env is never part of the configuration, so the versions pair either way; without
+    # the axis the comparison says the versions differ, with it that is the point.
+    plain = compare(base, cand)
+    assert len(plain.pairs) == 2
+    assert any("env.torch differs (2.10.0 vs 2.11.0)" in w for w in plain.warnings)
+    named = compare(base, cand, axis=["env.torch"])
+    assert len(named.pairs) == 2 and not any("env.torch" in w for w in named.warnings)
+    assert named.pairs[0].axis_values == {"env.torch": ["2.10.0", "2.11.0"]}
+    # a side holding both versions of one configuration keeps the newest and says so
+    old = rec(template, batch_size=1, env_torch="2.10.0", timestamp="2026-01-01T00:00:00+00:00", throughput=1.0)
+    result = compare(base, [old] + cand)
+    assert any("candidate: 1 configuration(s) measured more than once" in w for w in result.warnings)
+    assert next(p for p in result.pairs if p.key["batch_size"] == 1).candidate_throughput != 1.0
+
+
+def test_axis_backend_and_unknown_axis(template):
+    ort = rec(template, backend="onnxruntime")
+    with pytest.raises(UserError):
+        compare([template], [ort])
+    assert len(compare([template], [ort], axis=["backend"]).pairs) == 1
+    assert compare([template], [ort], axis="backend,env.torch").axis == ("backend", "env.torch")
+    with pytest.raises(UserError, match="unknown --axis 'env.tensorflow'"):
+        compare([template], [ort], axis=["env.tensorflow"])
+    with pytest.raises(UserError, match="unknown --axis"):
+        compare([template], [ort], axis=["colour"])
+    with pytest.raises(UserError, match="no records"):
+        compare([], [ort])
+
+
+def test_failed_records_are_listed_without_a_verdict(template):
+    base = [rec(template, batch_size=b) for b in (1, 2)]
+    cand = [rec(template, batch_size=1), rec(template, batch_size=2, status="oom", block_times_s=None)]
+    result = compare(base, cand)
+    failed = result.failed
+    assert len(failed) == 1 and failed[0].verdict is None and failed[0].reason == "failed (candidate: oom)"
+
+
+# ---------------------------------------------------------------------- reasons
+
+
+@pytest.mark.parametrize("field,value,reason", [
+    ("noisy", True, "noisy"), ("throttled", True, "throttled"), ("contended", True, "contended"),
+])
+def test_flagged_records_get_a_reason_not_a_verdict(template, field, value, reason):
+    slow = scaled(template, 1.5)
+    slow[field] = value
+    result = compare([template], [slow])
+    p = result.pairs[0]
+    assert p.verdict is None and p.reason == reason
+    assert p.ratio == pytest.approx(1 / 1.5)  # the figures are still shown
+    assert gate(result, 0.05) == 0
+    if reason == "contended":
+        assert any("idle machine" in w for w in result.warnings)
+
+
+def test_too_few_blocks(template):
+    three = scaled(template, 1.5, template["block_times_s"][:3])
+    assert compare([template], [three]).pairs[0].reason == "too few blocks"
+    # a record that says how many it wanted is held to that
+    short = dict(scaled(template, 1.5), min_blocks=len(template["block_times_s"]) + 1)
+    assert compare([template], [short]).pairs[0].reason == "too few blocks"
+    assert compare([template], [scaled(template, 1.5)]).pairs[0].verdict == "slower"
+
+
+def test_no_samples_for_2018_records(tmp_path):
+    old = [{"device": "Tesla V100-SXM2-16GB", "model": "AlexNet", "batch_size": 64, "throughput": 4000.0,
+            "device_mem": 1200, "workload": "Inference"}]
+    (tmp_path / "a.json").write_text(json.dumps(old))
+    (tmp_path / "b.json").write_text(json.dumps([dict(old[0], throughput=3000.0)]))
+    result = compare(load_records(tmp_path / "a.json"), load_records(tmp_path / "b.json"))
+    p = result.pairs[0]
+    assert p.reason == "no samples" and p.verdict is None and p.ratio is None
+    assert p.baseline_throughput == 4000.0 and p.candidate_throughput == 3000.0
+
+
+def test_serving_records(template):
+    base = {"task": "serving", "status": "ok", "model": "ResNet-v1-50", "scenario": "server", "batch_size": 1,
+            "device": "cpu", "device_spec": "cpu", "server_qps_at_bound": 100.0, "latency_ms_p99": 20.0}
+    cand = dict(base, server_qps_at_bound=80.0, latency_ms_p99=25.0)
+    p = compare([base], [cand]).pairs[0]
+    assert p.reason == "no samples" and p.ratio == pytest.approx(0.8) and p.p99_ratio == pytest.approx(1.25)
+    base_ci = dict(base, qps_ci95_low=98.0, qps_ci95_high=102.0)
+    cand_ci = dict(cand, qps_ci95_low=78.0, qps_ci95_high=82.0)
+    p = compare([base_ci], [cand_ci]).pairs[0]
+    assert p.verdict == "slower" and p.ci_low < 0.8 < p.ci_high
+    p = compare([base_ci], [dict(cand_ci, contended=True)]).pairs[0]
+    assert p.verdict is None and p.reason == "contended" and p.ratio == pytest.approx(0.8)
+
+
+# ----------------------------------------------------------------- output, gate
+
+
+def test_output_formats_and_gate(template):
+    base = [rec(template, batch_size=b) for b in (1, 2, 4)]
+    cand = [scaled(base[0], 1.10), scaled(base[1], 1.0), scaled(base[2], 1 / 1.25), rec(template, batch_size=16)]
+    result = compare(base, cand)
+    verdicts = {p.key["batch_size"]: p.verdict for p in result.pairs}
+    assert verdicts == {1: "slower", 2: "same", 4: "faster"}
+    assert result.geomean["overall"].pairs == 3
+    g = result.geomean[template["model"]]
+    assert g.ratio == pytest.approx((1 / 1.10 * 1 * 1.25) ** (1 / 3))
+    assert g.ci_low <= g.ratio <= g.ci_high
+
+    plain = format_terminal(result, colour=False)
+    assert "\033[" not in plain
+    lines = plain.splitlines()
+    header = lines[0]
+    col = header.index("verdict")
+    rows = lines[2:5]
+    assert all(len(r) >= col and r[col:].split()[0] in ("slower", "same", "faster") for r in rows)
+    assert "1 faster, 1 slower, 1 same" in plain
+    coloured = format_terminal(result, colour=True)
+    assert "\033[31m" in coloured and "\033[32m" in coloured and re.sub(r"\033\[[0-9;]*m", "", coloured) == plain
+
+    md = format_markdown(result)
+    assert md.splitlines()[0].startswith(":red_circle: **3 pairs")
+    assert "| model | configuration |" in md and "|---|---|---:|" in md
+    assert "Only in candidate: 1" in md and re.search(r"^- .*: bs 16$", md, re.M)
+
+    data = to_json(result)
+    assert json.loads(json.dumps(data)) == data
+    assert [p["verdict"] for p in data["pairs"]] == [p.verdict for p in result.pairs]
+
+    assert gate(result, 0.05) == 1  # 10% slower
+    assert gate(result, 0.15) == 0  # slower, but not by that much
+    assert gate(result, None) == 0
+    fine = compare(base, [scaled(b, 1.0) for b in base] + [scaled(base[2], 1 / 1.25)])
+    assert gate(fine, 0.0) == 0
+
+
+def test_ratio_with_significance_matches_compare(template):
+    for f in (1.0, 1.03, 1.10, 1 / 1.10):
+        cand = scaled(template, f)
+        one = ratio_with_significance(template, cand)
+        p = compare([template], [cand]).pairs[0]
+        assert one["verdict"] == p.verdict and one["ratio"] == pytest.approx(p.ratio)
+        assert (one["ci_low"], one["ci_high"]) == (p.ci_low, p.ci_high)
+        assert one["p_value"] == pytest.approx(p.p_adjusted)  # one pair: nothing to correct
+    noisy = dict(scaled(template, 1.5), noisy=True)
+    assert ratio_with_significance(template, noisy)["verdict"] is None
+
+
+def test_threshold_makes_small_significant_differences_same(template):
+    # 1% with tight blocks: significant, but below the 2% threshold
+    tight = dict(template, block_times_s=[0.1 * (1 + 0.001 * math.sin(i)) for i in range(12)], noisy=False)
+    cand = scaled(tight, 1.01)
+    result = compare([tight], [cand])
+    p = result.pairs[0]
+    assert p.p_adjusted < 0.05 and p.verdict == "same"
+    assert compare([tight], [cand], threshold=0.005).pairs[0].verdict == "slower"
+
+
+def test_p_values_match_scipy_exact_and_asymptotic():
+    from dlmark.analysis import compare as mod
+
+    rng = np.random.default_rng(5)
+    for n, m, shift in ((9, 11, 0.7), (5, 5, 2.0), (12, 20, 0.1)):
+        x, y = rng.normal(size=n), rng.normal(size=m) + shift
+        assert mod._mannwhitney_p(x, y) == pytest.approx(mannwhitneyu(y, x, method="exact").pvalue)
+    # ties, and more pairs than the exact distribution is built for: SciPy's normal approximation
+    x, y = np.round(rng.normal(size=9), 1), np.round(rng.normal(size=11) + 0.7, 1)
+    assert mod._mannwhitney_p(x, y) == pytest.approx(mannwhitneyu(y, x, method="asymptotic").pvalue)
+    x, y = rng.normal(size=60), rng.normal(size=50) + 0.3
+    assert mod._mannwhitney_p(x, y) == pytest.approx(mannwhitneyu(y, x, method="asymptotic").pvalue)
+    assert mod._mannwhitney_p(np.ones(6), np.ones(6)) == 1.0
+
+
+def test_parse_fraction():
+    from dlmark.analysis.compare import parse_fraction
+
+    assert parse_fraction("5%") == pytest.approx(0.05) and parse_fraction("0.02") == 0.02
+    for bad in ("five", "150%", "-1%"):
+        with pytest.raises(UserError):
+            parse_fraction(bad)
