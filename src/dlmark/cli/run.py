@@ -99,6 +99,13 @@ def main(args: argparse.Namespace) -> int:
     measured = len(result.records)
     print(f"\n{measured} record(s) written to {out}/ in {result.seconds:.0f} s"
           + (f"; {result.skipped} job(s) skipped (already done, or after an out-of-memory)" if result.skipped else ""))
+    contended = [r for r in result.records if r.get("contended")]
+    if contended:
+        from dlmark.measure.contention import cause, suggestion
+
+        print(f"\nwarning: {len(contended)} of {len(result.records)} record(s) were timed while other work competed "
+              f"({cause(contended[0]) or 'see their contended fields'}); {suggestion(contended[0]) or ''}".rstrip("; "),
+              file=sys.stderr)
     if result.interrupted:
         print("interrupted: every finished record is kept; run the same command again to resume", file=sys.stderr)
         return 130
