@@ -222,6 +222,8 @@ def build(suite: str | Suite = "quick", *, models: list[str] | None = None, task
     devices = devices if devices is not None else device_lookup.resolve(device)
     if len(devices) > 1 and any(d.kind == "cpu" for d in devices):
         raise UserError("several CPU lanes would measure each other; use one device for CPU runs")
+    if "tf32" in (precisions or suite.precisions) and all(d.kind == "cpu" for d in devices):
+        raise UserError("tf32 is a CUDA matmul mode; on a CPU it would measure fp32 again: use --precision fp32")
     if options.get("scenarios"):  # a scenario asks for the serving task: alone, or beside the tasks named
         tasks = list(dict.fromkeys([*(tasks or []), "serving"]))
     if options.get("input"):  # so does an input for the pipeline
