@@ -139,7 +139,8 @@ class OnnxRuntimeRunner:
                 **self.int8_fields,
             },
             "agreement_via": f"the same weights exported to ONNX (torch.onnx, {self.exporter} exporter, "
-                             f"opset {torch_source.OPSET})",
+                             f"opset {torch_source.OPSET})"
+                             + (f", quantized by {self.int8_fields['quantizer']}" if self.int8_fields else ""),
         }
 
     def measure_in_flight(self, batch_size: int, config: in_flight.WindowConfig) -> dict[str, Any]:

@@ -131,7 +131,8 @@ class OpenVinoRunner:
                 "ov_converted_by": self.converted_by, "ov_ir_file": self.xml,
                 **self.int8_fields,
             },
-            "agreement_via": f"the same weights converted by {self.converted_by}",
+            "agreement_via": f"the same weights converted by {self.converted_by}"
+                             + (f", quantized by {self.int8_fields['quantizer']}" if self.int8_fields else ""),
         }
 
     def measure_in_flight(self, batch_size: int, config: in_flight.WindowConfig) -> dict[str, Any]:
