@@ -24,8 +24,8 @@ def register(commands) -> None:
                                        "openvino-throughput, mxnet (default: pytorch; see docs/runtimes.md)")
     run.add_argument("--compile", help="torch.compile mode(s): default, reduce-overhead, max-autotune (none = eager)")
     run.add_argument("--threads", type=int, help="CPU intra-op threads (default: the runtime's)")
-    run.add_argument("--in-flight", type=split_list, metavar="N[,M]|auto", help="requests running at once, N[,M] or auto (the runtime's "
-                                                         "choice): throughput on CPU, onnxruntime/openvino/pytorch (docs/int8.md)")
+    run.add_argument("--in-flight", type=split_list, metavar="N[,M]|auto",
+                     help="requests running at once, or auto (the runtime's choice): throughput on CPU (docs/int8.md)")
     run.add_argument("--task", help="throughput, max-batch-size, accuracy, serving (comma-separated; "
                                     "default: the suite's)")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
