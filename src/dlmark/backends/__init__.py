@@ -23,7 +23,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "mxnet": ("dlmark.backends.mxnet", "dlmark env create mxnet"),
 }
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16")
+#: int8: post-training static quantization by the runtime's own quantizer (backends.int8, docs/int8.md).
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "int8")
 LAYOUTS = ("nchw", "channels_last")
 
 
@@ -36,6 +37,7 @@ class RunConfig:
     layout: str = "nchw"
     compile_mode: str | None = None  # None: eager; "default", "reduce-overhead", "max-autotune", ...
     threads: int | None = None  # CPU intra-op threads; None keeps the runtime's default
+    in_flight: int | str = 1  # requests running at once (backends.in_flight); "auto": the runtime's choice
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,9 +17,10 @@ import onnxruntime as ort
 from dlmark.measure import timing as measure
 from dlmark.measure.environment import cpu_model, package_version
 from ..errors import UserError
-from . import RunConfig, cache, runtime_util, seeded_input, torch_source
+from . import RunConfig, cache, in_flight, int8, runtime_util, seeded_input, torch_source
 
-PRECISIONS = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+#: int8: the fp32 export quantized statically by onnxruntime.quantization (QDQ; backends.int8), CPU only.
+PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")}
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 
 
@@ -54,9 +55,14 @@ class OnnxRuntimeRunner:
         built = torch_source.build(model)
         self.model_facts = torch_source.model_facts(built)
         self.input_shape = tuple(built.input_shape)
-        self.path, self.exporter = torch_source.export_onnx(built, config.precision)
+        self.path, self.exporter = torch_source.export_onnx(built, "fp32" if config.precision == "int8" else config.precision)
         del built  # the torch module is not needed once exported; free it before measuring memory
         runtime_util.recover()
+        self.int8_fields: dict[str, Any] = {}
+        if config.precision == "int8":
+            quantized = int8.quantize_onnx(self.path, self.input_shape, int8.Calibration(), model=model)
+            self.path = quantized.path
+            self.int8_fields = int8.record_fields(quantized, int8.ort_int8_account(quantized.path, self.input_shape))
 
         options = ort.SessionOptions()
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
@@ -130,10 +136,20 @@ class OnnxRuntimeRunner:
                 "ort_graph_optimization_level": GRAPH_OPTIMIZATION,
                 "ort_execution_mode": "sequential",
                 "ort_intra_op_threads": self.threads, "ort_inter_op_threads": 1,
+                **self.int8_fields,
             },
             "agreement_via": f"the same weights exported to ONNX (torch.onnx, {self.exporter} exporter, "
-                             f"opset {torch_source.OPSET})",
+                             f"opset {torch_source.OPSET})"
+                             + (f", quantized by {self.int8_fields['quantizer']}" if self.int8_fields else ""),
         }
+
+    def measure_in_flight(self, batch_size: int, config: in_flight.WindowConfig) -> dict[str, Any]:
+        """``config.in_flight`` requests at once, each on its own session with its share of the threads."""
+        if self.on_gpu:
+            raise UserError("--in-flight on onnxruntime runs on CPU here; use --device cpu")
+        out = in_flight.onnxruntime_in_flight(str(self.path), self.config.in_flight, batch_size, self.input_shape,
+                                              self.threads, config=config, level=GRAPH_OPTIMIZATION)
+        return out
 
     def close(self) -> None:
         del self.session

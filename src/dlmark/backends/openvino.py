@@ -17,11 +17,12 @@ import openvino as ov
 from dlmark.measure import timing as measure
 from dlmark.measure.environment import cpu_model, package_version
 from ..errors import UserError
-from . import RunConfig, cache, runtime_util, seeded_input, torch_source
+from . import RunConfig, cache, in_flight, int8, runtime_util, seeded_input, torch_source
 
 HINTS = {None: "LATENCY", "latency": "LATENCY", "throughput": "THROUGHPUT"}
 #: dlmark precision -> OpenVINO's INFERENCE_PRECISION_HINT
-PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+#: (int8: the IR quantized by NNCF; what stays in float computes in f32.)
+PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
 def convert(built) -> tuple[str, str]:
@@ -60,6 +61,10 @@ class OpenVinoRunner:
         self.input_shape = tuple(built.input_shape)
         self.xml, self.converted_by = convert(built)
         del built
+        self.quantized = None
+        if config.precision == "int8":
+            self.quantized = int8.quantize_openvino(self.xml, self.input_shape, int8.Calibration(), model=model)
+            self.xml = str(self.quantized.path)
         runtime_util.recover()
         self.threads = runtime_util.threads_for(config.threads)
         self.hint = HINTS[config.compile_mode]
@@ -72,6 +77,8 @@ class OpenVinoRunner:
             "PERFORMANCE_HINT": self.hint, "INFERENCE_PRECISION_HINT": wanted,
             "INFERENCE_NUM_THREADS": self.threads})
         self.request = self.compiled.create_infer_request()
+        self.int8_fields = (int8.record_fields(self.quantized, int8.openvino_int8_account(self.compiled))
+                            if self.quantized else {})
 
     # -- running
     def make_inputs(self, batch_size: int, seed: int | None = None) -> np.ndarray:
@@ -122,9 +129,19 @@ class OpenVinoRunner:
                 "ov_num_streams": self._property("NUM_STREAMS"),
                 "ov_inference_threads": self._property("INFERENCE_NUM_THREADS"),
                 "ov_converted_by": self.converted_by, "ov_ir_file": self.xml,
+                **self.int8_fields,
             },
-            "agreement_via": f"the same weights converted by {self.converted_by}",
+            "agreement_via": f"the same weights converted by {self.converted_by}"
+                             + (f", quantized by {self.int8_fields['quantizer']}" if self.int8_fields else ""),
         }
+
+    def measure_in_flight(self, batch_size: int, config: in_flight.WindowConfig) -> dict[str, Any]:
+        """``config.in_flight`` requests (or OpenVINO's optimal number) through an AsyncInferQueue,
+        on a model compiled for this batch under the runner's hint and precision."""
+        out = in_flight.openvino_in_flight(self.xml, self.config.in_flight, batch_size, self.input_shape,
+                                           hint=self.hint, threads=self.threads,
+                                           precision=PRECISIONS[self.config.precision], config=config)
+        return out
 
     def close(self) -> None:
         del self.request, self.compiled

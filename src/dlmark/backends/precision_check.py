@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .int8 import INT8_TOLERANCE
+
 #: Inputs of the check: a seeded N(0, 1) batch of this many samples.
 AGREEMENT_BATCH = 8
 AGREEMENT_SEED = 0
@@ -17,7 +19,8 @@ AGREEMENT_SEED = 0
 #: TF32 keeps 10 mantissa bits, fp16 10 and bf16 7: the error of a deep network's
 #: logits grows with depth, so these are loose bounds that a wrong computation
 #: (a wrong layout, an overflow, garbage weights) still exceeds by far.
-TOLERANCE = {"tf32": 0.01, "fp16": 0.05, "amp-fp16": 0.05, "bf16": 0.1, "amp-bf16": 0.1}
+#: int8's bound is explained beside it (backends.int8).
+TOLERANCE = {"tf32": 0.01, "fp16": 0.05, "amp-fp16": 0.05, "bf16": 0.1, "amp-bf16": 0.1, "int8": INT8_TOLERANCE}
 
 
 def compare_logits(reference: Any, output: Any, tolerance: float, method: str) -> dict[str, Any]:

@@ -10,13 +10,15 @@ import torch
 from dlmark.measure import timing as measure
 from dlmark.models import zoo
 from dlmark.measure.environment import torch_versions
-from . import RunConfig, StopForward, seeded_input
+from ..errors import UserError
+from . import RunConfig, StopForward, in_flight, int8, seeded_input
 from . import precision_check
 from .gpu_modes import GRAPH_MODE, CudaGraphed, compile_module
 
 _DTYPES = {
     "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
     "amp-fp16": torch.float32, "amp-bf16": torch.float32,
+    "int8": torch.float32,  # inputs and weights stay fp32 until PT2E quantizes the module (backends.int8)
 }
 _AUTOCAST = {"amp-fp16": torch.float16, "amp-bf16": torch.bfloat16}
 
@@ -43,6 +45,10 @@ class PyTorchRunner:
         self.config = config
         self.built = built
         self.input_shape = tuple(built.input_shape)
+        if config.precision == "int8" and (not config.device.startswith("cpu") or config.layout != "nchw"
+                                           or config.compile_mode == GRAPH_MODE):
+            raise UserError("--precision int8 on pytorch is CPU-only here (PT2E with the x86 Inductor quantizer), "
+                            "NCHW, eager or torch.compile; use --device cpu")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = torch.device(config.device)
@@ -68,6 +74,12 @@ class PyTorchRunner:
         self._autocast = (
             (lambda: torch.autocast(self.device.type, dtype=autocast_dtype, cache_enabled=cache))
             if autocast_dtype else contextlib.nullcontext)
+        self.int8_fields: dict[str, Any] = {}
+        if config.precision == "int8":
+            # Quantized before the agreement check, which then compares the int8 arithmetic
+            # (the converted graph, run eagerly) with fp32; compiled after it, as every precision.
+            module, self.int8_fields = int8.quantize_pytorch(module, self.input_shape, int8.Calibration(),
+                                                             compile_model=False)
         self.module = module
         self.agreement = self._agreement(reference) if reference is not None else {}
         # What stays allocated between passes (weights); more after a failed pass means leftovers.
@@ -78,6 +90,10 @@ class PyTorchRunner:
             module = CudaGraphed(module, self.device)
         elif config.compile_mode:
             module = compile_module(module, config.compile_mode)
+            if self.int8_fields:
+                # Inductor lowers the converted graph's quantize/dequantize patterns to int8 kernels.
+                self.int8_fields["quantizer"] = self.int8_fields["quantizer"].replace(
+                    "eager (not compiled)", f"torch.compile ({config.compile_mode}, inductor)")
         self.module = module
 
     def _fp32_reference(self, module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,7 +240,15 @@ class PyTorchRunner:
             **({"tf32": torch.backends.cudnn.allow_tf32, "cudnn_benchmark": torch.backends.cudnn.benchmark}
                if self.device.type == "cuda" else {}),
             "versions": torch_versions(),
+            "runtime_fields": dict(self.int8_fields),
         }
+
+    def measure_in_flight(self, batch_size: int, config: in_flight.WindowConfig) -> dict[str, Any]:
+        """``config.in_flight`` Python threads calling the module, the intra-op threads split between them."""
+        if self.device.type != "cpu":
+            raise UserError("--in-flight on pytorch runs on CPU here; use --device cpu")
+        return in_flight.pytorch_in_flight(self.module, self.config.in_flight, batch_size, self.input_shape,
+                                           torch.get_num_threads(), config=config)
 
     def close(self) -> None:
         del self.module

@@ -68,6 +68,54 @@ def check_installed(backend: str) -> None:
                         f"install it with: {BACKENDS[backend][1]}")
 
 
+#: backend -> where --precision int8 runs (docs/int8.md): device kinds, and the quantizer's modules.
+INT8 = {"onnxruntime": ("cpu", ("onnxruntime.quantization",)), "openvino": ("cpu", ("nncf",)),
+        "pytorch": ("cpu", ())}
+#: backends with a way to keep several requests in flight (backends.in_flight); those taking "auto".
+IN_FLIGHT = ("onnxruntime", "openvino", "pytorch")
+IN_FLIGHT_AUTO = ("openvino",)
+
+
+def check_combination(backend: str, precision: str, device_kind: str, in_flight: int | str = 1) -> None:
+    """UserError, before any work, for an int8 or in-flight request a runtime cannot serve here."""
+    if precision == "int8":
+        if backend not in INT8:
+            raise UserError(f"--precision int8 runs on {', '.join(INT8)}, not {backend}")
+        if device_kind != INT8[backend][0]:
+            raise UserError(f"--precision int8 is CPU-only here ({backend}'s own quantizer, x86 kernels); "
+                            f"use --device cpu")
+    if in_flight != 1:
+        if backend not in IN_FLIGHT:
+            raise UserError(f"--in-flight runs on {', '.join(IN_FLIGHT)}, not {backend}; leave it at 1")
+        if device_kind != "cpu":
+            raise UserError("--in-flight is for CPU runs here; use --device cpu")
+        if in_flight == "auto" and backend not in IN_FLIGHT_AUTO:
+            raise UserError(f"--in-flight auto asks the runtime for its number of requests, which only "
+                            f"{', '.join(IN_FLIGHT_AUTO)} gives; give {backend} a number")
+
+
+def check_int8_installed(backend: str) -> None:
+    """UserError naming the extra when ``backend``'s int8 quantizer is missing (nncf, torchao)."""
+    from dlmark.backends.int8 import INSTALL
+
+    for module in INT8.get(backend, ("", ()))[1]:
+        if _find(module) is None:
+            top = module.split(".")[0]
+            raise UserError(f"--precision int8 on {backend} needs {top}, which is not installed; "
+                            f"install it with: {INSTALL.get(top, 'pip install ' + top)}")
+    if backend == "pytorch" and _find("torchao") is None and not _torch_ships_pt2e():
+        raise UserError("--precision int8 on pytorch needs the PT2E quantizer, which this torch no longer ships; "
+                        f"install it with: {INSTALL['torchao']}")
+
+
+def _torch_ships_pt2e() -> bool:
+    # Looked up on disk: importing torch here would cost the driver seconds.
+    from pathlib import Path
+
+    spec = _find("torch")
+    return bool(spec and spec.origin and (Path(spec.origin).parent / "ao/quantization/quantize_pt2e.py").exists())
+
+
 def _find(module: str):
     try:
         return importlib.util.find_spec(module)

@@ -24,6 +24,8 @@ def register(commands) -> None:
                                        "openvino-throughput, mxnet (default: pytorch; see docs/runtimes.md)")
     run.add_argument("--compile", help="torch.compile mode(s): default, reduce-overhead, max-autotune (none = eager)")
     run.add_argument("--threads", type=int, help="CPU intra-op threads (default: the runtime's)")
+    run.add_argument("--in-flight", type=split_list, metavar="N[,M]|auto",
+                     help="requests running at once, or auto (the runtime's choice): throughput on CPU (docs/int8.md)")
     run.add_argument("--task", help="throughput, max-batch-size, accuracy, serving (comma-separated; "
                                     "default: the suite's)")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
@@ -85,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
         device=args.device, devices=_ray_devices(args) if make_executor else None,
         precisions=split_list(args.precision), layouts=split_list(args.layout),
         compile_modes=split_list(args.compile), backends=split_list(args.backend), threads=args.threads,
+        in_flight=args.in_flight or [1],
         min_time_s=args.min_time, max_batch_cap=args.max_batch_cap,
         memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
         timeout_s=args.timeout, force=args.force, imagenet=args.imagenet, accuracy_limit=args.limit,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dlmark.backends import LAYOUTS, PRECISIONS
-from dlmark.backends.registry import check_installed, expand
+from dlmark.backends.registry import check_combination, check_installed, check_int8_installed, expand
 from dlmark.errors import UserError
 from dlmark.measure.devices import Device
 from dlmark.measure.timing import TimingConfig
@@ -40,6 +40,8 @@ class RunOptions:
     backend: str = "pytorch"
     backends: list[str] = field(default_factory=list)  # several runtimes side by side; empty: [backend]
     threads: int | None = None
+    # requests in flight at once (backends.in_flight): each value a variant of its own
+    in_flight: list[int | str] = field(default_factory=lambda: [1])
     timing: dict[str, Any] = field(default_factory=dict)
     max_batch_cap: int = DEFAULT_MAX_BATCH_CAP
     memory_limit_bytes: int | None = None
@@ -81,6 +83,7 @@ class RunOptions:
             raise UserError("--timeout must be a positive number of seconds")
         expand(self.backends or [self.backend], self.compile_modes)  # an unknown runtime name is a UserError
         _check_compile_modes(self.compile_modes)
+        self._check_int8_and_in_flight()
         _check_timing(self.timing)
         if self.accuracy_batch_size < 1 or (self.accuracy_limit is not None and self.accuracy_limit < 1):
             raise UserError("--accuracy-batch-size and --limit must be positive integers")
@@ -120,6 +123,22 @@ class RunOptions:
         if self.pipeline_images < 1:
             raise UserError(f"--images must be at least 1, not {self.pipeline_images}")
 
+    def _check_int8_and_in_flight(self) -> None:
+        from dlmark.backends.in_flight import parse_in_flight
+
+        if not self.in_flight:
+            raise UserError("--in-flight takes positive numbers of requests or 'auto', e.g. --in-flight 1,4")
+        # "4" (from the command line) and 4 are one variant, and one job key.
+        object.__setattr__(self, "in_flight", list(dict.fromkeys(parse_in_flight(n) for n in self.in_flight)))
+        if self.in_flight != [1] and self.tasks != ["throughput"]:
+            raise UserError("--in-flight is for the throughput task; add --task throughput "
+                            "(run the other tasks separately)")
+        for backend, _ in expand(self.runtimes, self.compile_modes):
+            for device in self.devices:
+                for precision in self.precisions:
+                    for n in self.in_flight:
+                        check_combination(backend, precision, device.kind, n)
+
     @property
     def runtimes(self) -> list[str]:
         return self.backends or [self.backend]
@@ -135,6 +154,8 @@ class RunOptions:
         installed, the results folder takes files, each task's own inputs (data sets, weights)."""
         for backend, _ in expand(self.runtimes, self.compile_modes):
             check_installed(backend)
+            if "int8" in self.precisions:
+                check_int8_installed(backend)
         from dlmark import tasks
 
         for name in self.tasks:

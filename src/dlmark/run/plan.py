@@ -29,15 +29,17 @@ class Variant:
     layout: str = "nchw"
     compile_mode: str | None = None  # None: eager; a torch.compile mode, "cudagraphs", ...
     threads: int | None = None
+    in_flight: int | str = 1  # requests running at once; "auto": the runtime's recommendation
 
     def run_config(self, device: Device) -> RunConfig:
         """What the worker's ``load`` is told (the backend travels beside it)."""
         return RunConfig(device=device.worker_device, precision=self.precision, layout=self.layout,
-                         compile_mode=self.compile_mode, threads=self.threads)
+                         compile_mode=self.compile_mode, threads=self.threads, in_flight=self.in_flight)
 
     def describe(self) -> str:
         config = "/".join(x for x in (self.precision, self.layout if self.layout != "nchw" else "",
-                                      f"compile:{self.compile_mode}" if self.compile_mode else "") if x)
+                                      f"compile:{self.compile_mode}" if self.compile_mode else "",
+                                      f"in-flight:{self.in_flight}" if self.in_flight != 1 else "") if x)
         return config + (f" on {self.backend}" if self.backend != "pytorch" else "")
 
 
@@ -77,11 +79,16 @@ class Job(_Configured):
 
     def config_fields(self, device: Device, host: str) -> dict[str, Any]:
         """The fields that identify this measurement on a device (see schema.CONFIG_FIELDS)."""
+        extra = dict(self.extra)
+        if self.variant.in_flight != 1:
+            # In extra_config, and only when not 1: the keys of one-request jobs (every folder
+            # written before requests in flight existed) stay what they were, so resume finds them.
+            extra["in_flight"] = self.variant.in_flight
         return {
             "task": self.task, "source": self.model.source_ref, "backend": self.backend,
             "precision": self.precision, "layout": self.layout, "compile_mode": self.compile_mode,
             "threads": self.threads, "batch_size": self.batch_size, "device": device.name,
-            "host": host, "extra_config": self.extra or None,
+            "host": host, "extra_config": extra or None,
             # device_spec and input_shape are left out on purpose: identical GPUs are
             # interchangeable, and the input shape follows from the source.
             "device_spec": None, "input_shape": None,
@@ -121,14 +128,15 @@ def plan(options) -> list[Group]:
 
 
 def variants(options) -> list[Variant]:
-    """Every runtime x precision x layout x compile mode asked for, in order."""
+    """Every runtime x precision x layout x compile mode x requests in flight asked for, in order."""
     out = []
     for backend, compile_modes in expand(options.runtimes, options.compile_modes):
         for precision in options.precisions:
             for layout in layouts_for(backend, options.layouts):
                 for compile_mode in compile_modes:
-                    out.append(Variant(backend=backend, precision=precision, layout=layout,
-                                       compile_mode=compile_mode, threads=options.threads))
+                    for n in options.in_flight:
+                        out.append(Variant(backend=backend, precision=precision, layout=layout,
+                                           compile_mode=compile_mode, threads=options.threads, in_flight=n))
     return out
 
 

@@ -4,6 +4,11 @@ A group is one model and variant over the batch sizes asked for; the sweep stops
 the first out-of-memory (larger batches would run out too), and a batch that killed
 or hung the worker ends the group. Every variant but PyTorch fp32 eager is checked
 against it on a seeded input first (``run.agreement``).
+
+With ``--in-flight N`` (N != 1) a job keeps N requests running at once through the
+runtime's own concurrency (``backends.in_flight``: OpenVINO's AsyncInferQueue, ONNX
+Runtime sessions on threads, PyTorch threads): throughput is completed samples over
+the wall time of back-to-back windows, latency is per request.
 """
 from __future__ import annotations
 
@@ -21,7 +26,39 @@ _warm = False
 
 
 def measure_throughput_op(runner, request: dict[str, Any]) -> dict[str, Any]:
+    config = getattr(runner, "config", None)
+    if getattr(config, "in_flight", 1) != 1:
+        return measure_in_flight(runner, int(request["batch_size"]), request.get("timing") or {})
     return measure_throughput(runner, int(request["batch_size"]), request.get("timing") or {})
+
+
+def window_config(timing: dict[str, Any]) -> Any:
+    """The in-flight windows from the run's timing: ``min_run_s`` of timed windows, as many as
+    ``min_blocks`` (3 to 10), after a warm-up of ``warmup_min_s`` (and every request done once)."""
+    from dlmark.backends.in_flight import WindowConfig
+
+    config = TimingConfig(**timing)
+    windows = max(3, min(config.min_blocks, 10))
+    return WindowConfig(warmup_s=max(config.warmup_min_s, COLD_START_WARMUP_S if not _warm else 0.0),
+                        window_s=config.min_run_s / windows, windows=windows, warmup_max_s=config.warmup_max_s)
+
+
+def measure_in_flight(runner, batch_size: int, timing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record fields for one batch size with several requests in flight; peak RSS over all of them."""
+    global _warm
+    from dlmark.errors import UserError
+    from dlmark.measure.timing import peak_rss_mb, reset_peak_rss
+
+    if not hasattr(runner, "measure_in_flight"):
+        raise UserError(f"{runner.backend} cannot keep several requests in flight; leave --in-flight at 1")
+    config = window_config(timing or {})
+    _warm = True
+    reset_peak_rss()
+    out = runner.measure_in_flight(batch_size, config)
+    rss = peak_rss_mb()
+    fields = {k: v for k, v in out.items() if not k.startswith("_")}  # raw request times: for checks only
+    fields.update(timer="perf_counter (requests in flight)", peak_rss_mb=rss, device_mem=rss)
+    return fields
 
 
 def measure_throughput(runner, batch_size: int, timing: dict[str, Any] | None = None) -> dict[str, Any]:
