@@ -1,6 +1,8 @@
 """The driver of ``dlmark run``: plan, execute, write each record as it arrives, summarise."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import threading
 import time
@@ -90,11 +92,35 @@ def _duration(seconds: float | None) -> str:
 
 @dataclass
 class RunResult:
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # written by this invocation
     skipped: int = 0
     interrupted: bool = False
     seconds: float = 0.0
     out_dir: Path | None = None
+    #: Every record of the planned jobs: found on disk at the start (unless --force) and written now.
+    command_records: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: Signals that stop a run the way Ctrl-C does: a CI cancel, `docker stop`, a batch scheduler, a closed terminal.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, quiet: bool = False,
@@ -104,9 +130,16 @@ def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, 
     ``make_executor(ctx)`` picks where jobs run (default: this host's devices,
     one lane each); see ``ray_executor.RayExecutor``.
 
-    Ctrl-C stops at once: the job in flight is dropped, every finished record
-    is already on disk, and re-running the same command resumes.
+    Ctrl-C, SIGTERM and SIGHUP stop at once: the job in flight is dropped,
+    every worker is killed, every finished record is already on disk, and
+    re-running the same command resumes.
     """
+    with stop_signals_interrupt():
+        return _run(options, out_dir, stream, quiet, make_executor)
+
+
+def _run(options: RunOptions, out_dir: Path | str, stream: TextIO | None, quiet: bool,
+         make_executor: Callable[[RunContext], Any] | None) -> RunResult:
     began = time.monotonic()
     options.preflight(out_dir)  # every check that can fail before any work, for library callers too
     store = Store(out_dir, options.suite.file_prefix)
@@ -143,7 +176,27 @@ def run(options: RunOptions, out_dir: Path | str, stream: TextIO | None = None, 
         progress.close()
     result.skipped = progress.skipped
     result.seconds = time.monotonic() - began
+    result.command_records = command_records(groups, options.devices, ctx.host, ctx.finished, result.records)
     return result
+
+
+def command_records(groups: list[Group], devices: list[Device], host: str, finished: dict[str, dict[str, Any]],
+                    written: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of the planned jobs: stored ones (``finished``) and this invocation's, the latter winning.
+
+    Keys are computed for every planned device, as lanes do; under Ray, whose devices
+    are known only to the cluster, this finds what was written now.
+    """
+    by_key: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        for job in group.jobs:
+            for device in devices:
+                key = job.key(device, host)
+                if key in finished:
+                    by_key[key] = finished[key]
+    for record in written:
+        by_key[record.get("job_key") or str(id(record))] = record
+    return list(by_key.values())
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:

@@ -64,7 +64,8 @@ class WorkerProcess:
         # py: models resolve from the directory the user ran dlmark in.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_DIR, os.getcwd(), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        args = [self.python, "-m", "dlmark.run.worker"]
+        # The worker watches this process: it dies with us even when we die by SIGKILL (worker.watch_parent).
+        args = [self.python, "-m", "dlmark.run.worker", "--parent-pid", str(os.getpid())]
         if self.memory_limit_bytes:
             args += ["--memory-limit", str(self.memory_limit_bytes)]
         if self.cpus:
@@ -76,6 +77,8 @@ class WorkerProcess:
         self.loaded = None
         # A session of its own: Ctrl-C in the terminal reaches the driver only,
         # which then stops workers itself and keeps every finished record.
+        # The worker asks the kernel for SIGKILL when the thread that started it ends
+        # (PR_SET_PDEATHSIG is per thread): lanes close their worker before their thread returns.
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      env=env, start_new_session=True)
 

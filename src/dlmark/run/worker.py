@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from typing import Any, Callable
 
@@ -39,6 +40,36 @@ def _apply_memory_limit(limit_bytes: int | None) -> None:
     # torch import, and a too-large batch fails its allocation instead of
     # pulling the whole host into swap or the OOM killer.
     resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
+
+
+def watch_parent(parent_pid: int | None, poll_s: float = 0.5) -> None:
+    """Die with the driver, even when it dies by SIGKILL and cannot stop us itself.
+
+    Linux: the kernel sends SIGKILL when the thread that started us ends
+    (``PR_SET_PDEATHSIG``). Everywhere, and for the instant before the prctl
+    call: a thread that kills this process once our parent is no longer
+    ``parent_pid`` (orphans are re-parented to init or a subreaper).
+    """
+    import threading
+
+    parent_pid = parent_pid or os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no libc prctl (another libc): the thread below still watches
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if os.getppid() != parent_pid:  # the driver died before the prctl call took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watch, daemon=True, name="dlmark-parent-watch").start()
 
 
 class Worker:
@@ -130,7 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlmark.run.worker")
     parser.add_argument("--memory-limit", type=int, default=None, help="bytes of private memory the worker may use")
     parser.add_argument("--cpus", default=None, help="comma-separated CPU ids this worker runs on (one lane's share)")
+    parser.add_argument("--parent-pid", type=int, default=None, help="the driver's pid: exit when it is gone")
     args = parser.parse_args(argv)
+    watch_parent(args.parent_pid)
     # The driver owns Ctrl-C: it stops us explicitly and keeps finished records.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
