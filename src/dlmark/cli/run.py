@@ -98,7 +98,9 @@ def main(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     result = run(options, out, quiet=args.quiet, make_executor=make_executor)
-    print(summary_table(result.records) if result.records else "no new measurements")
+    # The whole command's records (a resume's earlier ones too), not only this invocation's.
+    shown = result.command_records or result.records
+    print(summary_table(shown) if shown else "no new measurements")
     measured = len(result.records)
     print(f"\n{measured} record(s) written to {out}/ in {result.seconds:.0f} s"
           + (f"; {result.skipped} job(s) skipped (already done, or after an out-of-memory)" if result.skipped else ""))
@@ -109,6 +111,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"\nwarning: {len(contended)} of {len(result.records)} record(s) were timed while other work competed "
               f"({cause(contended[0]) or 'see their contended fields'}); {suggestion(contended[0]) or ''}".rstrip("; "),
               file=sys.stderr)
+    if not measured and shown and not result.interrupted:
+        print(f"nothing new to measure: the table above is this command's stored results; "
+              f"`dlmark ls {out}` lists them, --force re-measures")
     if result.interrupted:
         print("interrupted: every finished record is kept; run the same command again to resume", file=sys.stderr)
         return 130

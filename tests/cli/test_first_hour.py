@@ -1,0 +1,134 @@
+"""The first hour of a new user, driven through the CLI as a subprocess (issue 18).
+
+Every case asserts the exit code, the one line the user reads, that nothing is
+written where nothing should be, and, for the signal cases, that no dlmark
+worker is left behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = "py:tests.fixtures.models"
+RESULTS = ROOT / "results" / "h200-cnn-sweep-2"  # a committed results folder
+
+
+def dlmark(*args: str, env: dict[str, str] | None = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dlmark.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=timeout, **kw)
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def _workers_of(marker: str) -> list[int]:
+    """Worker processes started under this marker (they live in sessions of their own, so /proc is the way)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if b"dlmark.run.worker" in b" ".join(cmdline) and f"DLMARK_TEST_RUN={marker}".encode() in environ.split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+def _wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _start_slow_run(out: Path, marker: str, *models: str) -> subprocess.Popen:
+    """A CPU run whose last model sleeps a minute in its agreement check (batch 8): a window to signal it in."""
+    env = dict(os.environ, DLMARK_TEST_RUN=marker)
+    names = ",".join(f"{FIX}:{m}" for m in (*models, "slow_at_agreement_batch"))
+    return subprocess.Popen([sys.executable, "-m", "dlmark.cli", "run", "--models", names, "--layout", "channels_last",
+                             "--batch-sizes", "1", "--min-time", "0.05", "--device", "cpu", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+
+
+# -- process lifetime
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum):
+    out, marker = tmp_path / "r", f"{os.getpid()}-{signum}"
+    proc = _start_slow_run(out, marker, "tiny")
+    try:
+        # tiny's record is on disk; the same worker then loads the slow model and sits in its minute-long batch.
+        _wait_for(lambda: any(out.glob("*.json")), 180, "the first record")
+        time.sleep(3)
+        assert proc.poll() is None and _workers_of(marker)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert "Traceback" not in err
+    assert [p.name for p in out.glob("*.json") if "tiny" in p.name], "the finished record was lost"
+    assert not [p for p in out.glob("*.json") if "slow" in p.name]
+    time.sleep(1)
+    assert _workers_of(marker) == []
+
+
+@pytest.mark.slow
+def test_a_worker_dies_with_its_driver_even_by_sigkill(tmp_path):
+    out, marker = tmp_path / "r", f"{os.getpid()}-kill"
+    proc = _start_slow_run(out, marker)
+    try:
+        _wait_for(lambda: _workers_of(marker), 180, "a worker")
+        time.sleep(3)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGKILL)  # no handler runs: the worker must notice by itself
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    _wait_for(lambda: _workers_of(marker) == [], 10, "the orphaned worker to die")
+
+
+def test_a_worker_whose_parent_is_not_the_driver_it_was_told_of_kills_itself():
+    # The fallback watch (no prctl needed): a worker re-parented to init or a subreaper is an orphan.
+    worker = subprocess.Popen([sys.executable, "-m", "dlmark.run.worker", "--parent-pid", "1"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    try:
+        assert worker.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        worker.kill()
+
+
+def test_a_closed_pipe_ends_output_quietly():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write, as after `| head -1` has its line
+    try:
+        done = subprocess.run([sys.executable, "-m", "dlmark.cli", "ls", str(RESULTS)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_ls_into_head_gives_its_line_and_exit_0():
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", f"{sys.executable} -m dlmark.cli ls {RESULTS} | head -1"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("model ") and done.stderr == ""
