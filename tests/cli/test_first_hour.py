@@ -132,3 +132,63 @@ def test_ls_into_head_gives_its_line_and_exit_0():
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("model ") and done.stderr == ""
+
+
+# -- reader commands: an empty or missing folder is one line, exit 2; a warning is one line
+
+READERS = {
+    "ls": lambda where, tmp: ["ls", where],
+    "pareto": lambda where, tmp: ["pareto", where],
+    "plot": lambda where, tmp: ["plot", "max-batch-size", where, "-o", str(tmp / "out" / "figure.html")],
+    "report": lambda where, tmp: ["report", where, "-o", str(tmp / "out" / "site")],
+}
+
+
+@pytest.mark.parametrize("command", list(READERS))
+@pytest.mark.parametrize("folder", ["empty", "missing"])
+def test_a_reader_of_an_empty_or_missing_folder_says_so_in_one_line(tmp_path, command, folder):
+    where = tmp_path / folder
+    if folder == "empty":
+        where.mkdir()
+    done = dlmark(*READERS[command](str(where), tmp_path))
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert line.startswith("dlmark: error: ")
+    assert ("no result files in" if folder == "empty" else "no such results folder") in line
+    assert done.stdout == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_python_warning_reaches_the_user_as_one_dlmark_line(tmp_path):
+    good = sorted(RESULTS.glob("*.json"))[0]
+    shutil.copy(good, tmp_path / good.name)
+    (tmp_path / "cnn.py__benchmark_throughput__broken.json").write_text('{"model": "trunc')
+    done = dlmark("ls", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    line = one_line(done.stderr)
+    assert line.startswith("dlmark: warning: skipping unreadable result file") and "broken.json" in line
+    assert "1 record(s)" in done.stdout
+
+
+# -- a re-run with nothing left to do
+
+@pytest.mark.slow
+def test_a_resume_and_a_rerun_show_the_whole_commands_results(tmp_path):
+    out = str(tmp_path / "r")
+    common = ["--layout", "nchw", "--batch-sizes", "1", "--min-time", "0.05", "--device", "cpu", "--out", out]
+    first = dlmark("run", "--models", f"{FIX}:tiny", *common)
+    assert first.returncode == 0, first.stderr
+    # A second model added: the summary covers tiny's stored record as well as the new one.
+    both = ["--models", f"{FIX}:tiny,{FIX}:alloc_fails_above_limit", *common]
+    resumed = dlmark("run", *both)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{FIX}:tiny " in resumed.stdout and f"{FIX}:alloc_fails_above_limit " in resumed.stdout
+    assert "1 record(s) written" in resumed.stdout
+    files = sorted(p.name for p in Path(out).glob("*.json"))
+    again = dlmark("run", *both)
+    assert again.returncode == 0, again.stderr
+    assert f"{FIX}:tiny " in again.stdout and f"{FIX}:alloc_fails_above_limit " in again.stdout
+    assert "0 record(s) written" in again.stdout
+    assert f"`dlmark ls {out}` lists them, --force re-measures" in again.stdout
+    assert "no new measurements" not in again.stdout
+    assert sorted(p.name for p in Path(out).glob("*.json")) == files
