@@ -192,3 +192,23 @@ def test_a_resume_and_a_rerun_show_the_whole_commands_results(tmp_path):
     assert f"`dlmark ls {out}` lists them, --force re-measures" in again.stdout
     assert "no new measurements" not in again.stdout
     assert sorted(p.name for p in Path(out).glob("*.json")) == files
+
+
+# -- dlmark tune on a CPU
+
+def test_a_cpu_tune_searches_cpu_sized_batches():
+    from dlmark.run.tune import SearchSpace, default_space
+
+    cpu, gpu = default_space("cpu"), default_space("cuda")
+    assert gpu == SearchSpace()
+    assert cpu.screen_batch < gpu.screen_batch and cpu.max_batch < gpu.max_batch
+    assert "cudagraphs" not in (*cpu.modes, *cpu.latency_modes) and "tf32" not in cpu.precisions
+
+
+@pytest.mark.slow
+def test_a_tune_that_measures_nothing_useful_says_so_and_exits_1(tmp_path):
+    done = dlmark("tune", f"{FIX}:errors_above_limit", "--device", "cpu", "--out", str(tmp_path), "--budget-s", "60")
+    assert done.returncode == 1, done.stderr
+    assert "fp32/nchw/eager/b16 " in done.stderr  # the CPU's screening batch, not the GPU's 256
+    assert "no recommendation: no configuration was measured successfully" in done.stdout
+    assert "this model rejects large batches" in done.stderr  # the error's whole first line

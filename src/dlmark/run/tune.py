@@ -87,6 +87,20 @@ class SearchSpace:
         return mode not in (EAGER, "cudagraphs")
 
 
+#: Wall-time budget of a tune by device kind, seconds.
+DEFAULT_BUDGET_S = {"cuda": 600.0, "cpu": 300.0}
+
+
+def default_space(device_kind: str) -> SearchSpace:
+    """The search for a device kind. A GPU's: the dataclass defaults. A CPU's: batch 16 to screen
+    (256 took longer than one measurement's cap on 2 cores), no CUDA graphs, no tf32 (it is fp32
+    there), no fp16 (slow, emulated ops on most CPUs), one compile mode (minutes each on a CPU)."""
+    if device_kind != "cpu":
+        return SearchSpace()
+    return SearchSpace(precisions=("fp32", "bf16", "amp-bf16"), modes=("default",), latency_modes=(EAGER,),
+                       slow_modes=(), screen_batch=16, max_batch=256, measure_timeout_s=120.0)
+
+
 @dataclass
 class TuneResult:
     outcomes: list[Outcome] = field(default_factory=list)
@@ -166,8 +180,8 @@ class Search:
             outcome = self.run_one(Config("fp32", "nchw", EAGER, batch))
             if outcome.ok:
                 return batch
-            if outcome.status != "oom":
-                return None  # not a memory problem: a smaller batch would fail the same way
+            if outcome.status not in ("oom", "timeout"):
+                return None  # neither memory nor time: a smaller batch would fail the same way
             batch //= 2
         return None
 
@@ -234,7 +248,8 @@ def _describe(outcome: Outcome) -> str:
     if outcome.ok:
         return (f"  {outcome.config.label():42s} {outcome.throughput:12,.1f} img/s  "
                 f"{outcome.latency_ms:9.3f} ms/batch  ({outcome.seconds:.0f} s)")
-    return f"  {outcome.config.label():42s} {outcome.status}: {(outcome.error or '').splitlines()[0][:100] if outcome.error else ''}"
+    first = (outcome.error or "").strip().splitlines()
+    return f"  {outcome.config.label():42s} {outcome.status}: {first[0] if first else ''}"
 
 
 def summary(result: TuneResult) -> str:
@@ -249,6 +264,11 @@ def summary(result: TuneResult) -> str:
     if fast is not None:
         speedup = f" = {base1.latency_ms / fast.latency_ms:.2f}x faster than fp32 eager ({base1.latency_ms:.3f} ms)" if base1 else ""
         lines.append(f"fastest batch-1 latency: {fast.config.label()}  {fast.latency_ms:.3f} ms{speedup}")
+    if best is None:
+        failed = [o for o in result.outcomes if not o.ok]
+        why = f" (first: {failed[0].config.label()} {failed[0].status})" if failed else ""
+        lines.append(f"no recommendation: no configuration was measured successfully{why}; "
+                     f"try a smaller --screen-batch or a larger --budget-s")
     skipped = sum(1 for o in result.outcomes if not o.ok)
     lines.append(f"{len(result.outcomes)} configuration(s) measured in {result.seconds:.0f} s"
                  + (f", {skipped} not ok" if skipped else "")
@@ -362,9 +382,13 @@ def _outcome(config: Config, record: dict[str, Any], seconds: float) -> Outcome:
 TUNE_TIMING = {"min_run_s": 0.5, "min_blocks": 8, "warmup_min_s": 0.3, "warmup_max_s": 5.0}
 
 
-def tune(model_name: str, device_spec: str | None, out_dir, budget_s: float, space: SearchSpace | None = None,
-         force: bool = False, stream=None) -> tuple[TuneResult, list[dict[str, Any]]]:
-    """Run a tune of one model on one device; returns the search result and the records written."""
+def tune(model_name: str, device_spec: str | None, out_dir, budget_s: float | None = None,
+         space: SearchSpace | None = None, force: bool = False, stream=None,
+         overrides: dict[str, Any] | None = None) -> tuple[TuneResult, list[dict[str, Any]]]:
+    """Run a tune of one model on one device; returns the search result and the records written.
+
+    Without ``space`` the search is ``default_space`` of the device's kind with ``overrides``
+    (SearchSpace fields) applied; without ``budget_s``, that kind's ``DEFAULT_BUDGET_S``."""
     from dlmark.measure import devices
     from dlmark.models import zoo
     from dlmark.errors import UserError
@@ -374,6 +398,10 @@ def tune(model_name: str, device_spec: str | None, out_dir, budget_s: float, spa
     if len(found) != 1:
         raise UserError("dlmark tune measures one device; name one, e.g. --device cuda:0")
     device = found[0]
+    if space is None:
+        space = replace(default_space(device.kind), **(overrides or {}))
+    if budget_s is None:
+        budget_s = DEFAULT_BUDGET_S.get(device.kind, DEFAULT_BUDGET_S["cuda"])
     model = zoo.get(model_name)
     measurer = WorkerMeasurer(model, device, out_dir, timing=TUNE_TIMING, force=force)
 
