@@ -212,3 +212,28 @@ def test_a_tune_that_measures_nothing_useful_says_so_and_exits_1(tmp_path):
     assert "fp32/nchw/eager/b16 " in done.stderr  # the CPU's screening batch, not the GPU's 256
     assert "no recommendation: no configuration was measured successfully" in done.stdout
     assert "this model rejects large batches" in done.stderr  # the error's whole first line
+
+
+# -- error messages name our own settings
+
+def test_a_wrong_mxnet_python_names_the_variable(tmp_path):
+    env = dict(os.environ, DLMARK_MXNET_PYTHON=str(tmp_path / "no" / "python"))
+    out = tmp_path / "r"
+    done = dlmark("run", "--backend", "mxnet", "--models", "AlexNet", "--device", "cpu", "--out", str(out), env=env)
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert line.startswith(f"dlmark: error: DLMARK_MXNET_PYTHON={tmp_path}/no/python does not exist")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_an_unreachable_ray_cluster_names_our_flag(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    out = tmp_path / "r"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = dlmark("run", "--executor", "ray", "--ray-address", "auto", "--device", "cpu", "--models", "AlexNet",
+                  "--out", str(out), env=env)
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert "--ray-address" in line and " --address" not in line and "`--address`" not in line
+    assert not out.exists()

@@ -60,6 +60,11 @@ def ready(name: str) -> bool:
 def require(name: str) -> str:
     """The interpreter path, or a UserError saying how to build the environment."""
     python = python_path(name)
+    variable = f"DLMARK_{name.upper()}_PYTHON"
+    if not python.exists() and os.environ.get(variable):
+        # The user pointed us somewhere: building the default environment would not help.
+        raise UserError(f"{variable}={os.environ[variable]} does not exist; point {variable} at the {name} "
+                        f"environment's python, or unset it to use the one `dlmark env create {name}` builds")
     if not python.exists():
         raise UserError(f"the {name} runtime runs in its own environment, which is not built yet "
                         f"({python} missing); create it with: dlmark env create {name}")

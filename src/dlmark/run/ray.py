@@ -17,6 +17,7 @@ module load.
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import socket
 import threading
@@ -144,7 +145,11 @@ class RayExecutor:
             try:
                 self.ray.init(**init)
             except ConnectionError as exc:
-                raise UserError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+                # Ray's own text names its `ray start --address` flag; ours is --ray-address.
+                where = address or os.environ.get("RAY_ADDRESS")
+                raise UserError(f"cannot reach the Ray cluster at {where!r} ({str(exc).split('.')[0]}); give "
+                                f"--ray-address HOST:PORT of a running cluster (`ray start --head` starts one), "
+                                f"or leave --ray-address out to start a local Ray instance") from None
             self._started_here = True
         try:
             self.targets = resolve_targets(self.ray.cluster_resources(), want_gpu, accelerator_type,
