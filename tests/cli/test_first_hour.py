@@ -192,6 +192,11 @@ def test_a_resume_and_a_rerun_show_the_whole_commands_results(tmp_path):
     assert f"`dlmark ls {out}` lists them, --force re-measures" in again.stdout
     assert "no new measurements" not in again.stdout
     assert sorted(p.name for p in Path(out).glob("*.json")) == files
+    # A CPU record does not carry the CUDA and cuDNN versions torch was built with.
+    import json
+
+    env = json.loads(next(Path(out).glob("*.json")).read_text())["env"]
+    assert "torch" in env and "cuda" not in env and "cudnn" not in env
 
 
 # -- dlmark tune on a CPU

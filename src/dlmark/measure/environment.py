@@ -57,17 +57,23 @@ def nvml_driver_version() -> str | None:
 
 
 def torch_versions() -> dict[str, Any]:
-    """Versions of the PyTorch stack; call only where torch is already imported."""
+    """Versions of the PyTorch stack; call only where torch is already imported.
+
+    ``cuda`` and ``cudnn`` are the versions torch was built with and runs on a GPU;
+    a process that sees no GPU (a CPU lane's worker hides them, a CPU-only host has
+    none) leaves them out: on a CPU record they would describe the wheel, not the run.
+    """
     import torch
 
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {
+    versions = {
         "torch": torch.__version__,
         "torchvision": package_version("torchvision"),
         "timm": package_version("timm"),
-        "cuda": torch.version.cuda,
-        "cudnn": cudnn,
     }
+    if torch.cuda.is_available():
+        versions["cuda"] = torch.version.cuda
+        versions["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return versions
 
 
 def capture() -> dict[str, Any]:
