@@ -13,7 +13,7 @@ from tests.runtime_helpers import TINY, of, runtime_cache, sweep  # noqa: F401 -
 #: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
 pytestmark = pytest.mark.slow
 
-pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install dlmark[onnx]")
+pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e '.[onnx]'")
 
 
 def test_throughput_records_beside_pytorch(tmp_path, runtime_cache):
@@ -73,7 +73,7 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
                  "--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "pip install dlmark[onnx]" in err and not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+    assert "pip install -e '.[onnx]'" in err and not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
     # The worker side says the same when the import itself fails.
     monkeypatch.delitem(sys.modules, "dlmark.backends.onnxruntime", raising=False)
     with pytest.raises(UserError, match=r"pip install dlmark\[onnx\]"):

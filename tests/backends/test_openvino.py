@@ -12,7 +12,7 @@ from tests.runtime_helpers import TINY, of, runtime_cache, sweep  # noqa: F401 -
 #: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
 pytestmark = pytest.mark.slow
 
-pytest.importorskip("openvino", reason="needs the openvino extra: pip install dlmark[openvino]")
+pytest.importorskip("openvino", reason="needs the openvino extra: pip install -e '.[openvino]'")
 
 
 def test_throughput_records_under_both_hints(tmp_path, runtime_cache):
@@ -45,7 +45,7 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
     code = main(["run", "quick", "--device", "cpu", "--models", TINY, "--backend", "pytorch,openvino",
                  "--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "pip install dlmark[openvino]" in err
+    assert code == 2 and len(err.splitlines()) == 1 and "pip install -e '.[openvino]'" in err
     monkeypatch.delitem(sys.modules, "dlmark.backends.openvino", raising=False)
     with pytest.raises(UserError, match=r"pip install dlmark\[openvino\]"):
         load("openvino", TINY, RunConfig())

@@ -93,7 +93,7 @@ def test_runtime_names_expand_to_groups():
 
 @pytest.mark.slow
 def test_a_deliberately_wrong_model_is_flagged(tmp_path, runtime_cache, capsys):
-    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install dlmark[onnx]")
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e '.[onnx]'")
     out = tmp_path / "r"
     code, rows = sweep(out, "--models", f"{TINY},{WRONG}", "--batch-sizes", "1", "--backend", "pytorch,onnxruntime")
     assert code == 0

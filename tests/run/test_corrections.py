@@ -85,7 +85,7 @@ def test_a_forced_run_into_a_folder_with_a_peak_record_derives_mfu_from_it(tmp_p
 
 @pytest.mark.slow
 def test_a_ray_run_into_a_folder_with_a_peak_record_derives_mfu_from_it(tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed (pip install dlmark[ray])")
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     out = tmp_path / "r"
     Store(out, "peak.py").write(_peak_record(devices.cpu().name, environment.host()))
     done = dlmark("run", "--models", f"{FIX}:tiny", "--batch-sizes", "1", "--device", "cpu", "--min-time", "0.05",

@@ -43,7 +43,7 @@ def test_missing_ray_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(UserError) as info:
         import_ray()
-    assert str(info.value) == INSTALL_HINT and "pip install dlmark[ray]" in INSTALL_HINT
+    assert str(info.value) == INSTALL_HINT and "pip install -e '.[ray]'" in INSTALL_HINT
     assert "\n" not in str(info.value)
 
 
@@ -54,7 +54,7 @@ def test_cli_names_the_extra_when_ray_is_missing(monkeypatch, capsys, tmp_path):
     code = main(["run", "quick", "--device", "cpu", "--executor", "ray", "--out", str(tmp_path / "r")])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "pip install dlmark[ray]" in err
+    assert len(err.splitlines()) == 1 and "pip install -e '.[ray]'" in err
     assert not (tmp_path / "r").exists()
 
 
@@ -92,7 +92,7 @@ def test_an_address_nobody_listens_on_fails_at_once():
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install dlmark[ray])")
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -18,8 +18,8 @@ from ..errors import UserError
 #: backend name -> (module, pip extra or install hint)
 BACKENDS: dict[str, tuple[str, str]] = {
     "pytorch": ("dlmark.backends.pytorch", "pip install dlmark"),
-    "onnxruntime": ("dlmark.backends.onnxruntime", "pip install dlmark[onnx]"),
-    "openvino": ("dlmark.backends.openvino", "pip install dlmark[openvino]"),
+    "onnxruntime": ("dlmark.backends.onnxruntime", "pip install -e '.[onnx]'"),
+    "openvino": ("dlmark.backends.openvino", "pip install -e '.[openvino]'"),
     "mxnet": ("dlmark.backends.mxnet", "dlmark env create mxnet"),
 }
 

@@ -194,7 +194,7 @@ def headless_chromium(scale: float = 1.0) -> Iterator[Any]:
         from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        raise UserError("PNG export needs selenium: pip install 'dlmark[png]' (or write .html)") from None
+        raise UserError("PNG export needs selenium: pip install -e '.[png]' (or write .html)") from None
     with tempfile.TemporaryDirectory(prefix="dlmark-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = chromium

@@ -11,7 +11,7 @@ and skip travels back the moment it exists, and the driver writes and shows
 it. A task whose Ray worker dies becomes a ``crash`` record for the job it was
 running, as a dead dlmark worker does locally.
 
-Ray is optional (``pip install dlmark[ray]``); nothing here imports it at
+Ray is optional (``pip install -e '.[ray]'``); nothing here imports it at
 module load.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dlmark.run.jobs import RunContext, make_record
 from dlmark.run.local import Lane, schedule_order
 from dlmark.run.plan import Group
 
-INSTALL_HINT = "the Ray executor needs Ray: pip install dlmark[ray]"
+INSTALL_HINT = "the Ray executor needs Ray: pip install -e '.[ray]'"
 _ACCELERATOR_PREFIX = "accelerator_type:"
 
 

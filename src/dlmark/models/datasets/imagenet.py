@@ -198,7 +198,7 @@ def read_meta_mat(path: Path) -> dict[int, str]:
     try:
         from scipy.io import loadmat
     except ImportError:
-        raise UserError(f"reading {path} needs scipy: pip install 'dlmark[imagenet]' (or pip install scipy)") from None
+        raise UserError(f"reading {path} needs scipy: pip install -e '.[imagenet]' (or pip install scipy)") from None
     try:
         synsets = loadmat(str(path), squeeze_me=True)["synsets"]
         ids = [int(v) for v in synsets["ILSVRC2012_ID"]]
