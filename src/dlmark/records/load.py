@@ -2,10 +2,15 @@
 
     import dlmark as dm
     thr = dm.benchmark.load_results('cnn.py__benchmark_throughput*json')
+
+Every read goes through the columnar index beside the files
+(``records/index.py``); the JSON files stay the truth and the index is checked
+against them on every load.
 """
 from __future__ import annotations
 
 import glob
+import math
 import os
 import warnings
 from pathlib import Path
@@ -14,38 +19,90 @@ from typing import Any, Iterable
 from dlmark.errors import UserError
 from dlmark.records.store import read_file
 
+#: Folders a results folder's walk never enters: the index's own files, LoadGen's logs
+#: (``<results>/loadgen/``), and hidden folders.
+SKIPPED_DIRS = (".dlmark-index", "loadgen")
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every JSON file under ``folder``, subfolders too (``runs/rt`` under ``runs/``), sorted by path."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
+        found.extend(Path(root) / f for f in files if f.endswith(".json") and not f.startswith("."))
+    return sorted(found)
+
 
 def result_files(pattern: str | os.PathLike) -> list[Path]:
-    """Files a pattern names: a glob, a folder (all its JSON files), or a file.
+    """Files a pattern names: a glob, a folder (its JSON files, subfolders included), or a file.
 
-    A file name that does not exist is read as its shards, ``{stem}__*.json``:
-    that is how the seed's single ``cnn.py__benchmark_largest_batch_size.json``
-    finds the per-machine files that replaced it.
+    A file name is also read as its shards, ``{stem}__*.json``: that is how the
+    seed's single ``cnn.py__benchmark_largest_batch_size.json`` finds the
+    per-machine files that replaced it, whether or not a 2018 file of that
+    exact name is there too (then both are read).
     """
     text = os.fspath(pattern)
     path = Path(text)
     if path.is_dir():
-        return sorted(path.glob("*.json"))
+        return _walk(path)
     if glob.has_magic(text):
         return sorted(Path(p) for p in glob.glob(text))
-    if path.exists():
-        return [path]
+    found = [path] if path.exists() else []
     if path.suffix == ".json":
-        return sorted(Path(p) for p in glob.glob(glob.escape(str(path.with_suffix(""))) + "__*.json"))
-    return []
+        shards = sorted(Path(p) for p in glob.glob(glob.escape(str(path.with_suffix(""))) + "__*.json"))
+        found.extend(p for p in shards if p != path)
+    return found
 
 
-def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], derive: bool = True) -> list[dict[str, Any]]:
-    """Records (dicts, upgraded to the current schema) from the files a pattern names, with the
-    figures derived from them (MFU, roofline, energy per sample: ``analysis.efficiency``)."""
+def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel: int) -> list[Path]:
     patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
-    records: list[dict[str, Any]] = []
+    files: list[Path] = []
     for one in patterns:
-        files = result_files(one)
-        if not files:
-            warnings.warn(f"no result files match {os.fspath(one)!r}", stacklevel=3)
-        for path in files:
-            records.extend(read_file(path))
+        matched = result_files(one)
+        if not matched:
+            warnings.warn(f"no result files match {os.fspath(one)!r}", stacklevel=stacklevel)
+        files.extend(matched)
+    return files
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _frame_records(frame) -> list[dict[str, Any]]:
+    """The index's rows as record dicts: ``env.<key>`` nested back into ``env``, absent fields absent.
+
+    A frame holds NaN where a record lacks a field; such keys are dropped, so a field
+    that was stored as NaN reads as absent (``r.get`` gives None either way).
+    """
+    columns = list(frame.columns)
+    env_columns = [(c, c[4:]) for c in columns if c.startswith("env.")]
+    plain = [c for c in columns if not c.startswith("env.")]
+    records = []
+    plain_rows = frame[plain].to_dict("records") if plain else [{} for _ in range(len(frame))]
+    env_rows = frame[[c for c, _ in env_columns]].to_dict("records") if env_columns else None
+    for i, row in enumerate(plain_rows):
+        record = {k: v for k, v in row.items() if not _is_nan(v)}
+        if env_rows is not None:
+            env = {key: env_rows[i][c] for c, key in env_columns if not _is_nan(env_rows[i][c])}
+            if env:
+                record["env"] = env
+        records.append(record)
+    return records
+
+
+def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], derive: bool = True,
+                 with_samples: bool = True) -> list[dict[str, Any]]:
+    """Records (dicts, upgraded to the current schema) from the files a pattern names, with the
+    figures derived from them (MFU, roofline, energy per sample: ``analysis.efficiency``).
+
+    Read through the index; ``with_samples=False`` leaves out the heavy per-sample
+    fields (``index.SAMPLE_FIELDS``: block times, trials), which listing does not need.
+    """
+    from dlmark.records import index
+
+    files = _files(pattern, stacklevel=3)
+    records = _frame_records(index.load_files(files, with_samples=with_samples)) if files else []
     if derive:
         from dlmark.analysis.efficiency import derive_records
 
@@ -53,30 +110,37 @@ def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], deriv
     return records
 
 
-def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike]):
+def load_json_records(pattern: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Records read straight from the JSON files, no index, not derived: what the index must reproduce."""
+    records: list[dict[str, Any]] = []
+    for path in _files(pattern, stacklevel=3):
+        records.extend(read_file(path))
+    return records
+
+
+def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike], with_samples: bool = True):
     """A pandas DataFrame of the records in the files a glob (or folder) names.
 
     Reads dlmark files and the 2018 format (a JSON list with ``null`` holes);
     a file that cannot be parsed is named in a warning and skipped. The nested
-    environment becomes ``env.<key>`` columns.
+    environment becomes ``env.<key>`` columns; the derived figures (MFU, roofline,
+    energy per sample) are computed as the results are read. ``with_samples=False``
+    leaves out the heavy per-sample fields (block times, trials) for a faster load.
     """
-    import pandas as pd
+    from dlmark.analysis.efficiency import derive
+    from dlmark.records import index
 
-    records = load_records(pattern)
-    if not records:
-        return pd.DataFrame(columns=["model", "device", "batch_size", "throughput", "device_mem", "workload", "status"])
-    flat = []
-    for record in records:
-        row = {k: v for k, v in record.items() if k != "env"}
-        for key, value in (record.get("env") or {}).items():
-            row[f"env.{key}"] = value
-        flat.append(row)
-    return pd.DataFrame(flat)
+    files = _files(pattern, stacklevel=3)
+    if not files:
+        import pandas as pd
+
+        return pd.DataFrame(columns=index.EMPTY_COLUMNS)
+    return derive(index.load_files(files, with_samples=with_samples))
 
 
-def require_results(pattern) -> "Any":
+def require_results(pattern, with_samples: bool = True) -> "Any":
     """load_results, but a UserError when nothing readable is there (for commands)."""
-    df = load_results(pattern)
+    df = load_results(pattern, with_samples=with_samples)
     if df.empty:
         raise UserError(f"no readable results in {os.fspath(pattern)}; run `dlmark run` first or point at a results folder")
     return df
