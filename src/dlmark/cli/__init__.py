@@ -16,7 +16,7 @@ from dlmark.cli.args import Parser
 from dlmark.errors import UserError
 
 #: Each module registers its subcommands with ``register(subparsers)``; in the order --help lists them.
-COMMANDS = ("run", "ls", "models", "env", "report", "pareto", "tune", "peak", "plot")
+COMMANDS = ("run", "ls", "models", "env", "report", "pareto", "tune", "peak", "plot", "export")
 
 
 def build_parser() -> Parser:

@@ -72,8 +72,9 @@ def _is_nan(value: Any) -> bool:
 def _frame_records(frame) -> list[dict[str, Any]]:
     """The index's rows as record dicts: ``env.<key>`` nested back into ``env``, absent fields absent.
 
-    A frame holds NaN where a record lacks a field; such keys are dropped, so a field
-    that was stored as NaN reads as absent (``r.get`` gives None either way).
+    A frame holds NaN where a record lacks a field; such keys are dropped. pandas
+    cannot tell a stored None or NaN from an absent field in every column, so such
+    a field may read as absent: ``r.get`` gives None either way.
     """
     columns = list(frame.columns)
     env_columns = [(c, c[4:]) for c in columns if c.startswith("env.")]

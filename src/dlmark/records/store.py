@@ -37,11 +37,15 @@ def slug(text: Any, limit: int = 48) -> str:
     return (cleaned or "x")[:limit]
 
 
+#: Where the machine's identity is read from, first found wins (systemd's and D-Bus's machine id).
+MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+
+
 @functools.lru_cache(maxsize=1)
 def machine_fingerprint() -> str:
     """Eight hex digits naming this machine: a hash of /etc/machine-id (systemd's, unique per
     installation and per container image instance), else of the host name and a MAC address."""
-    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+    for path in MACHINE_ID_FILES:
         try:
             text = Path(path).read_text().strip()
         except OSError:
