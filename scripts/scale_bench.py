@@ -106,6 +106,13 @@ def bench_size(size: int, work: Path, seeds: list[dict], with_ls: bool, keep: bo
     row["warm_s"], df = timed(ix.load_index, folder)
     assert len(df) == rows
     row["warm_samples_s"], _ = timed(ix.load_index, folder, with_samples=True)
+    # The readers' calls, warm: load_results (the seed's, with samples, derived figures added)
+    # and load_records (what `dlmark ls` calls: dicts, derived).
+    from dlmark.records.load import load_records, load_results
+
+    row["load_results_s"], df = timed(load_results, folder)
+    assert len(df) == rows
+    row["load_records_s"], _ = timed(load_records, folder)
     make_folder(folder, 1000, seeds, start=size, seed=1)
     time.sleep(ix.RACY_NS / 1e9)  # so the new files are not "racy" (re-read on the next load)
     row["add_1000_s"], _ = timed(ix.refresh, folder)
@@ -213,7 +220,7 @@ def main(argv=None) -> int:
     import pyarrow.parquet  # noqa: F401
     print(f"# {len(seeds)} real records as seeds; load average at start {load_average()}; {os.cpu_count()} CPUs")
     header = ("records", "models", "json loop s", "first build s", "warm load s", "warm / loop", "build / loop",
-              "add 1,000 s", "rebuild s", "add / rebuild", "with samples s", "ls s", "index MB", "json MB", "load avg")
+              "add 1,000 s", "rebuild s", "add / rebuild", "with samples s", "load_results s", "load_records s", "ls s", "index MB", "json MB", "load avg")
     print("| " + " | ".join(header) + " |")
     print("|" + "---:|" * len(header))
     ok = True
@@ -224,7 +231,7 @@ def main(argv=None) -> int:
         ls = f"{r['ls_s']:.1f}" + ("" if r.get("ls_rc") == 0 else f" (rc {r.get('ls_rc')})") if "ls_s" in r else "-"
         print(f"| {size:,} | {r['models']:,} | {r['json_loop_s']:.2f} | {r['build_s']:.2f} | {r['warm_s']:.3f} | "
               f"{warm_ratio:.3f} | {build_ratio:.2f} | {r['add_1000_s']:.3f} | {r['rebuild_s']:.2f} | {add_ratio:.3f} | "
-              f"{r['warm_samples_s']:.2f} | {ls} | {r['index_mb']:.1f} | {r['json_mb']:.0f} | "
+              f"{r['warm_samples_s']:.2f} | {r['load_results_s']:.2f} | {r['load_records_s']:.2f} | {ls} | {r['index_mb']:.1f} | {r['json_mb']:.0f} | "
               f"{r['load_before']} -> {r['load_after']} |", flush=True)
         ok &= warm_ratio <= 0.05 and build_ratio <= 1.5 and (size < 20000 or add_ratio <= 0.02)
     if args.formats:
