@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,25 @@ def test_no_match_warns_and_gives_the_seed_columns(tmp_path):
     assert df.empty and "throughput" in df.columns
     with pytest.warns(UserWarning, match="no result files match"):
         assert load_records(str(tmp_path / "nothing*.json")) == []
+
+
+def test_deriving_over_the_input_columns_equals_deriving_over_the_whole_frame(tmp_path):
+    """derive_frame hands efficiency.derive only the columns it reads: a field it starts reading must be added."""
+    import pandas as pd
+
+    from dlmark.analysis.efficiency import MEASURED, derive
+    from dlmark.records.index import load_files
+    from dlmark.records.load import derive_frame
+
+    results = Path(__file__).resolve().parents[2] / "results" / "h200"  # GPU throughput records and a peak record
+    for path in results.glob("*.json"):
+        shutil.copy(path, tmp_path / path.name)
+    frame = load_files(sorted(tmp_path.glob("*.json")), with_samples=True)
+    assert (frame.task == "peak").any() and (frame.task == "throughput").any()
+    whole = derive(frame)
+    assert whole.mfu.notna().any() and (whole.peak_source == MEASURED).any()
+    pd.testing.assert_frame_equal(derive_frame(frame), whole)
+    # A record of a GPU without a peak record: the datasheet table.
+    Store(tmp_path / "other", "cnn.py").write(record(batch_size=2))
+    frame = load_files(sorted(tmp_path.glob("*.json")) + sorted((tmp_path / "other").glob("*.json")))
+    pd.testing.assert_frame_equal(derive_frame(frame), derive(frame))

@@ -119,6 +119,31 @@ def load_json_records(pattern: str | os.PathLike | Iterable[str | os.PathLike]) 
     return records
 
 
+#: The fields ``analysis.efficiency`` derives from (besides the derived ones, which an old record may
+#: have stored, and ``peak_*`` of peak records). Deriving over these columns only, not the whole frame,
+#: keeps a load from turning every column of every row into Python objects.
+DERIVE_INPUTS = ("task", "status", "device", "device_spec", "timestamp", "precision", "batch_size", "throughput",
+                 "flops_per_sample", "params", "activation_elements_per_sample", "energy_j", "num_blocks",
+                 "iters_per_block")
+
+
+def derive_frame(frame):
+    """``analysis.efficiency.derive`` of a frame, computed over the columns it reads."""
+    from dlmark.analysis.efficiency import DERIVED_FIELDS, derive
+
+    inputs = [c for c in frame.columns if c in DERIVE_INPUTS or c in DERIVED_FIELDS or c.startswith("peak_")]
+    if "task" not in inputs:
+        return frame
+    derived = derive(frame[inputs])
+    added = [c for c in DERIVED_FIELDS if c in derived.columns]
+    if not added:
+        return frame
+    frame = frame.copy()
+    for column in added:
+        frame[column] = derived[column]
+    return frame
+
+
 def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike], with_samples: bool = True):
     """A pandas DataFrame of the records in the files a glob (or folder) names.
 
@@ -128,7 +153,6 @@ def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike], with_
     energy per sample) are computed as the results are read. ``with_samples=False``
     leaves out the heavy per-sample fields (block times, trials) for a faster load.
     """
-    from dlmark.analysis.efficiency import derive
     from dlmark.records import index
 
     files = _files(pattern, stacklevel=3)
@@ -136,7 +160,7 @@ def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike], with_
         import pandas as pd
 
         return pd.DataFrame(columns=index.EMPTY_COLUMNS)
-    return derive(index.load_files(files, with_samples=with_samples))
+    return derive_frame(index.load_files(files, with_samples=with_samples))
 
 
 def require_results(pattern, with_samples: bool = True) -> "Any":

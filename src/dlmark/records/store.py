@@ -112,16 +112,21 @@ class Store:
         """job_key -> the newest record (by timestamp) of each job whose outcome is final (ok or oom).
 
         Keyed by the record's job key, never by file name: a job measured twice has two files."""
-        done: dict[str, dict[str, Any]] = {}
+        done: dict[str, tuple[tuple[str, int], dict[str, Any]]] = {}
         for record in self.records():
             key = record.get("job_key")
             if key and record.get("job_key_scheme", 1) != JOB_KEY_SCHEME:
                 key = job_key(record)  # written under another scheme: its key, computed as now
             if key and record.get("status") in FINAL_STATUSES:
-                old = done.get(key)
-                if old is None or str(record.get("timestamp") or "") >= str(old.get("timestamp") or ""):
-                    done[key] = record
-        return done
+                # Timestamps are whole seconds: two measurements within one are told apart by the file's mtime.
+                try:
+                    mtime = os.stat(record["_file"]).st_mtime_ns
+                except (KeyError, OSError):
+                    mtime = 0
+                rank = (str(record.get("timestamp") or ""), mtime)
+                if key not in done or rank >= done[key][0]:
+                    done[key] = (rank, record)
+        return {key: record for key, (_, record) in done.items()}
 
 
 def read_file(path: Path) -> list[dict[str, Any]]:
