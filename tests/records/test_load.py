@@ -103,7 +103,7 @@ def test_load_records_through_the_index_gives_the_json_records_derived(tmp_path)
     store = Store(tmp_path, "cnn.py")
     for b in (1, 2):
         store.write(record(batch_size=b))
-    store.write(record(task="accuracy", batch_size=4, accuracy=0.7))
+    store.write(dict(record(task="accuracy", batch_size=4, accuracy=0.7), batch_size=None))
     (tmp_path / "sub").mkdir()
     Store(tmp_path / "sub", "cnn.py").write(record(batch_size=16, extra_thing=None))
     from dlmark.analysis.efficiency import derive_records
@@ -116,6 +116,7 @@ def test_load_records_through_the_index_gives_the_json_records_derived(tmp_path)
         got = seen(load_records(tmp_path))
         assert got == want
     assert got[0]["env"] == {"torch": "2.x"}
+    assert [type(r.get("batch_size")) for r in got if r["task"] == "throughput"] == [int] * 3  # not 1.0
 
 
 def test_no_match_warns_and_gives_the_seed_columns(tmp_path):

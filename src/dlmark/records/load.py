@@ -10,7 +10,6 @@ against them on every load.
 from __future__ import annotations
 
 import glob
-import math
 import os
 import warnings
 from pathlib import Path
@@ -65,29 +64,40 @@ def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel:
     return files
 
 
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
 def _frame_records(frame) -> list[dict[str, Any]]:
     """The index's rows as record dicts: ``env.<key>`` nested back into ``env``, absent fields absent.
 
-    A frame holds NaN where a record lacks a field; such keys are dropped. pandas
+    A frame holds NaN where a record lacks a field; such keys are dropped, and a
+    registered int field that pandas made float is an int again. pandas
     cannot tell a stored None or NaN from an absent field in every column, so such
     a field may read as absent: ``r.get`` gives None either way.
     """
-    columns = list(frame.columns)
-    env_columns = [(c, c[4:]) for c in columns if c.startswith("env.")]
-    plain = [c for c in columns if not c.startswith("env.")]
+    from dlmark.records.fields import BY_NAME
+
+    names = list(frame.columns)
+    env_key = {c: c[4:] for c in names if c.startswith("env.")}
+    # Column by column to Python lists, then rows: far faster than DataFrame.to_dict on Arrow-backed columns.
+    columns = []
+    for name in names:
+        values = frame[name].tolist()
+        field = BY_NAME.get(name)
+        if field is not None and field.type == "int" and frame[name].dtype.kind == "f":
+            # An int column with a missing value became float64; the records held ints.
+            values = [v if v != v else int(v) for v in values]
+        columns.append(values)
     records = []
-    plain_rows = frame[plain].to_dict("records") if plain else [{} for _ in range(len(frame))]
-    env_rows = frame[[c for c, _ in env_columns]].to_dict("records") if env_columns else None
-    for i, row in enumerate(plain_rows):
-        record = {k: v for k, v in row.items() if not _is_nan(v)}
-        if env_rows is not None:
-            env = {key: env_rows[i][c] for c, key in env_columns if not _is_nan(env_rows[i][c])}
-            if env:
-                record["env"] = env
+    for values in zip(*columns):
+        record: dict[str, Any] = {}
+        env: dict[str, Any] = {}
+        for name, value in zip(names, values):
+            if value.__class__ is float and value != value:
+                continue
+            if name in env_key:
+                env[env_key[name]] = value
+            else:
+                record[name] = value
+        if env:
+            record["env"] = env
         records.append(record)
     return records
 
@@ -103,12 +113,10 @@ def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], deriv
     from dlmark.records import index
 
     files = _files(pattern, stacklevel=3)
-    records = _frame_records(index.load_files(files, with_samples=with_samples)) if files else []
-    if derive:
-        from dlmark.analysis.efficiency import derive_records
-
-        records = derive_records(records)
-    return records
+    if not files:
+        return []
+    frame = index.load_files(files, with_samples=with_samples)
+    return _frame_records(derive_frame(frame) if derive else frame)
 
 
 def load_json_records(pattern: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
