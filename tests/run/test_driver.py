@@ -132,8 +132,12 @@ def test_force_re_measures_and_replaces(tmp_path, fast):
     run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1", *fast)
     first = load_records(str(tmp_path / "r"))[0]
     code, rows = run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1", "--force", *fast)
-    assert code == 0 and len(rows) == 1
-    assert rows[0]["run_id"] != first["run_id"] and rows[0]["job_key"] == first["job_key"]
+    # A file per measurement (issue 14): the new record is written beside the old one, and wins.
+    assert code == 0 and len(rows) == 2 and {r["job_key"] for r in rows} == {first["job_key"]}
+    from dlmark.records.store import Store
+
+    newest = Store(tmp_path / "r", "quick.py").finished_keys()[first["job_key"]]
+    assert newest["run_id"] != first["run_id"] and newest["run_id"] in {r["run_id"] for r in rows}
 
 
 def test_ls_prints_the_records(tmp_path, fast, capsys):

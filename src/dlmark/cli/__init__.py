@@ -25,7 +25,7 @@ from dlmark.cli.args import Parser
 from dlmark.errors import UserError
 
 #: Each module registers its subcommands with ``register(subparsers)``; in the order --help lists them.
-COMMANDS = ("run", "ls", "compare", "models", "env", "report", "pareto", "tune", "peak", "plot")
+COMMANDS = ("run", "ls", "compare", "models", "env", "report", "pareto", "tune", "peak", "plot", "export")
 
 
 def build_parser() -> Parser:

@@ -2,6 +2,10 @@
 
     import dlmark as dm
     thr = dm.benchmark.load_results('cnn.py__benchmark_throughput*json')
+
+Every read goes through the columnar index beside the files
+(``records/index.py``); the JSON files stay the truth and the index is checked
+against them on every load.
 """
 from __future__ import annotations
 
@@ -14,69 +18,162 @@ from typing import Any, Iterable
 from dlmark.errors import UserError
 from dlmark.records.store import read_file
 
+#: Folders a results folder's walk never enters: the index's own files, LoadGen's logs
+#: (``<results>/loadgen/``), and hidden folders.
+SKIPPED_DIRS = (".dlmark-index", "loadgen")
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every JSON file under ``folder``, subfolders too (``runs/rt`` under ``runs/``), sorted by path."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
+        found.extend(Path(root) / f for f in files if f.endswith(".json") and not f.startswith("."))
+    return sorted(found)
+
 
 def result_files(pattern: str | os.PathLike) -> list[Path]:
-    """Files a pattern names: a glob, a folder (all its JSON files), or a file.
+    """Files a pattern names: a glob, a folder (its JSON files, subfolders included), or a file.
 
-    A file name that does not exist is read as its shards, ``{stem}__*.json``:
-    that is how the seed's single ``cnn.py__benchmark_largest_batch_size.json``
-    finds the per-machine files that replaced it.
+    A file name is also read as its shards, ``{stem}__*.json``: that is how the
+    seed's single ``cnn.py__benchmark_largest_batch_size.json`` finds the
+    per-machine files that replaced it, whether or not a 2018 file of that
+    exact name is there too (then both are read).
     """
     text = os.fspath(pattern)
     path = Path(text)
     if path.is_dir():
-        return sorted(path.glob("*.json"))
+        return _walk(path)
     if glob.has_magic(text):
         return sorted(Path(p) for p in glob.glob(text))
-    if path.exists():
-        return [path]
+    found = [path] if path.exists() else []
     if path.suffix == ".json":
-        return sorted(Path(p) for p in glob.glob(glob.escape(str(path.with_suffix(""))) + "__*.json"))
-    return []
+        shards = sorted(Path(p) for p in glob.glob(glob.escape(str(path.with_suffix(""))) + "__*.json"))
+        found.extend(p for p in shards if p != path)
+    return found
 
 
-def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], derive: bool = True) -> list[dict[str, Any]]:
-    """Records (dicts, upgraded to the current schema) from the files a pattern names, with the
-    figures derived from them (MFU, roofline, energy per sample: ``analysis.efficiency``)."""
+def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel: int) -> list[Path]:
     patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
-    records: list[dict[str, Any]] = []
+    files: list[Path] = []
     for one in patterns:
-        files = result_files(one)
-        if not files:
-            warnings.warn(f"no result files match {os.fspath(one)!r}", stacklevel=3)
-        for path in files:
-            records.extend(read_file(path))
-    if derive:
-        from dlmark.analysis.efficiency import derive_records
+        matched = result_files(one)
+        if not matched:
+            warnings.warn(f"no result files match {os.fspath(one)!r}", stacklevel=stacklevel)
+        files.extend(matched)
+    return files
 
-        records = derive_records(records)
+
+def _frame_records(frame) -> list[dict[str, Any]]:
+    """The index's rows as record dicts: ``env.<key>`` nested back into ``env``, absent fields absent.
+
+    A frame holds NaN where a record lacks a field; such keys are dropped, and a
+    registered int field that pandas made float is an int again. pandas
+    cannot tell a stored None or NaN from an absent field in every column, so such
+    a field may read as absent: ``r.get`` gives None either way.
+    """
+    from dlmark.records.fields import BY_NAME
+
+    names = list(frame.columns)
+    env_key = {c: c[4:] for c in names if c.startswith("env.")}
+    # Column by column to Python lists, then rows: far faster than DataFrame.to_dict on Arrow-backed columns.
+    columns = []
+    for name in names:
+        values = frame[name].tolist()
+        field = BY_NAME.get(name)
+        if field is not None and field.type == "int" and frame[name].dtype.kind == "f":
+            # An int column with a missing value became float64; the records held ints.
+            values = [v if v != v else int(v) for v in values]
+        columns.append(values)
+    records = []
+    for values in zip(*columns):
+        record: dict[str, Any] = {}
+        env: dict[str, Any] = {}
+        for name, value in zip(names, values):
+            if value.__class__ is float and value != value:
+                continue
+            if name in env_key:
+                env[env_key[name]] = value
+            else:
+                record[name] = value
+        if env:
+            record["env"] = env
+        records.append(record)
     return records
 
 
-def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike]):
+def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], derive: bool = True,
+                 with_samples: bool = True) -> list[dict[str, Any]]:
+    """Records (dicts, upgraded to the current schema) from the files a pattern names, with the
+    figures derived from them (MFU, roofline, energy per sample: ``analysis.efficiency``).
+
+    Read through the index; ``with_samples=False`` leaves out the heavy per-sample
+    fields (``index.SAMPLE_FIELDS``: block times, trials), which listing does not need.
+    """
+    from dlmark.records import index
+
+    files = _files(pattern, stacklevel=3)
+    if not files:
+        return []
+    frame = index.load_files(files, with_samples=with_samples)
+    return _frame_records(derive_frame(frame) if derive else frame)
+
+
+def load_json_records(pattern: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Records read straight from the JSON files, no index, not derived: what the index must reproduce."""
+    records: list[dict[str, Any]] = []
+    for path in _files(pattern, stacklevel=3):
+        records.extend(read_file(path))
+    return records
+
+
+#: The fields ``analysis.efficiency`` derives from (besides the derived ones, which an old record may
+#: have stored, and ``peak_*`` of peak records). Deriving over these columns only, not the whole frame,
+#: keeps a load from turning every column of every row into Python objects.
+DERIVE_INPUTS = ("task", "status", "device", "device_spec", "timestamp", "precision", "batch_size", "throughput",
+                 "flops_per_sample", "params", "activation_elements_per_sample", "energy_j", "num_blocks",
+                 "iters_per_block")
+
+
+def derive_frame(frame):
+    """``analysis.efficiency.derive`` of a frame, computed over the columns it reads."""
+    from dlmark.analysis.efficiency import DERIVED_FIELDS, derive
+
+    inputs = [c for c in frame.columns if c in DERIVE_INPUTS or c in DERIVED_FIELDS or c.startswith("peak_")]
+    if "task" not in inputs:
+        return frame
+    derived = derive(frame[inputs])
+    added = [c for c in DERIVED_FIELDS if c in derived.columns]
+    if not added:
+        return frame
+    frame = frame.copy()
+    for column in added:
+        frame[column] = derived[column]
+    return frame
+
+
+def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike], with_samples: bool = True):
     """A pandas DataFrame of the records in the files a glob (or folder) names.
 
     Reads dlmark files and the 2018 format (a JSON list with ``null`` holes);
     a file that cannot be parsed is named in a warning and skipped. The nested
-    environment becomes ``env.<key>`` columns.
+    environment becomes ``env.<key>`` columns; the derived figures (MFU, roofline,
+    energy per sample) are computed as the results are read. ``with_samples=False``
+    leaves out the heavy per-sample fields (block times, trials) for a faster load.
     """
-    import pandas as pd
+    from dlmark.records import index
 
-    records = load_records(pattern)
-    if not records:
-        return pd.DataFrame(columns=["model", "device", "batch_size", "throughput", "device_mem", "workload", "status"])
-    flat = []
-    for record in records:
-        row = {k: v for k, v in record.items() if k != "env"}
-        for key, value in (record.get("env") or {}).items():
-            row[f"env.{key}"] = value
-        flat.append(row)
-    return pd.DataFrame(flat)
+    files = _files(pattern, stacklevel=3)
+    if not files:
+        import pandas as pd
+
+        return pd.DataFrame(columns=index.EMPTY_COLUMNS)
+    return derive_frame(index.load_files(files, with_samples=with_samples))
 
 
-def require_results(pattern) -> "Any":
+def require_results(pattern, with_samples: bool = True) -> "Any":
     """load_results, but a UserError when nothing readable is there (for commands)."""
-    df = load_results(pattern)
+    df = load_results(pattern, with_samples=with_samples)
     if df.empty:
         raise UserError(f"no readable results in {os.fspath(pattern)}; run `dlmark run` first or point at a results folder")
     return df

@@ -1,0 +1,1048 @@
+"""A columnar index beside a folder of JSON records, so that loading stays fast at zoo scale.
+
+The JSON files stay the truth; the index is a cache of their rows that is
+checked against the files' names, sizes and modification times on every load,
+updated incrementally, and rebuilt whenever it cannot be trusted.
+"""
+# Why Parquet through pyarrow and not DuckDB (figures: docs/results-at-scale.md).
+# Measured on the same rows, Parquet was faster to write, to load into pandas
+# and to update, but what decides is concurrency: a DuckDB database file open
+# for writing cannot be opened by another process, not even read-only, so a
+# `dlmark ls` during a sweep would fail or wait. Immutable Parquet segments
+# named by an atomically replaced manifest give readers a consistent snapshot
+# without a lock, survive kill -9 at any instant (a half-written temporary file
+# is never named), and leave merge-by-copy to the JSON files. pyarrow also backs
+# pandas' own string columns (pandas >= 3), so strings reach pandas without a
+# copy into Python objects. DuckDB is the smaller install, which does not
+# outweigh the reader lock.
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import gc
+import json
+import os
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+#: Bump when the layout or the way rows are derived from records changes: an
+#: index of another format is rebuilt, never read.
+INDEX_FORMAT = 1
+INDEX_DIR = ".dlmark-index"
+MANIFEST = "manifest.parquet"
+LOCK = "lock"
+
+#: Heavy nested fields, loaded only on request (``with_samples=True`` or ``columns=``).
+SAMPLE_FIELDS = ("block_times_s", "trials", "peak_details")
+
+#: What an empty load returns (today's load_results: the seed's columns).
+EMPTY_COLUMNS = ["model", "device", "batch_size", "throughput", "device_mem", "workload", "status"]
+
+#: Files parsed into one segment at most, so a first build of a huge folder
+#: keeps a bounded number of Python dicts alive.
+SEGMENT_FILES = 25_000
+#: More segments than this and the small ones are merged into one.
+MAX_SEGMENTS = 12
+#: A file modified this close to the moment it was indexed may change again
+#: without its size or coarse mtime changing (the "racy git" problem): such an
+#: entry is parsed again on the next load until it is older.
+RACY_NS = 2_000_000_000
+#: How long a loader waits for another process's index update before it reads
+#: the changed files itself without writing the index.
+LOCK_WAIT_S = 5.0
+
+_PATH, _POS, _SIG = "__dlmark_path", "__dlmark_pos", "__dlmark_sig"
+_INTERNAL = (_PATH, _POS, _SIG)
+_KIND_KEY = b"dlmark_kind"
+
+
+class IndexCorrupt(Exception):
+    """The index on disk cannot be trusted; it is rebuilt."""
+
+
+class _Manifest:
+    """The manifest as arrays: per file its size, mtime, row count, segment, racy flag, problem."""
+
+    def __init__(self, table, segments: dict):
+        self.table = table
+        self.segments = segments
+        self.names = table["path"].to_pylist()
+        self.size = table["size"].to_numpy()
+        self.mtime = table["mtime_ns"].to_numpy()
+        self.rows = table["rows"].to_numpy().astype(np.int64)
+        self.racy = table["racy"].to_numpy(zero_copy_only=False).astype(bool)
+        seg = table["segment"].combine_chunks().dictionary_encode()
+        self.segment_names = seg.dictionary.to_pylist()
+        self.seg = seg.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        problem = table["problem"].combine_chunks()
+        bad = np.flatnonzero(problem.is_valid().to_numpy(zero_copy_only=False))
+        self.problems = {int(i): problem[int(i)].as_py() for i in bad}
+        for name in self.segment_names:
+            if name not in segments:
+                raise IndexCorrupt(f"manifest names a segment it does not list: {name}")
+        self._arrow = table["path"].combine_chunks()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def lookup(self, names) -> np.ndarray:
+        """Manifest row of each name (a list or an Arrow string array), -1 where absent."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if isinstance(names, list) and names == self.names:
+            return np.arange(len(names), dtype=np.int64)
+        if not len(names):
+            return np.empty(0, dtype=np.int64)
+        if self._arrow is None:
+            self._arrow = pa.array(self.names, type=pa.string())
+        values = names if isinstance(names, pa.Array) else pa.array(names, type=pa.string())
+        found = pc.index_in(values, value_set=self._arrow)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def stale(self, stats: _Stats, full: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(manifest row of each name or -1, mask of names to parse again, whether files vanished)."""
+        idx = self.lookup(stats.names)
+        known = idx >= 0
+        j = np.where(known, idx, 0)
+        changed = ~known | (stats.size < 0)
+        if len(self.names):
+            changed |= (self.size[j] != stats.size) | (self.mtime[j] != stats.mtime) | self.racy[j]
+        vanished = full and len(self.names) > int(np.unique(idx[known]).size)
+        return idx, changed, vanished
+
+
+# ------------------------------------------------------------------ public API
+
+def load_index(folder: str | os.PathLike, files: Sequence[str | os.PathLike] | None = None,
+               columns: Sequence[str] | None = None, with_samples: bool = False):
+    """A DataFrame of the records in ``folder``'s JSON files (or exactly ``files``, all in ``folder``).
+
+    The rows and columns are those ``load_results`` builds from the JSON files
+    (``env`` flattened to ``env.<key>``, ``_file`` naming each row's file),
+    except the fields of SAMPLE_FIELDS, which are read only with
+    ``with_samples=True`` or when named in ``columns``. The index is brought up
+    to date first; unreadable files are named in a warning and skipped.
+    """
+    folder = Path(folder)
+    if files is None:
+        names = _scan(folder)
+        paths = None
+    else:
+        paths = [Path(f) for f in files]
+        names = []
+        checked: set[Path] = set()
+        for path in paths:
+            if path.parent not in checked:
+                if not _same_dir(path.parent, folder):
+                    raise ValueError(f"{path} is not in {folder}; use load_files for files of several folders")
+                checked.add(path.parent)
+            names.append(path.name)
+    return load_files_grouped([(folder, names, paths, files is None)], columns, with_samples)
+
+
+def load_files(files: Iterable[str | os.PathLike], columns: Sequence[str] | None = None,
+               with_samples: bool = False):
+    """load_index over files of any folders, rows in the order given (what a glob selected)."""
+    groups: dict[str, tuple[Path, list[str], list[Path]]] = {}
+    order: list[tuple[str, int]] = []
+    for f in files:
+        path = Path(f)
+        key = os.path.normpath(os.path.abspath(path.parent))
+        group = groups.setdefault(key, (path.parent, [], []))
+        order.append((key, len(group[1])))
+        group[1].append(path.name)
+        group[2].append(path)
+    position = {k: g for g, k in enumerate(groups)}
+    return load_files_grouped([(g[0], g[1], g[2], False) for g in groups.values()], columns, with_samples,
+                              order=[(position[k], i) for k, i in order] if len(groups) > 1 else None)
+
+
+def refresh(folder: str | os.PathLike, wait_s: float = 60.0) -> dict[str, Any]:
+    """Bring the index of ``folder`` up to date without loading it (e.g. after a run); its index_stats."""
+    folder = Path(folder)
+    index = _Index(folder)
+    stats = _stat_all(folder, _scan(folder))
+    with index.locked(wait_s=wait_s) as got:
+        if not got:
+            raise TimeoutError(f"another process holds the index lock of {folder}")
+        caught: list = []
+        try:
+            index.update(stats, full=True, caught=caught)
+        except IndexCorrupt:
+            index.discard()
+            index.update(stats, full=True, caught=caught)
+    _rewarn(caught)
+    return index_stats(folder)
+
+
+def rebuild(folder: str | os.PathLike) -> dict[str, Any]:
+    """Throw the index away and build it again from every JSON file; its index_stats."""
+    folder = Path(folder)
+    index = _Index(folder)
+    with index.locked(wait_s=60.0) as got:
+        if not got:
+            raise TimeoutError(f"another process holds the index lock of {folder}")
+        index.discard()
+        caught: list = []
+        index.update(_stat_all(folder, _scan(folder)), full=True, caught=caught)
+    _rewarn(caught)
+    return index_stats(folder)
+
+
+def index_stats(folder: str | os.PathLike) -> dict[str, Any]:
+    """What the index of ``folder`` holds now (it is not updated): files, rows, segments, bytes."""
+    index = _Index(Path(folder))
+    try:
+        manifest = index.read_manifest()
+    except IndexCorrupt as exc:
+        return {"present": index.manifest_path.exists(), "valid": False, "reason": str(exc)}
+    if manifest is None:
+        return {"present": False, "valid": False}
+    return {
+        "present": True, "valid": True, "format": INDEX_FORMAT,
+        "files": len(manifest), "rows": int(manifest.rows.sum()),
+        "unreadable_files": len(manifest.problems),
+        "racy_files": int(manifest.racy.sum()),
+        "segments": len(manifest.segments),
+        "segment_rows": {s: m["rows"] for s, m in manifest.segments.items()},
+        "bytes": sum(p.stat().st_size for p in index.dir.glob("*.parquet")),
+    }
+
+
+# ------------------------------------------------------------------ scanning
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
+
+
+def _scan(folder: Path) -> list[str]:
+    """Names of the folder's JSON files, sorted as result_files sorts them (a folder named x.json too: it warns)."""
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".json")]
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        return []
+    names.sort()
+    return names
+
+
+class _Stats:
+    """Sizes and mtimes of named files, aligned with the names (-1: cannot be stat'ed; read_file says why)."""
+
+    def __init__(self, folder: Path, names: Sequence[str]):
+        self.names = list(names)
+        self.size = np.full(len(self.names), -1, dtype=np.int64)
+        self.mtime = np.full(len(self.names), -1, dtype=np.int64)
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            size, mtime, stat = self.size, self.mtime, os.stat
+            for i, name in enumerate(self.names):
+                try:
+                    st = stat(name, dir_fd=fd)
+                except OSError:
+                    continue
+                size[i] = st.st_size
+                mtime[i] = st.st_mtime_ns
+        finally:
+            os.close(fd)
+
+    def get(self, name: str) -> tuple[int, int] | None:
+        if not hasattr(self, "_pos"):
+            self._pos = {n: i for i, n in enumerate(self.names)}
+        i = self._pos.get(name)
+        if i is None or self.size[i] < 0:
+            return None
+        return int(self.size[i]), int(self.mtime[i])
+
+
+def _stat_all(folder: Path, names: Sequence[str]) -> _Stats:
+    return _Stats(folder, names)
+
+
+# ------------------------------------------------------------------ parsing files into a segment
+
+def _flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """load_results' row, in place: every key but env, then env's keys as ``env.<key>``."""
+    env = record.pop("env", None)
+    if isinstance(env, dict):
+        for key, value in env.items():
+            record[f"env.{key}"] = value
+    elif env:
+        record["env"] = env
+    return record
+
+
+def _parse(folder: Path, names: Sequence[str], caught: list,
+           keep_file_warnings: bool = False) -> tuple[list[dict], dict[str, tuple[int, str | None]]]:
+    """Rows of the named files and name -> (row count, warning text or None).
+
+    read_file's warnings go to ``caught``, except those about a file itself when the
+    index keeps them (it repeats them on every load instead).
+    """
+    from dlmark.records.store import read_file
+
+    rows: list[dict] = []
+    info: dict[str, tuple[int, str | None]] = {}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for name in names:
+            path = folder / name
+            path_text = str(path)
+            before = len(seen)
+            records = read_file(path)
+            problem = None
+            for w in seen[before:]:
+                text = str(w.message)
+                if path_text in text:
+                    problem = text.split(f"{path_text}: ", 1)[-1]
+                    if keep_file_warnings:
+                        caught.append(w)
+                else:
+                    caught.append(w)
+            for pos, record in enumerate(records):
+                row = _flatten(record)
+                if row.get("_file") == path_text:
+                    row["_file"] = _DERIVED
+                row[_PATH] = name
+                row[_POS] = pos
+                rows.append(row)
+            info[name] = (len(records), problem)
+    return rows, info
+
+
+class _Derived:
+    """Marks `_file` set by read_file (the path), rebuilt on load from the folder as named then."""
+
+    def __repr__(self):
+        return "<derived _file>"
+
+
+_DERIVED = _Derived()
+
+
+def _column_array(values: list):
+    """(arrow array, kind): a scalar column keeps its type; nested or mixed values become JSON text."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(values)
+        t = arr.type
+        if pa.types.is_null(t):
+            return arr, "null"
+        if pa.types.is_boolean(t):
+            return arr, "bool"
+        if pa.types.is_int64(t):
+            return arr, "int"
+        if pa.types.is_float64(t):
+            return arr, "float"
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return arr.cast(pa.string()), "str"
+        if pa.types.is_list(t):
+            # Lists of one scalar type stay Arrow lists (cheap to write and to read back),
+            # unless inference turned JSON integers into floats.
+            item = t.value_type
+            if pa.types.is_null(item) or pa.types.is_string(item) or pa.types.is_boolean(item) \
+                    or pa.types.is_int64(item):
+                return arr, "list"
+            if pa.types.is_float64(item) and all(type(x) is float for v in values if v is not None for x in v):
+                return arr, "list"
+    except (pa.ArrowException, OverflowError, ValueError, TypeError, UnicodeError):
+        pass
+    return pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string()), "json"
+
+
+def _rows_to_table(rows: list[dict]):
+    """One segment table: the rows' columns, with their key lists (the signatures) in the metadata.
+
+    Rows are grouped by signature (their keys in order), so each group's columns
+    come from one transposition; the row order in a segment does not matter (a
+    load sorts by file and position).
+    """
+    import pyarrow as pa
+
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    ordered: dict[str, None] = {}
+    for keys in groups:
+        ordered.update(dict.fromkeys(keys))
+    columns: dict[str, list] = {key: [] for key in ordered}
+    for keys, members in groups.items():
+        transposed = dict(zip(keys, zip(*(r.values() for r in members))))
+        blank = (None,) * len(members)
+        for key, out in columns.items():
+            out.extend(transposed.get(key, blank))
+    fields, arrays = [], []
+    for key, values in columns.items():
+        if key in _INTERNAL:
+            continue
+        if key == "_file":
+            values = [None if v is _DERIVED else v for v in values]
+            if all(v is None for v in values):
+                continue
+        arr, kind = _column_array(values)
+        fields.append(pa.field(key, arr.type, metadata={_KIND_KEY: kind.encode()}))
+        arrays.append(arr)
+    sigs = np.repeat(np.arange(len(groups), dtype=np.int32), [len(m) for m in groups.values()])
+    fields += [pa.field(_PATH, pa.string()), pa.field(_POS, pa.int32()), pa.field(_SIG, pa.int32())]
+    arrays += [pa.array(columns[_PATH], type=pa.string()), pa.array(columns[_POS], type=pa.int32()),
+               pa.array(sigs)]
+    signatures = [[k for k in keys if k not in _INTERNAL] for keys in groups]
+    schema = pa.schema(fields, metadata={b"dlmark_signatures": json.dumps(signatures).encode()})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# ------------------------------------------------------------------ the index on disk
+
+class _Index:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.dir = folder / INDEX_DIR
+        self.manifest_path = self.dir / MANIFEST
+
+    # -- locking
+    class _Lock:
+        def __init__(self, index: "_Index", wait_s: float):
+            self.index, self.wait_s, self.fd = index, wait_s, None
+
+        def __enter__(self) -> bool:
+            try:
+                self.index.dir.mkdir(exist_ok=True)
+                self.fd = os.open(self.index.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                return False  # a read-only folder: read the files, write nothing
+            deadline = time.monotonic() + self.wait_s
+            while True:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    self.fd = None
+                    return False
+                time.sleep(0.02)
+
+        def __exit__(self, *exc):
+            if self.fd is not None:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                os.close(self.fd)
+
+    def locked(self, wait_s: float | None = None) -> "_Index._Lock":
+        return _Index._Lock(self, LOCK_WAIT_S if wait_s is None else wait_s)
+
+    # -- reading
+    def read_manifest(self) -> dict | None:
+        """{'files': name -> (size, mtime_ns, rows, segment, racy, problem), 'segments': {...}}; None if absent."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(self.manifest_path, page_checksum_verification=True)
+        except FileNotFoundError:
+            return None
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise IndexCorrupt(f"unreadable manifest: {exc}") from exc
+        try:
+            meta = json.loads(table.schema.metadata[b"dlmark_index"])
+            if meta.get("format") != INDEX_FORMAT or meta.get("schema_version") != _schema_version():
+                raise IndexCorrupt("index of another format or schema version")
+            return _Manifest(table, meta["segments"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise IndexCorrupt(f"malformed manifest: {exc}") from exc
+
+    def read_segment(self, segment: str, snap: "_Snapshot | None"):
+        """A segment's table: every column, or those a snapshot wants (and the row keys)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = self.dir / segment
+        try:
+            if snap is None or (snap.columns is None and snap.with_samples):
+                return pq.read_table(path, page_checksum_verification=True)
+            names = pq.read_schema(path).names
+            wanted = snap.wanted(names)
+            wanted = [c for c in names if c in wanted or c in _INTERNAL]
+            return pq.read_table(path, columns=wanted, page_checksum_verification=True)
+        except FileNotFoundError:
+            raise  # compacted away under us: the caller takes a fresh snapshot
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise IndexCorrupt(f"unreadable segment {segment}: {exc}") from exc
+
+    # -- writing (the lock held)
+    def discard(self) -> None:
+        for path in self.dir.glob("*"):
+            if path.name != LOCK:
+                _unlink(path)
+
+    def _write_parquet(self, table, name: str) -> int:
+        import pyarrow.parquet as pq
+
+        tmp = self.dir / f".{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(table, tmp, compression="lz4", write_page_checksum=True)
+            os.replace(tmp, self.dir / name)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return (self.dir / name).stat().st_size
+
+    def write_manifest(self, table, segments: dict) -> _Manifest:
+        meta = {"format": INDEX_FORMAT, "schema_version": _schema_version(), "segments": segments}
+        table = table.replace_schema_metadata({b"dlmark_index": json.dumps(meta).encode()})
+        self._write_parquet(table, MANIFEST)
+        return _Manifest(table, segments)
+
+    def update(self, stats: _Stats, full: bool, caught: list) -> _Manifest:
+        """Bring the entries of the stat'ed files up to date (and drop vanished ones when ``full``).
+
+        The lock must be held. Returns the manifest written.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            manifest = self.read_manifest()
+        except IndexCorrupt:
+            manifest = None
+        if manifest is None:
+            self.discard()
+            table, segments = _manifest_table([]), {}
+            changed = list(stats.names)
+        else:
+            _, mask, _ = manifest.stale(stats, full)
+            changed = [stats.names[i] for i in np.flatnonzero(mask)]
+            table, segments = manifest.table, dict(manifest.segments)
+            keep = pc.invert(pc.is_in(table["path"], value_set=pa.array(changed, type=pa.string())))
+            if full:
+                keep = pc.and_(keep, pc.is_in(table["path"], value_set=pa.array(stats.names, type=pa.string())))
+            table = table.filter(keep)
+        now = time.time_ns()
+        entries = []
+        for start in range(0, len(changed), SEGMENT_FILES):
+            batch = changed[start:start + SEGMENT_FILES]
+            with _no_gc():
+                rows, info = _parse(self.folder, batch, caught)
+                rows_table = _rows_to_table(rows) if rows else None
+                del rows
+            segment = None
+            if rows_table is not None:
+                segment = f"seg-{uuid.uuid4().hex}.parquet"
+                size = self._write_parquet(rows_table, segment)
+                segments[segment] = {"rows": rows_table.num_rows, "bytes": size}
+                del rows_table
+            for name in batch:
+                stat = stats.get(name)
+                count, problem = info[name]
+                if stat is None:  # vanished or unreadable: kept so that it warns, checked every time
+                    entries.append((name, -1, -1, 0, None, True, problem or "cannot stat the file"))
+                else:
+                    racy = stat[1] > now - RACY_NS
+                    entries.append((name, stat[0], stat[1], count, segment if count else None, racy, problem))
+        if entries:
+            table = pa.concat_tables([table.replace_schema_metadata(None), _manifest_table(entries)])
+        table, segments = self._compact(table, segments)
+        manifest = self.write_manifest(table, segments)
+        self._collect_garbage(segments)
+        return manifest
+
+    def _compact(self, table, segments: dict) -> tuple:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        seg = table["segment"].combine_chunks().dictionary_encode()
+        codes = seg.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        names = seg.dictionary.to_pylist()
+        rows = table["rows"].to_numpy().astype(np.int64)
+        totals = np.bincount(codes[codes >= 0], weights=rows[codes >= 0], minlength=len(names))
+        live = {s: 0 for s in segments}
+        live.update({name: int(n) for name, n in zip(names, totals)})
+        for s in [s for s, n in live.items() if n == 0]:
+            segments.pop(s, None)
+            del live[s]
+        half_dead = [s for s in segments if live[s] * 2 < segments[s]["rows"]]
+        merge = set(half_dead)
+        if len(segments) > MAX_SEGMENTS:
+            by_size = sorted(segments, key=lambda s: live[s])
+            merge.update(by_size[:len(segments) - MAX_SEGMENTS // 2 + 1])
+        if len(merge) < 2 and not half_dead:
+            return table, segments
+        tables = []
+        paths = table["path"].combine_chunks()
+        column = table["segment"].combine_chunks()
+        for s in merge:
+            rows_table = self.read_segment(s, None)
+            mine = paths.filter(pc.fill_null(pc.equal(column, s), False))
+            tables.append(rows_table.filter(pc.is_in(rows_table[_PATH], value_set=mine)))
+        merged = _merge_segments(tables)
+        name = f"seg-{uuid.uuid4().hex}.parquet"
+        size = self._write_parquet(merged, name)
+        for s in merge:
+            del segments[s]
+        segments[name] = {"rows": merged.num_rows, "bytes": size}
+        hit = pc.fill_null(pc.is_in(column, value_set=pa.array(sorted(merge), type=pa.string())), False)
+        renamed = pc.if_else(hit, pa.scalar(name, pa.string()), column)
+        table = table.set_column(table.schema.get_field_index("segment"), "segment", renamed)
+        return table, segments
+
+    def _collect_garbage(self, segments: dict) -> None:
+        # Under the lock no other writer exists: anything not named is debris of a killed update.
+        keep = set(segments) | {MANIFEST, LOCK}
+        for path in self.dir.iterdir():
+            if path.name not in keep:
+                _unlink(path)
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """The cyclic collector off while millions of acyclic dicts and lists are made (it would rescan them)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _manifest_table(entries: list[tuple]):
+    import pyarrow as pa
+
+    columns = list(zip(*entries)) if entries else [()] * 7
+    return pa.table({
+        "path": pa.array(columns[0], type=pa.string()),
+        "size": pa.array(columns[1], type=pa.int64()),
+        "mtime_ns": pa.array(columns[2], type=pa.int64()),
+        "rows": pa.array(columns[3], type=pa.int32()),
+        "segment": pa.array(columns[4], type=pa.string()),
+        "racy": pa.array(columns[5], type=pa.bool_()),
+        "problem": pa.array(columns[6], type=pa.string()),
+    })
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _schema_version() -> int:
+    from dlmark.records.schema import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
+
+
+# ------------------------------------------------------------------ assembling a DataFrame
+
+def _kind(field) -> str:
+    return (field.metadata or {}).get(_KIND_KEY, b"").decode() or "json"
+
+
+def _unified_kind(kinds: set[str]) -> str:
+    kinds = kinds - {"null"}
+    if not kinds:
+        return "null"
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    if kinds <= {"int", "float"}:
+        return "float"
+    return "mixed"
+
+
+def _python_values(arr, kind: str) -> list:
+    values = arr.to_pylist()
+    if kind == "null":
+        return [None] * len(arr)
+    if kind == "json":
+        # Decode each distinct text once; each row still gets its own list or dict, as json.load gives.
+        cache: dict[str, tuple] = {}
+        out = []
+        append = out.append
+        for v in values:
+            if v is None:
+                append(None)
+                continue
+            hit = cache.get(v)
+            if hit is None:
+                decoded = json.loads(v)
+                if isinstance(decoded, list):
+                    copy = list if _flat(decoded) else None
+                elif isinstance(decoded, dict):
+                    copy = dict if _flat(decoded.values()) else None
+                else:
+                    copy = False
+                hit = cache[v] = (decoded, copy)
+                append(decoded)
+                continue
+            decoded, copy = hit
+            append(decoded if copy is False else copy(decoded) if copy is not None else json.loads(v))
+        return out
+    return values
+
+
+def _flat(values) -> bool:
+    return all(not isinstance(x, (list, dict)) for x in values)
+
+
+def _merge_segments(tables: list):
+    """One table of several segments' rows (compaction), types unified as on load, nested kept as JSON."""
+    import pyarrow as pa
+
+    rows_sig: list[np.ndarray] = []
+    sig_index: dict[tuple, int] = {}
+    for table in tables:
+        local = [tuple(s) for s in json.loads(table.schema.metadata[b"dlmark_signatures"])]
+        mapping = np.array([sig_index.setdefault(s, len(sig_index)) for s in local] or [0], dtype=np.int32)
+        rows_sig.append(mapping[table[_SIG].to_numpy()] if table.num_rows else np.empty(0, np.int32))
+    names: dict[str, None] = {}
+    for table in tables:
+        names.update(dict.fromkeys(c for c in table.schema.names if c not in _INTERNAL))
+    fields, arrays = [], []
+    for name in names:
+        chunks, kinds = [], set()
+        for table in tables:
+            if name in table.schema.names:
+                kinds.add(_kind(table.schema.field(name)))
+        kind = _unified_kind(kinds)
+        for table in tables:
+            if name in table.schema.names:
+                chunks.append((table[name].combine_chunks(), _kind(table.schema.field(name))))
+            else:
+                chunks.append((pa.nulls(table.num_rows), "null"))
+        arr, kind = _concat(chunks, kind)
+        if kind == "mixed":
+            values = [v for chunk, k in chunks for v in _python_values(chunk, k)]
+            arr = pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
+            kind = "json"
+        fields.append(pa.field(name, arr.type, metadata={_KIND_KEY: kind.encode()}))
+        arrays.append(arr)
+    for name, typ in ((_PATH, pa.string()), (_POS, pa.int32())):
+        fields.append(pa.field(name, typ))
+        arrays.append(pa.concat_arrays([t[name].combine_chunks().cast(typ) for t in tables]))
+    fields.append(pa.field(_SIG, pa.int32()))
+    arrays.append(pa.array(np.concatenate(rows_sig) if rows_sig else np.empty(0, np.int32)))
+    signatures = [list(s) for s in sig_index]
+    schema = pa.schema(fields, metadata={b"dlmark_signatures": json.dumps(signatures).encode()})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _concat(chunks: list, kind: str):
+    """Chunks of one column, cast to the unified kind; ('mixed' is left to the caller)."""
+    import pyarrow as pa
+
+    target = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(),
+              "json": pa.string(), "null": pa.null()}.get(kind)
+    if kind == "list":
+        types = {c.type for c, k in chunks if k != "null"}
+        target = types.pop() if len(types) == 1 else None
+    if target is None:
+        return None, "mixed"
+    return pa.concat_arrays([c.cast(target) if c.type != target else c for c, _ in chunks]), kind
+
+
+def _object_series(values: list, absent: np.ndarray | None):
+    """An object column built the way pandas builds it from a list of dicts (absent keys are NaN)."""
+    import pandas as pd
+
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        arr = values
+    else:
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+    if absent is not None and absent.any():
+        arr[absent] = np.nan
+    try:
+        from pandas.core.internals.construction import convert_object_array
+
+        return convert_object_array([arr], dtype=None, dtype_backend="numpy", coerce_float=False)[0]
+    except (ImportError, TypeError):  # pandas moved its internals: its public inference
+        return pd.Series(arr).infer_objects().to_numpy()
+
+
+class _Snapshot:
+    """The segments' rows a load needs, collected folder by folder, then assembled once."""
+
+    def __init__(self, columns: Sequence[str] | None, with_samples: bool):
+        self.columns = None if columns is None else list(columns)
+        self.with_samples = with_samples
+        self.parts: list = []  # (table, rank per row) per segment piece
+        self.file_paths: list[str] = []  # _file of each requested file, by global rank
+        self.problems: list[tuple[str, str]] = []
+        self.dups: list[tuple[int, int]] = []  # (rank of a file's first mention, rank of a repeat)
+
+    def wanted(self, schema_names: list[str]) -> list[str] | None:
+        if self.columns is not None:
+            return self.columns
+        if self.with_samples:
+            return None
+        return [c for c in schema_names if c not in SAMPLE_FIELDS]
+
+    def add(self, table, ranks: np.ndarray) -> None:
+        keep = ranks >= 0
+        if not keep.all():
+            table = table.filter(keep)
+            ranks = ranks[keep]
+        if table.num_rows:
+            self.parts.append((table, ranks))
+
+    def frame(self):
+        import pandas as pd
+        import pyarrow as pa
+
+        for path, problem in self.problems:
+            warnings.warn(f"skipping unreadable result file {path}: {problem}", stacklevel=4)
+        for first, again in self.dups:
+            for table, ranks in list(self.parts):
+                hit = ranks == first
+                if hit.any():
+                    self.parts.append((table.filter(hit), np.full(int(hit.sum()), again, dtype=np.int64)))
+        if not self.parts:
+            return pd.DataFrame(columns=EMPTY_COLUMNS)
+        ranks = np.concatenate([r for _, r in self.parts])
+        pos = np.concatenate([t[_POS].to_numpy() for t, _ in self.parts])
+        order = np.lexsort((pos, ranks))
+        # Signatures: which keys each row had, in which order (pandas' column order and NaN vs None).
+        sig_index: dict[tuple, int] = {}
+        sig_rows = []
+        for table, _ in self.parts:
+            local = [tuple(s) for s in json.loads(table.schema.metadata[b"dlmark_signatures"])]
+            mapping = np.array([sig_index.setdefault(s, len(sig_index)) for s in local], dtype=np.int32)
+            sig_rows.append(mapping[table[_SIG].to_numpy()])
+        sigs = np.concatenate(sig_rows)[order]
+        uniq, first = np.unique(sigs, return_index=True)
+        all_sigs = list(sig_index)
+        names: dict[str, None] = {}
+        for g in uniq[np.argsort(first)]:
+            names.update(dict.fromkeys(all_sigs[g]))
+        if self.columns is not None:
+            names = {c: None for c in self.columns if c in names}
+        elif not self.with_samples:
+            names = {c: None for c in names if c not in SAMPLE_FIELDS}
+        sig_sets = [set(s) for s in all_sigs]
+        row_ranks = ranks[order]
+        take = pa.array(order)
+        data = {}
+        native_names, native_arrays = [], []
+        for name in names:
+            if name == "_file":
+                data[name] = self._file_column(row_ranks, order)
+                continue
+            chunks, kinds = [], set()
+            for table, _ in self.parts:
+                if name in table.schema.names:
+                    k = _kind(table.schema.field(name))
+                    chunks.append((table[name].combine_chunks(), k))
+                    kinds.add(k)
+                else:
+                    chunks.append((pa.nulls(table.num_rows), "null"))
+            kind = _unified_kind(kinds)
+            arr, kind = _concat(chunks, kind)
+            if kind in ("int", "float", "str") or (kind == "bool" and arr.null_count == 0):
+                data[name] = None  # converted below, all such columns at once
+                native_names.append(name)
+                native_arrays.append(arr)
+                continue
+            has = np.fromiter((name in s for s in sig_sets), dtype=bool, count=len(sig_sets))
+            absent = ~has[sigs]
+            if kind == "null":  # all None: pandas' inference depends on which are missing keys
+                data[name] = _object_series(np.full(len(order), None, dtype=object), absent)
+            elif kind == "mixed":
+                values = [v for chunk, k in chunks for v in _python_values(chunk, k)]
+                data[name] = _object_series([values[i] for i in order], absent)
+            elif kind == "bool":
+                data[name] = _object_series(arr.take(take).to_numpy(zero_copy_only=False), absent)
+            else:
+                data[name] = _object_series(_python_values(arr.take(take), kind), absent)
+        if native_arrays:
+            native = pa.Table.from_arrays(native_arrays, names=[f"c{i}" for i in range(len(native_names))])
+            converted = native.take(take).to_pandas()
+            for i, name in enumerate(native_names):
+                data[name] = converted[f"c{i}"]
+        return pd.DataFrame(data, copy=False)
+
+    def _file_column(self, row_ranks: np.ndarray, order: np.ndarray):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        derived = pa.array(self.file_paths, type=pa.string()).take(pa.array(row_ranks))
+        own_chunks = []
+        for table, _ in self.parts:
+            if "_file" in table.schema.names:
+                own_chunks.append(table["_file"].combine_chunks().cast(pa.string()))
+            else:
+                own_chunks.append(pa.nulls(table.num_rows, type=pa.string()))
+        own = pa.concat_arrays(own_chunks).take(pa.array(order))
+        if own.null_count < len(own):
+            derived = pc.if_else(pc.is_valid(own), own, derived)
+        return derived.to_pandas()
+
+
+def load_files_grouped(groups: list[tuple[Path, list[str], list[Path] | None, bool]],
+                       columns: Sequence[str] | None, with_samples: bool, order: list | None = None):
+    """The rows of each (folder, names, paths as given, whole folder?) group, in the given order."""
+    snap = _Snapshot(columns, with_samples)
+    offsets, total = [], 0
+    for folder, names, paths, full in groups:
+        offsets.append(total)
+        total += len(names)
+    snap.file_paths = [None] * total
+    if order is not None:
+        rank_lists = [[] for _ in groups]
+        for new_rank, (g, i) in enumerate(order):
+            rank_lists[g].append(new_rank)
+        ranks_of = [np.array(r, dtype=np.int64) for r in rank_lists]
+    else:
+        ranks_of = [np.arange(offsets[g], offsets[g] + len(groups[g][1]), dtype=np.int64)
+                    for g in range(len(groups))]
+    for g, (folder, names, paths, full) in enumerate(groups):
+        if paths is None:
+            prefix = str(folder / "x")[:-1]
+            texts = [prefix + n for n in names]
+        else:
+            texts = [str(p) for p in paths]
+        for rank, text in zip(ranks_of[g].tolist(), texts):
+            snap.file_paths[rank] = text
+        _collect(snap, folder, names, ranks_of[g], full)
+    return snap.frame()
+
+
+def _collect(snap: _Snapshot, folder: Path, names: list[str], ranks: np.ndarray, full: bool) -> None:
+    """Add one folder's rows to the snapshot: from the index where it is current, else from the JSON."""
+    unique = list(dict.fromkeys(names))
+    if len(unique) != len(names):  # a file named twice: its rows twice, as load_records gives them
+        first: dict[str, int] = {}
+        for name, rank in zip(names, ranks.tolist()):
+            if name in first:
+                snap.dups.append((first[name], rank))
+            else:
+                first[name] = rank
+        ranks = np.array([first[n] for n in unique], dtype=np.int64)
+    names = unique
+    index = _Index(folder)
+    stats = _stat_all(folder, names)
+    caught: list = []
+    try:
+        for attempt in range(3):
+            try:
+                manifest = index.read_manifest()
+            except IndexCorrupt:
+                manifest = None
+            if manifest is None or _needs_update(manifest, stats, full):
+                manifest = None
+                with index.locked() as got:
+                    if got:
+                        try:
+                            manifest = index.update(stats, full, caught)
+                        except IndexCorrupt:
+                            index.discard()
+                            continue
+                        except OSError as exc:
+                            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+                                raise
+                if manifest is None:
+                    break  # no lock (another process is updating) or a read-only folder
+            try:
+                _collect_from(snap, index, manifest, stats, ranks)
+                return
+            except FileNotFoundError:
+                continue  # a segment was compacted away after we read the manifest: a fresh snapshot
+            except IndexCorrupt:
+                with index.locked() as got:
+                    if got:
+                        index.discard()
+        _collect_in_memory(snap, folder, index, stats, ranks, caught)
+    finally:
+        _rewarn(caught)
+
+
+def _needs_update(manifest: _Manifest, stats: _Stats, full: bool) -> bool:
+    _, changed, vanished = manifest.stale(stats, full)
+    return bool(changed.any()) or vanished
+
+
+def _rewarn(caught: list) -> None:
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    caught.clear()
+
+
+def _collect_from(snap: _Snapshot, index: _Index, manifest: _Manifest, stats: _Stats, ranks: np.ndarray,
+                  only: np.ndarray | None = None) -> None:
+    """Rows of the stat'ed files (or the ``only`` mask of them) from the index's segments."""
+    idx = manifest.lookup(stats.names)
+    if only is not None:
+        idx = np.where(only, idx, -1)
+    if (idx < 0).any() and only is None:
+        raise IndexCorrupt("a file is missing from the manifest just written")
+    if manifest.problems:
+        bad = np.fromiter(manifest.problems, dtype=np.int64, count=len(manifest.problems))
+        for i in np.flatnonzero(np.isin(idx, bad)):
+            snap.problems.append((snap.file_paths[int(ranks[i])], manifest.problems[int(idx[i])]))
+    rank_of = np.full(len(manifest), -1, dtype=np.int64)
+    keep = idx >= 0
+    rank_of[idx[keep]] = ranks[keep]
+    seg_of_request = np.where(keep, manifest.seg[np.where(keep, idx, 0)], -1)
+    pieces = []
+    for code in np.unique(seg_of_request[seg_of_request >= 0]).tolist():
+        segment = manifest.segment_names[code]
+        table = index.read_segment(segment, snap)
+        expected = int(manifest.rows[idx[seg_of_request == code]].sum())
+        pieces.append((table, code, expected))
+    for table, code, expected in pieces:
+        paths = table[_PATH].combine_chunks().dictionary_encode()
+        row_file = manifest.lookup(paths.dictionary)
+        row_file = row_file[paths.indices.to_numpy(zero_copy_only=False)] if len(row_file) else row_file
+        live = row_file >= 0
+        live[live] = manifest.seg[row_file[live]] == code
+        row_rank = np.where(live, rank_of[np.where(live, row_file, 0)], -1)
+        if int((row_rank >= 0).sum()) != expected:
+            raise IndexCorrupt("a segment's rows do not match the manifest")
+        snap.add(table, row_rank)
+
+
+def _collect_in_memory(snap: _Snapshot, folder: Path, index: _Index, stats: _Stats, ranks: np.ndarray,
+                       caught: list) -> None:
+    """Without the index lock (or a writable folder): current entries from the index, the rest from JSON."""
+    try:
+        manifest = index.read_manifest()
+    except IndexCorrupt:
+        manifest = None
+    stale = np.ones(len(stats.names), dtype=bool)
+    if manifest is not None:
+        _, stale, _ = manifest.stale(stats, False)
+        if not stale.all():
+            parts, problems = len(snap.parts), len(snap.problems)
+            try:
+                _collect_from(snap, index, manifest, stats, ranks, only=~stale)
+            except (FileNotFoundError, IndexCorrupt):
+                del snap.parts[parts:], snap.problems[problems:]
+                stale[:] = True
+    todo = [stats.names[i] for i in np.flatnonzero(stale)]
+    if not todo:
+        return
+    with _no_gc():
+        rows, _ = _parse(folder, todo, caught, keep_file_warnings=True)
+        if not rows:
+            return
+        table = _rows_to_table(rows)
+        del rows
+    rank_by_name = {stats.names[i]: int(ranks[i]) for i in np.flatnonzero(stale)}
+    paths = table[_PATH].to_pylist()
+    snap.add(table, np.fromiter((rank_by_name[p] for p in paths), dtype=np.int64, count=len(paths)))
