@@ -97,7 +97,7 @@ FIELDS: tuple[Field, ...] = (
        'the error message when status is not `ok`',
        'Columns of every record'),
     _f('env', '*', '', 'dict',
-       'environment: `dlmark`, `python`, `torch`, `torchvision`, `timm`, `cuda`, `cudnn`, `driver`, `device_name`, `cpu_model`, `os`, `host`, `threads`, `gpu_count`',
+       'environment: `dlmark`, `python`, `torch`, `torchvision`, `timm`, `cuda`, `cudnn` (the torch build\'s, on GPU records only), `driver`, `device_name`, `cpu_model`, `os`, `host`, `threads`, `gpu_count`',
        'Columns of every record'),
     _f('host', '*', '', 'str',
        'provenance; `timestamp` is ISO 8601 UTC',
