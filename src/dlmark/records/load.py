@@ -73,7 +73,9 @@ def _frame_records(frame) -> list[dict[str, Any]]:
     a field may read as absent: ``r.get`` gives None either way.
     """
     from dlmark.records.fields import BY_NAME
+    from dlmark.records.schema import COLUMNS
 
+    standard = [c for c in COLUMNS if c != "env"]
     names = list(frame.columns)
     env_key = {c: c[4:] for c in names if c.startswith("env.")}
     # Column by column to Python lists, then rows: far faster than DataFrame.to_dict on Arrow-backed columns.
@@ -98,6 +100,8 @@ def _frame_records(frame) -> list[dict[str, Any]]:
                 record[name] = value
         if env:
             record["env"] = env
+        for column in standard:  # every v1 record has these columns, None where not measured
+            record.setdefault(column, None)
         records.append(record)
     return records
 
