@@ -62,9 +62,9 @@ def test_export_with_samples_keeps_the_block_times(tmp_path):
 
 def test_export_refuses_an_empty_folder_and_an_unknown_suffix(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    with pytest.warns(UserWarning, match="no result files match"):
-        assert main(["export", str(tmp_path / "empty"), "-o", str(tmp_path / "t.csv")]) == 2
-    assert "no readable results" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "empty"), "-o", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("dlmark: error:") and "results" in err[-1]
     write(tmp_path / "results")
     assert main(["export", str(tmp_path / "results"), "-o", str(tmp_path / "t.xlsx")]) == 2
     assert "FILE.parquet or FILE.csv" in capsys.readouterr().err

@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
 
     if not Path(args.results).exists():
         raise UserError(f"no such results folder or file: {args.results}")
-    rows = load_records(args.results)
+    rows = load_records(args.results, with_samples=args.compare)  # block times only for the significance
     filters = {"model": args.model, "device": args.device, "task": args.task and args.task.replace("-", "_"),
                "status": args.status, "precision": args.precision, "backend": args.backend, "scenario": args.scenario}
     for column, wanted in filters.items():
