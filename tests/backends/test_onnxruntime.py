@@ -76,5 +76,5 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
     assert "pip install -e '.[onnx]'" in err and not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
     # The worker side says the same when the import itself fails.
     monkeypatch.delitem(sys.modules, "dlmark.backends.onnxruntime", raising=False)
-    with pytest.raises(UserError, match=r"pip install dlmark\[onnx\]"):
+    with pytest.raises(UserError, match=r"pip install -e '\.\[onnx\]'"):
         load("onnxruntime", TINY, RunConfig())

@@ -47,5 +47,5 @@ def test_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "pip install -e '.[openvino]'" in err
     monkeypatch.delitem(sys.modules, "dlmark.backends.openvino", raising=False)
-    with pytest.raises(UserError, match=r"pip install dlmark\[openvino\]"):
+    with pytest.raises(UserError, match=r"pip install -e '\.\[openvino\]'"):
         load("openvino", TINY, RunConfig())

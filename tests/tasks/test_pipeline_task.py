@@ -180,5 +180,5 @@ def test_cli_writes_one_record_per_worker_count(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     # Run again: both jobs are found done, nothing is measured or written.
     assert main(args) == 0
-    assert "no new measurements" in capsys.readouterr().out
+    assert "--force re-measures" in capsys.readouterr().out  # nothing new: the stored summary, and how to redo
     assert len(list(out.glob("*.json"))) == 2
