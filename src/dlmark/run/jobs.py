@@ -141,6 +141,36 @@ def restore(group: Group, lane: Lane, ctx: RunContext, jobs: list[Job], facts: d
     return answer
 
 
+def run_job(ctx: RunContext, lane: Lane, job: Job, facts: dict[str, Any], request: dict[str, Any],
+            as_fields: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+            **failed_fields: Any) -> dict[str, Any] | None:
+    """One job's request on the lane's worker, its outcome a record (emitted and returned); None when
+    the run was stopped meanwhile. A worker that died or hung is replaced and the record says
+    ``crash`` or ``timeout``; ``failed_fields`` describe the configuration in a failed job's record,
+    ``as_fields`` turns a successful answer into record fields (default: the answer as it is)."""
+    try:
+        answer = lane.worker.request(request, ctx.options.timeout_s)
+    except WorkerFailed as exc:
+        if ctx.stop.is_set():
+            return None
+        record = make_record(ctx, job, lane.device, facts, exc.status, str(exc), **failed_fields)
+        ctx.emit(record)
+        lane.worker.restart()
+        return record
+    if answer["ok"]:
+        fields = as_fields(answer) if as_fields else {k: v for k, v in answer.items() if k != "ok"}
+        record = make_record(ctx, job, lane.device, facts, "ok", **fields)
+    else:
+        record = make_record(ctx, job, lane.device, facts, answer["status"], answer["error"], **failed_fields)
+    ctx.emit(record)
+    return record
+
+
+#: Statuses after which a group's later jobs are not run: a batch that ran out of memory, killed or
+#: hung the worker would do so again, larger ones likely too.
+ENDS_GROUP = ("oom", "crash", "timeout")
+
+
 def run_group(group: Group, lane: Lane, ctx: RunContext) -> None:
     """Run one group's jobs on ``lane`` through its task; every job ends as a record or is skipped."""
     tasks.get(group.task).run_group(group, lane, ctx)

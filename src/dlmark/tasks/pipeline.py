@@ -132,14 +132,13 @@ def preflight(options) -> None:
 
 
 def run_group(group, lane, ctx) -> None:
-    from dlmark.run.jobs import make_record, start_group, task_request
-    from dlmark.run.local import WorkerFailed
+    from dlmark.run.jobs import run_job, start_group, task_request
 
     started = start_group(group, lane, ctx)
     if started is None:
         return
     jobs, facts = started
-    device, worker = lane.device, lane.worker
+    device = lane.device
     timing = ctx.options.timing_for(device.kind)
     oom_at: int | None = None
     for index, job in enumerate(jobs):
@@ -154,22 +153,15 @@ def run_group(group, lane, ctx) -> None:
         request = task_request("pipeline", "measure", folder=extra["input"].partition(":")[2] or None,
                                images=extra["images"], decoder=extra["decoder"], batch_size=job.batch_size,
                                data_workers=extra["data_workers"], timing=timing, rounds=ROUNDS)
-        try:
-            answer = worker.request(request, ctx.options.timeout_s)
-        except WorkerFailed as exc:
-            if ctx.stop.is_set():
-                return
-            ctx.emit(make_record(ctx, job, device, facts, exc.status, str(exc), **_config_fields(job)))
-            worker.restart()
+        record = run_job(ctx, lane, job, facts, request, **_config_fields(job))
+        if record is None:
+            return
+        if record["status"] in ("crash", "timeout"):
             # A configuration that killed or hung the worker would likely do so again with more work.
             for rest in jobs[index + 1:]:
-                ctx.on_job_skipped(rest, f"after {exc.status}")
+                ctx.on_job_skipped(rest, f"after {record['status']}")
             return
-        if answer["ok"]:
-            ctx.emit(make_record(ctx, job, device, facts, "ok", **{k: v for k, v in answer.items() if k != "ok"}))
-            continue
-        ctx.emit(make_record(ctx, job, device, facts, answer["status"], answer["error"], **_config_fields(job)))
-        if answer["status"] == "oom":
+        if record["status"] == "oom":
             oom_at = job.batch_size  # larger batches would run out too; other worker counts at smaller ones may not
 
 

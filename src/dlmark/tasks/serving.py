@@ -134,14 +134,6 @@ def _log_dir(ctx) -> Path:
     return Path(ctx.out_dir or ".") / "loadgen"
 
 
-def _request_run(job, lane, ctx, settings: dict[str, Any], name: str) -> dict[str, Any]:
-    from dlmark.run.jobs import task_request
-
-    request = task_request("serving", "run", scenario=job.extra["scenario"], settings=settings,
-                           log_dir=str(_log_dir(ctx)), name=name)
-    return lane.worker.request(request, ctx.options.timeout_s)
-
-
 def _fields(answer: dict[str, Any], ctx) -> dict[str, Any]:
     fields = {k: v for k, v in answer.items() if k != "ok"}
     for key in ("log_summary", "log_detail"):  # kept beside the records: named relative to the folder
@@ -156,26 +148,12 @@ def _fields(answer: dict[str, Any], ctx) -> dict[str, Any]:
 
 
 def _run_one(job, lane, ctx, facts: dict[str, Any]) -> dict[str, Any] | None:
-    from dlmark.run.jobs import make_record
-    from dlmark.run.local import WorkerFailed
+    from dlmark.run.jobs import run_job, task_request
 
-    device = lane.device
-    name = job.key(device, ctx.host)
-    try:
-        answer = _request_run(job, lane, ctx, _settings_for(job), name)
-    except WorkerFailed as exc:
-        if ctx.stop.is_set():
-            return None
-        lane.worker.restart()
-        record = make_record(ctx, job, device, facts, exc.status, str(exc), scenario=job.extra["scenario"])
-        ctx.emit(record)
-        return record
-    if not answer["ok"]:
-        record = make_record(ctx, job, device, facts, answer["status"], answer["error"], scenario=job.extra["scenario"])
-    else:
-        record = make_record(ctx, job, device, facts, "ok", **_fields(answer, ctx))
-    ctx.emit(record)
-    return record
+    request = task_request("serving", "run", scenario=job.extra["scenario"], settings=_settings_for(job),
+                           log_dir=str(_log_dir(ctx)), name=job.key(lane.device, ctx.host))
+    return run_job(ctx, lane, job, facts, request, as_fields=lambda answer: _fields(answer, ctx),
+                   scenario=job.extra["scenario"])
 
 
 def _search(job, group, lane, ctx, facts: dict[str, Any]) -> None:

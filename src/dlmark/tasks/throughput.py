@@ -100,8 +100,7 @@ def preflight(options) -> None:
 
 def run_group(group, lane, ctx) -> None:
     from dlmark.run import agreement
-    from dlmark.run.jobs import make_record, restore, start_group, task_request
-    from dlmark.run.local import WorkerFailed
+    from dlmark.run.jobs import ENDS_GROUP, restore, run_job, start_group, task_request
 
     started = start_group(group, lane, ctx, stop_after=lambda done: done.get("status") == "oom")
     if started is None:
@@ -110,7 +109,7 @@ def run_group(group, lane, ctx) -> None:
     facts = {**facts, **agreement.check(group, lane, facts, ctx.options.timeout_s)}
     if restore(group, lane, ctx, jobs, facts) is None:  # the check may have left the reference loaded
         return
-    device, worker = lane.device, lane.worker
+    device = lane.device
     for index, job in enumerate(jobs):
         if ctx.stop.is_set():
             return
@@ -118,22 +117,10 @@ def run_group(group, lane, ctx) -> None:
             ctx.on_job_start(job, device)
         request = task_request("throughput", "measure", batch_size=job.batch_size,
                                timing=ctx.options.timing_for(device.kind))
-        try:
-            answer = worker.request(request, ctx.options.timeout_s)
-        except WorkerFailed as exc:
-            if ctx.stop.is_set():
-                return
-            ctx.emit(make_record(ctx, job, device, facts, exc.status, str(exc)))
-            worker.restart()
-            # A batch that killed or hung the worker would do so again, larger ones likely too.
-            for rest in jobs[index + 1:]:
-                ctx.on_job_skipped(rest, f"after {exc.status}")
+        record = run_job(ctx, lane, job, facts, request)
+        if record is None:
             return
-        if answer["ok"]:
-            ctx.emit(make_record(ctx, job, device, facts, "ok", **{k: v for k, v in answer.items() if k != "ok"}))
-            continue
-        ctx.emit(make_record(ctx, job, device, facts, answer["status"], answer["error"]))
-        if answer["status"] == "oom":
+        if record["status"] in ENDS_GROUP:
             for rest in jobs[index + 1:]:
-                ctx.on_job_skipped(rest, "after oom")
+                ctx.on_job_skipped(rest, f"after {record['status']}")
             return
