@@ -21,6 +21,14 @@ from dlmark.tasks import TASKS
 #: past this a GPU's memory, not the cap, ends the search; on CPU the memory limit does.
 DEFAULT_MAX_BATCH_CAP = 65536
 
+SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
+#: The settings a user may change from the command line or a suite (``--max-batch`` ...).
+KNOBS = ("latency_bound_ms", "target_qps", "max_batch", "max_queue_delay_ms", "batches_in_flight",
+         "samples_per_query", "min_duration_s", "min_query_count", "mlperf_rules", "pad_batches")
+#: Seconds a job needs beyond LoadGen's minimum duration: the model's warm-up and LoadGen's tail.
+OVERHEAD_S = 60.0
+MLPERF_MIN_DURATION_S = 600.0
+
 #: Device kinds a suite's timing may be specialised for.
 DEVICE_KINDS = ("cpu", "cuda")
 
@@ -53,7 +61,7 @@ class RunOptions:
     accuracy_limit: int | None = None
     accuracy_batch_size: int = 64
     data_workers: int | None = None
-    # serving task: LoadGen scenarios, and the settings that change them (tasks.serving.KNOBS)
+    # serving task: LoadGen scenarios, and the settings that change them (KNOBS)
     scenarios: list[str] = field(default_factory=list)
     serving: dict[str, Any] = field(default_factory=dict)
     # pipeline task: --input images[:DIR] (None: no pipeline), the JPEG decoder, the DataLoader
@@ -94,9 +102,7 @@ class RunOptions:
         if "serving" in self.tasks or self.scenarios or self.serving:
             if "serving" not in self.tasks or not self.scenarios:
                 raise UserError("serving settings need a scenario: add --scenario offline,single-stream,multi-stream,server")
-            from dlmark.tasks import serving
-
-            serving.validate(self)
+            _check_serving(self)
         self._check_pipeline()
 
     def _check_pipeline(self) -> None:
@@ -175,6 +181,36 @@ def with_min_time(timing: dict[str, Any], min_time_s: float | None) -> dict[str,
     for per_kind in (v for v in merged.values() if isinstance(v, dict)):
         per_kind.pop("min_run_s", None)
     return merged
+
+
+def _check_serving(options) -> None:
+    """The serving task's scenarios and settings (tasks/serving.py runs them)."""
+    for scenario in options.scenarios:
+        if scenario not in SCENARIOS:
+            raise UserError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+    knobs = options.serving
+    unknown = set(knobs) - set(KNOBS)
+    if unknown:
+        raise UserError(f"unknown serving setting(s) {sorted(unknown)}; known: {', '.join(KNOBS)}")
+    for name in ("latency_bound_ms", "target_qps", "max_queue_delay_ms", "min_duration_s"):
+        value = knobs.get(name)
+        if value is not None and (not isinstance(value, (int, float)) or value < 0 or
+                                  (value == 0 and name in ("latency_bound_ms", "target_qps"))):
+            raise UserError(f"--{name.replace('_', '-').replace('-s', '')} must be a positive number, got {value!r}")
+    for name in ("max_batch", "batches_in_flight", "samples_per_query", "min_query_count"):
+        value = knobs.get(name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    if knobs.get("mlperf_rules") and options.timeout_s < MLPERF_MIN_DURATION_S + OVERHEAD_S:
+        raise UserError(f"--mlperf-rules runs each scenario for at least {MLPERF_MIN_DURATION_S:.0f} s, which "
+                        f"cannot fit --timeout {options.timeout_s:g}; give --timeout "
+                        f"{MLPERF_MIN_DURATION_S + OVERHEAD_S:.0f} or more")
+    if knobs.get("latency_bound_ms") is not None and "server" not in options.scenarios:
+        raise UserError("--latency-bound-ms bounds the Server scenario's p99; add --scenario server")
+    if not knobs.get("mlperf_rules"):
+        duration = knobs.get("min_duration_s", 10.0)
+        if duration + OVERHEAD_S > options.timeout_s:
+            raise UserError(f"a {duration:g} s serving run cannot fit --timeout {options.timeout_s:g}")
 
 
 def _check_compile_modes(modes: list[str | None]) -> None:

@@ -14,13 +14,8 @@ from typing import Any
 
 from dlmark.errors import UserError
 
-SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
-#: The settings a user may change from the command line or a suite (``--max-batch`` ...).
-KNOBS = ("latency_bound_ms", "target_qps", "max_batch", "max_queue_delay_ms", "batches_in_flight",
-         "samples_per_query", "min_duration_s", "min_query_count", "mlperf_rules", "pad_batches")
-#: Seconds a job needs beyond LoadGen's minimum duration: the model's warm-up and LoadGen's tail.
-OVERHEAD_S = 60.0
-MLPERF_MIN_DURATION_S = 600.0
+# The scenarios and settings are validated with the run's options (run.options), before any work.
+from dlmark.run.options import KNOBS, SCENARIOS  # noqa: E402,F401  -- the task's own names for them
 
 
 # ----------------------------------------------------------------- worker side
@@ -49,36 +44,6 @@ WORKER_OPS = {"run": run_op, "estimate": estimate_op}
 
 
 # ----------------------------------------------------------------- driver side
-
-
-def validate(options) -> None:
-    """The serving options, before any work (RunOptions calls this)."""
-    for scenario in options.scenarios:
-        if scenario not in SCENARIOS:
-            raise UserError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
-    knobs = options.serving
-    unknown = set(knobs) - set(KNOBS)
-    if unknown:
-        raise UserError(f"unknown serving setting(s) {sorted(unknown)}; known: {', '.join(KNOBS)}")
-    for name in ("latency_bound_ms", "target_qps", "max_queue_delay_ms", "min_duration_s"):
-        value = knobs.get(name)
-        if value is not None and (not isinstance(value, (int, float)) or value < 0 or
-                                  (value == 0 and name in ("latency_bound_ms", "target_qps"))):
-            raise UserError(f"--{name.replace('_', '-').replace('-s', '')} must be a positive number, got {value!r}")
-    for name in ("max_batch", "batches_in_flight", "samples_per_query", "min_query_count"):
-        value = knobs.get(name)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-    if knobs.get("mlperf_rules") and options.timeout_s < MLPERF_MIN_DURATION_S + OVERHEAD_S:
-        raise UserError(f"--mlperf-rules runs each scenario for at least {MLPERF_MIN_DURATION_S:.0f} s, which "
-                        f"cannot fit --timeout {options.timeout_s:g}; give --timeout "
-                        f"{MLPERF_MIN_DURATION_S + OVERHEAD_S:.0f} or more")
-    if knobs.get("latency_bound_ms") is not None and "server" not in options.scenarios:
-        raise UserError("--latency-bound-ms bounds the Server scenario's p99; add --scenario server")
-    if not knobs.get("mlperf_rules"):
-        duration = knobs.get("min_duration_s", 10.0)
-        if duration + OVERHEAD_S > options.timeout_s:
-            raise UserError(f"a {duration:g} s serving run cannot fit --timeout {options.timeout_s:g}")
 
 
 def preflight(options) -> None:
