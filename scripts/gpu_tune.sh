@@ -28,7 +28,7 @@ case "$STEP" in
     dlmark tune ResNet-v1-50 --device "$DEVICE" --out "$OUT" --budget-s 400 --keep 1 \
       --max-batch 2048 --slow-mode-timeout-s 120 2>&1 | tee "$OUT/tune_resnet50.log"
     # fp32 eager at batch 256, timed independently of dlmark in the same run (target: within 3%).
-    "$PY" scripts/gpu_fp32_check.py "$OUT" --device "$DEVICE" 2>&1 | tee "$OUT/fp32_check.log"
+    "$PY" scripts/gpu_peer_check.py "$OUT" --device "$DEVICE" 2>&1 | tee "$OUT/fp32_check.log"
     ;;
   squeezenet)
     dlmark tune SqueezeNet-1.1 --device "$DEVICE" --out "$OUT" --budget-s 300 --keep 1 \

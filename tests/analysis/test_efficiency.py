@@ -159,12 +159,7 @@ def test_peak_on_cpu_is_a_record_that_mfu_then_uses(tmp_path):
     assert f["peak_source"] == hardware.MEASURED and f["peak_tflops"] == record["peak_tflops_fp32"]
 
 
-needs_gpu = pytest.mark.skipif(
-    not __import__("importlib").util.find_spec("torch") or not __import__("torch").cuda.is_available(),
-    reason="needs a CUDA GPU (CUDA graphs)")
-
-
-@needs_gpu
+@pytest.mark.gpu  # CUDA graphs
 def test_cuda_graph_mode_computes_what_eager_computes():
     import torch
 

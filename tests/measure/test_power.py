@@ -78,12 +78,7 @@ def test_cpu_throughput_records_carry_power_fields_as_none():
     assert {k: fields[k] for k in power.POWER_FIELDS} == dict.fromkeys(power.POWER_FIELDS)
 
 
-needs_gpu = pytest.mark.skipif(
-    not __import__("importlib").util.find_spec("torch") or not __import__("torch").cuda.is_available(),
-    reason="needs a CUDA GPU with NVML (energy counter, clocks)")
-
-
-@needs_gpu
+@pytest.mark.gpu  # NVML's energy counter and clocks
 def test_gpu_energy_and_clocks_are_read():
     import torch
 

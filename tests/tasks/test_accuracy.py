@@ -76,14 +76,7 @@ def test_model_without_imagenet_outputs_is_refused(tmp_path):
         evaluate(tiny, L.class_folders(tmp_path / "imagenet"))
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda(), reason="needs a CUDA device")
 @pytest.mark.parametrize("precision,compile_mode", [("fp32", None), ("fp16", None), ("fp16", "cudagraphs")])
 def test_exact_figures_on_gpu(tmp_path, precision, compile_mode):
     from dlmark.backends import pytorch

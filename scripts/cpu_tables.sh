@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CPU tables of BENCHMARKS.md that need a quiet machine, one after the other so that none
+# competes with another: the A/A false-positive rate of `dlmark compare` (issue 15), the serving
+# table (13), model-only against end-to-end from JPEG (17), fp32/int8 with requests in flight (16)
+# and dlmark's in-flight figures beside OpenVINO's benchmark_app (16).
+#
+#   bash scripts/cpu_tables.sh RESULTS_DIR
+#
+# Each step's load average before and after goes to RESULTS_DIR/steps.log; a step that fails is
+# logged and the next one runs. The records stay in RESULTS_DIR/<step>/.
+set -uo pipefail
+RESULTS=$(mkdir -p "$1" && cd "$1" && pwd)
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+dlmark() { "$PYTHON" -m dlmark.cli "$@"; }
+step() {  # step NAME COMMAND...: runs it, its output in NAME.log, its load average and time in steps.log
+    local name=$1; shift
+    local began=$(date +%s) before=$(cut -d' ' -f1-3 /proc/loadavg)
+    "$@" > "$RESULTS/$name.log" 2>&1
+    local status=$?
+    echo "$name: exit $status, $(( $(date +%s) - began )) s, load $before -> $(cut -d' ' -f1-3 /proc/loadavg); $*" >> "$RESULTS/steps.log"
+}
+{ echo "# $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD)"; nproc; lscpu | grep 'Model name'; } >> "$RESULTS/steps.log"
+
+step compare-aa "$PYTHON" scripts/compare_false_positives.py "$RESULTS/compare-aa"
+SERVING=(--models ResNet-v1-18,SqueezeNet-1.1 --backend pytorch,onnxruntime --device cpu --threads 2)
+step serving-throughput dlmark run "${SERVING[@]}" --task throughput --batch-sizes 1,8 --out "$RESULTS/serving" --quiet
+step serving dlmark run "${SERVING[@]}" --batch-sizes 8 --scenario offline,single-stream,multi-stream,server \
+    --latency-bound-ms 100 --max-batch 8 --serving-min-time 8 --out "$RESULTS/serving" --quiet
+step pipeline "$PYTHON" scripts/pipeline_table.py --out "$RESULTS/pipeline" --threads 2
+step int8 dlmark run quick --device cpu --models ResNet-v1-50,SqueezeNet-1.1 --batch-sizes 1,32 --task throughput \
+    --backend pytorch,pytorch-compile,onnxruntime,openvino --precision fp32,int8 --in-flight 1,2 --threads 2 \
+    --timeout 900 --out "$RESULTS/int8" --quiet
+step benchmark-app "$PYTHON" scripts/openvino_benchmark_app.py -t 10 --int8 --repeat 2 --folder "$RESULTS/benchmark-app"
+echo "done $(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$RESULTS/steps.log"
+touch /tmp/dlmark-quiet-done
