@@ -87,10 +87,12 @@ def test_gpu_energy_and_clocks_are_read():
     assert state["sm_clock_mhz"] and state["power_limit_w"] and state["throttle_reasons"] is not None
     a = torch.randn(4096, 4096, device="cuda")
     timer = power.EnergyTimer(power_timer(), handle)
-    for _ in range(5):
-        timer.time_block(lambda: a @ a, 50)
-    out = timer.summary(5, 5 * 50)
+    timed = sum(timer.time_block(lambda: a @ a, 50) for _ in range(5))
+    out = timer.summary(5)
     assert 10 < out["avg_power_w"] < 2000
+    # The energy window brackets the five blocks: at least their timed seconds, a little more.
+    assert timed <= out["energy_window_s"] < timed * 1.5 + 0.1
+    assert out["energy_j"] == pytest.approx(out["avg_power_w"] * out["energy_window_s"])
 
 
 def power_timer():
