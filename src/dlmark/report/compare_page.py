@@ -85,8 +85,8 @@ def ratio_figure(result: Comparison):
         fig.scatter(x="ratio", y="row", source=source, size=9, color=colour, legend_label=name)
     fig.add_tools(HoverTool(tooltips=[("pair", "@row"), ("ratio", "@shown"), ("p (adj)", "@p_adj"),
                                       ("verdict", "@verdict")]))
-    fig.legend.location = "bottom_right"
     fig.legend.click_policy = "hide"
+    fig.add_layout(fig.legend[0], "right")  # beside the rows, never over a point
     fig.ygrid.grid_line_color = None
     return fig
 
