@@ -215,3 +215,16 @@ def test_comparison_page_in_chromium(site, browser):  # noqa: F811
     browser.get((out / "index.html").as_uri())
     browser.find_element(By.CSS_SELECTOR, "#link-compare a").click()
     assert browser.title == "dlmark report: comparison with the baseline"
+
+
+def test_pairs_without_a_ratio_are_in_the_table_not_the_figure(tmp_path):
+    from dlmark.records.load import load_records
+    from dlmark.report.compare_page import comparison_table
+
+    old = [{"device": "Tesla V100-SXM2-16GB", "model": "AlexNet", "batch_size": 64, "throughput": 4000.0}]
+    (tmp_path / "a.json").write_text(json.dumps(old))
+    result = compare(load_records(tmp_path / "a.json"), load_records(tmp_path / "a.json"))
+    assert ratio_figure(result) is None and drawn_pairs(result) == []
+    [row] = comparison_table(result).rows
+    assert row[-1].text == "no samples" and row[-1].css == "verdict verdict-no-verdict"
+    assert row[2].sort == repr(4000.0)  # numbers sort by their raw values
