@@ -351,6 +351,9 @@ def test_other_serving_scenarios_show_their_figure_without_a_verdict():
     assert by["single-stream"].p99_ratio == pytest.approx(2.0)
     assert by["offline"].ratio == pytest.approx(0.5)
     assert {p.reason for p in result.pairs} == {"no interval"} and {p.verdict for p in result.pairs} == {None}
+    # A run LoadGen called INVALID (e.g. too few queries) has no figure to judge.
+    p = compare([offline], [dict(slow_offline, valid=False)]).pairs[0]
+    assert p.reason == "invalid (candidate)" and p.ratio == pytest.approx(0.5)
 
 
 def test_the_committed_serving_runs_pair_their_searches():

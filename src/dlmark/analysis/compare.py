@@ -222,6 +222,9 @@ def _reason(base: dict[str, Any], cand: dict[str, Any], default_min_blocks: int)
     for side, r in (("baseline", base), ("candidate", cand)):
         if r.get("status") != "ok":
             return f"failed ({side}: {r.get('status')})"
+    for side, r in (("baseline", base), ("candidate", cand)):
+        if r.get("task") == "serving" and r.get("valid") is False:  # LoadGen's verdict: its figure is not one
+            return f"invalid ({side})"
     if base.get("task") != "serving":  # serving: decided on its search brackets, in _serving_stats
         for r in (base, cand):
             if block_throughputs(r) is None:
