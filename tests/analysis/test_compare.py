@@ -281,18 +281,103 @@ def test_no_samples_for_2018_records(tmp_path):
     assert p.baseline_throughput == 4000.0 and p.candidate_throughput == 3000.0
 
 
-def test_serving_records(template):
-    base = {"task": "serving", "status": "ok", "model": "ResNet-v1-50", "scenario": "server", "batch_size": 1,
-            "device": "cpu", "device_spec": "cpu", "server_qps_at_bound": 100.0, "latency_ms_p99": 20.0}
-    cand = dict(base, server_qps_at_bound=80.0, latency_ms_p99=25.0)
-    p = compare([base], [cand]).pairs[0]
-    assert p.reason == "no samples" and p.ratio == pytest.approx(0.8) and p.p99_ratio == pytest.approx(1.25)
-    base_ci = dict(base, qps_ci95_low=98.0, qps_ci95_high=102.0)
-    cand_ci = dict(cand, qps_ci95_low=78.0, qps_ci95_high=82.0)
-    p = compare([base_ci], [cand_ci]).pairs[0]
-    assert p.verdict == "slower" and p.ci_low < 0.8 < p.ci_high
-    p = compare([base_ci], [dict(cand_ci, contended=True)]).pairs[0]
-    assert p.verdict is None and p.reason == "contended" and p.ratio == pytest.approx(0.8)
+SERVING = Path(__file__).resolve().parents[2] / "results" / "h200-serving-2"
+
+
+def _search(qps_at_bound, first_invalid, p99, run_id="a", steps=()):
+    """A server search's answer as `tasks.serving._search` writes it (fields of the committed H200 records)."""
+    extra = {"scenario": "server", "latency_bound_ms": 15.0, "max_batch": 8, "search": "largest_qps_within_bound"}
+    return {"task": "serving", "status": "ok", "model": "ResNet-v1-50", "scenario": "server", "batch_size": 8,
+            "device": "NVIDIA H200", "device_spec": "cuda:0", "extra_config": extra, "run_id": run_id,
+            "job_key": f"search-{run_id}", "server_qps_at_bound": qps_at_bound, "largest_valid_qps": qps_at_bound,
+            "last_valid_qps": qps_at_bound, "first_invalid_qps": first_invalid, "converged": True,
+            "resolution": 0.05, "latency_ms_p99": p99, "valid": True, "search_step_keys": [s["job_key"] for s in steps]}
+
+
+def _step(target, run_id="a"):
+    return {"task": "serving", "status": "ok", "model": "ResNet-v1-50", "scenario": "server", "batch_size": 8,
+            "device": "NVIDIA H200", "device_spec": "cuda:0", "run_id": run_id, "job_key": f"step-{run_id}-{target}",
+            "extra_config": {"scenario": "server", "latency_bound_ms": 15.0, "max_batch": 8, "target_qps": target},
+            "samples_per_s": target, "latency_ms_p99": 10.0, "valid": True}
+
+
+def test_server_searches_compare_on_their_qps_at_the_bound_within_their_brackets():
+    # The committed search: 1391 QPS met the 15 ms bound, 1453 did not.
+    steps_a = [_step(942.0), _step(1391.2)]
+    base = _search(1391.2, 1452.8, 11.26, steps=steps_a)
+    steps_b = [_step(1100.0, "b"), _step(777.0, "b")]
+    slower = _search(1100.0, 1160.0, 12.5, run_id="b", steps=steps_b)
+    result = compare([base, *steps_a], [slower, *steps_b])
+    # The steps (their loads chosen by each run's own search) are left out, and said so.
+    assert len(result.pairs) == 1 and not result.unpaired_baseline and not result.unpaired_candidate
+    assert any("2 server search step(s) not compared" in w for w in result.warnings)
+    p = result.pairs[0]
+    assert p.ratio == pytest.approx(1100.0 / 1391.2) and p.p99_ratio == pytest.approx(12.5 / 11.26)
+    # The interval is the ratios both brackets allow; the brackets do not overlap: slower.
+    assert (p.ci_low, p.ci_high) == (pytest.approx(1100.0 / 1452.8), pytest.approx(1160.0 / 1391.2))
+    assert p.interval == "search bracket" and p.p_value is None and p.verdict == "slower"
+    assert gate(result, 0.05) == 1
+    assert "bracket, p99 1.110" in format_terminal(result)
+    # Overlapping brackets: the searches cannot tell the two apart.
+    near = _search(1420.0, 1490.0, 11.0, run_id="b")
+    p = compare([base], [near]).pairs[0]
+    assert p.ci_low < 1 < p.ci_high and p.verdict == "same"
+    faster = _search(1600.0, 1680.0, 11.0, run_id="b")
+    assert compare([base], [faster]).pairs[0].verdict == "faster"
+    # Beyond its bracket but within the threshold: same.
+    tight = _search(1391.2, 1400.0, 11.0)
+    assert compare([tight], [_search(1405.0, 1410.0, 11.0, run_id="b")]).pairs[0].verdict == "same"
+    # A search that found no failing load has no upper end: no interval, no verdict.
+    open_ended = _search(1600.0, None, 11.0, run_id="b")
+    p = compare([base], [open_ended]).pairs[0]
+    assert p.verdict is None and p.reason == "no interval" and p.ratio == pytest.approx(1600.0 / 1391.2)
+    p = compare([base], [dict(slower, contended=True)]).pairs[0]
+    assert p.verdict is None and p.reason == "contended"
+    p = compare([base], [dict(slower, status="error", server_qps_at_bound=None)]).pairs[0]
+    assert p.reason == "failed (candidate: error)"
+
+
+def test_other_serving_scenarios_show_their_figure_without_a_verdict():
+    # One LoadGen run gives one figure: the ratio and the p99 ratio, no interval.
+    recs = [r for r in load_records(SERVING) if r.get("task") == "serving"]
+    single = next(r for r in recs if r.get("scenario") == "single-stream")
+    offline = next(r for r in recs if r.get("scenario") == "offline")
+    slow_single = dict(single, latency_ms_p90=single["latency_ms_p90"] * 1.25, latency_ms_p99=single["latency_ms_p99"] * 2)
+    slow_offline = dict(offline, samples_per_s=offline["samples_per_s"] / 2)
+    result = compare([single, offline], [slow_single, slow_offline])
+    by = {p.key["scenario"]: p for p in result.pairs}
+    assert by["single-stream"].ratio == pytest.approx(1 / 1.25)  # queries/s at the p90 latency
+    assert by["single-stream"].baseline_throughput == pytest.approx(1000 / single["latency_ms_p90"])
+    assert by["single-stream"].p99_ratio == pytest.approx(2.0)
+    assert by["offline"].ratio == pytest.approx(0.5)
+    assert {p.reason for p in result.pairs} == {"no interval"} and {p.verdict for p in result.pairs} == {None}
+    # A run LoadGen called INVALID (e.g. too few queries) has no figure to judge.
+    p = compare([offline], [dict(slow_offline, valid=False)]).pairs[0]
+    assert p.reason == "invalid (candidate)" and p.ratio == pytest.approx(0.5)
+
+
+def test_the_committed_serving_runs_pair_their_searches():
+    recs = load_records(SERVING)
+    fp32 = [r for r in recs if r.get("run_id") == "217402dcd397"]
+    result = compare(fp32, fp32)
+    server = [p for p in result.pairs if p.key["scenario"] == "server"]
+    assert len(server) == 1 and server[0].ratio == 1.0 and server[0].verdict == "same"
+    assert server[0].interval == "search bracket"
+    assert any("6 server search step(s) not compared" in w for w in result.warnings)
+
+
+def test_select_run_by_id_or_prefix():
+    from dlmark.analysis.compare import run_ids, select_run
+
+    recs = [{"run_id": "abc123", "timestamp": "2026-01-02T00:00:00", "suite": "quick"},
+            {"run_id": "abc999", "timestamp": "2026-01-01T00:00:00", "suite": "cnn"},
+            {"run_id": "abc123", "timestamp": "2026-01-02T00:01:00", "suite": "quick"}, {"run_id": None}]
+    assert len(select_run(recs, "abc123", "runs")) == 2 and len(select_run(recs, "abc9", "runs")) == 1
+    assert run_ids(recs)[1:] == ["abc999 (cnn, 1 records, 2026-01-01 00:00)", "abc123 (quick, 2 records, 2026-01-02 00:00)"]
+    with pytest.raises(UserError, match="prefix of 2 runs in runs"):
+        select_run(recs, "abc", "runs")
+    with pytest.raises(UserError, match=r"no run 'x' in runs; its runs: \(no run id\) \(1 records\); abc999"):
+        select_run(recs, "x", "runs")
 
 
 # ----------------------------------------------------------------- output, gate

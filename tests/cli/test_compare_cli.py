@@ -184,3 +184,50 @@ def test_colour_only_on_a_terminal_without_no_color(runs):
     assert code == 1 and "\033[" not in text and "slower" in text
     code, text = _console(args, False, env)
     assert code == 1 and "\033[" not in text and "slower" in text
+
+
+# ------------------------------------------------------------ runs of one folder as the sides
+
+
+@pytest.fixture(scope="module")
+def two_runs(runs, tmp_path_factory):
+    """One folder holding two runs of the same suite: run-alpha as written, run-beta 10% slower."""
+    root, n = runs
+    both = tmp_path_factory.mktemp("two-runs") / "results@2026"  # an '@' in a folder name still reads as a folder
+    both.mkdir()
+    for name, source in (("a", root / "base"), ("b", root / "slower")):
+        for path in sorted(source.glob("*.json")):
+            record = json.loads(path.read_text())
+            if name == "b":
+                record["timestamp"] = "2099-01-01T00:00:00+00:00"
+            (both / f"{name}-{path.name}").write_text(json.dumps(record))
+    return both, n
+
+
+def test_two_runs_of_one_folder_by_run_id(two_runs, capsys):
+    both, n = two_runs
+    code, out, err = _run(capsys, f"{both}@run-alpha", f"{both}@run-beta", "--format", "json",
+                          "--fail-on-slower", "5%")
+    assert code == 1, err
+    data = json.loads(out)
+    assert len(data["pairs"]) == n and {p["verdict"] for p in data["pairs"]} == {"slower"}
+    assert not data["unpaired_baseline"] and not data["unpaired_candidate"]
+    assert not any("measured more than once" in w for w in data["warnings"])  # each side is one run
+    # A prefix of the id will do, as for a git commit; the folder alone holds both runs.
+    code, out, _ = _run(capsys, f"{both}@run-a", f"{both}@run-b", "--format", "json")
+    assert code == 0 and len(json.loads(out)["pairs"]) == n
+    code, out, _ = _run(capsys, f"{both}@run-a", both, "--format", "json")
+    assert code == 0 and any("measured more than once" in w for w in json.loads(out)["warnings"])
+
+
+@pytest.mark.parametrize("run,message", [
+    ("nope", "no run 'nope' in "),
+    ("run-", "run 'run-' is a prefix of 2 runs"),
+])
+def test_a_run_id_that_matches_no_single_run_is_one_line_exit_2(two_runs, capsys, run, message):
+    both, _ = two_runs
+    code, out, err = _run(capsys, f"{both}@{run}", f"{both}@run-beta")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert message in err
+    if run == "nope":  # the runs that are there, with what they hold
+        assert "run-alpha (" in err and "run-beta (" in err and "records" in err

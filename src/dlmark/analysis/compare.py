@@ -222,7 +222,10 @@ def _reason(base: dict[str, Any], cand: dict[str, Any], default_min_blocks: int)
     for side, r in (("baseline", base), ("candidate", cand)):
         if r.get("status") != "ok":
             return f"failed ({side}: {r.get('status')})"
-    if base.get("task") != "serving":  # serving: decided on its intervals, or 'no samples', in _serving_stats
+    for side, r in (("baseline", base), ("candidate", cand)):
+        if r.get("task") == "serving" and r.get("valid") is False:  # LoadGen's verdict: its figure is not one
+            return f"invalid ({side})"
+    if base.get("task") != "serving":  # serving: decided on its search brackets, in _serving_stats
         for r in (base, cand):
             if block_throughputs(r) is None:
                 return "no samples"
@@ -240,40 +243,87 @@ def _reason(base: dict[str, Any], cand: dict[str, Any], default_min_blocks: int)
     return None
 
 
+def _scenario(r: dict[str, Any]) -> str | None:
+    return r.get("scenario") or (r.get("extra_config") or {}).get("scenario")
+
+
+def _positive(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v) else None
+
+
 def _serving_figure(r: dict[str, Any]) -> float | None:
-    for name in ("server_qps_at_bound", "samples_per_s", "throughput"):
-        v = r.get(name)
-        if isinstance(v, (int, float)) and v > 0 and math.isfinite(v):
-            return float(v)
+    """The figure a serving record is judged on, higher is better (so ratios read as for throughput).
+
+    A server search: its QPS at the latency bound. Offline, and a server run at a fixed
+    load: samples/s. Single-stream and multi-stream, whose figure is a latency (p90 and
+    p99, as ``analysis.serving`` shows them): queries/s at that latency, 1000 / ms.
+    """
+    if r.get("server_qps_at_bound") is not None:
+        return _positive(r["server_qps_at_bound"])
+    scenario = _scenario(r)
+    if scenario in ("single-stream", "multi-stream"):
+        ms = _positive(r.get("latency_ms_p90" if scenario == "single-stream" else "latency_ms_p99"))
+        return 1000.0 / ms if ms else None
+    for name in ("samples_per_s", "throughput"):
+        if _positive(r.get(name)):
+            return _positive(r.get(name))
     return None
 
 
-def _serving_stats(base: dict[str, Any], cand: dict[str, Any]) -> tuple[dict[str, float | None], str | None]:
-    """Serving records compare by their primary figure; an interval needs qps_ci95_low/high on both sides.
+def _bracket(r: dict[str, Any]) -> tuple[float, float] | None:
+    """A server search's answer as the loads it ended between: the last that met the bound, the first that did not.
 
-    With both intervals, each is read as a normal interval on the log scale and
-    the two combined; without them there is no verdict ('no samples').
+    The capacity within the bound lies between them (each step one LoadGen run, so
+    up to that run's own noise). None for a search that found no failing load, and
+    for every other scenario: one LoadGen run gives one figure, no interval.
+    """
+    low, high = _positive(r.get("largest_valid_qps") or r.get("server_qps_at_bound")), _positive(r.get("first_invalid_qps"))
+    if r.get("server_qps_at_bound") is None or low is None or high is None or high <= low:
+        return None
+    return low, high
+
+
+def _serving_stats(base: dict[str, Any], cand: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Serving records: the ratio of their figures (``_serving_figure``) and of their p99 latencies.
+
+    Server searches on both sides get an interval from their brackets, the ratios
+    both brackets allow: [low_c / high_b, high_c / low_b]. It is a resolution, not a
+    95% interval (no p-value), and a verdict needs it to exclude 1 (``_decide_bracket``).
+    Any other pair has no interval: reason 'no interval'.
     """
     a, b = _serving_figure(base), _serving_figure(cand)
-    out: dict[str, float | None] = {"ratio": b / a if a and b else None, "ci_low": None, "ci_high": None,
-                                    "p_value": None, "drift": 0.0}
-    p99a, p99b = base.get("latency_ms_p99"), cand.get("latency_ms_p99")
+    out: dict[str, Any] = {"ratio": b / a if a and b else None, "ci_low": None, "ci_high": None,
+                           "p_value": None, "drift": 0.0}
+    p99a, p99b = _positive(base.get("latency_ms_p99")), _positive(cand.get("latency_ms_p99"))
     out["p99_ratio"] = p99b / p99a if p99a and p99b else None
     if out["ratio"] is None:
         return out, "no samples"
-    ses = []
-    for r, v in ((base, a), (cand, b)):
-        lo, hi = r.get("qps_ci95_low"), r.get("qps_ci95_high")
-        if not lo or not hi or lo <= 0 or hi <= lo:
-            return out, "no samples"
-        ses.append((math.log(hi) - math.log(lo)) / (2 * 1.959964))
-    from statistics import NormalDist
-
-    se = math.hypot(*ses)
-    lr = math.log(out["ratio"])
-    out.update(ci_low=math.exp(lr - 1.959964 * se), ci_high=math.exp(lr + 1.959964 * se),
-               p_value=2 * (1 - NormalDist().cdf(abs(lr) / se)) if se > 0 else 0.0)
+    brackets = _bracket(base), _bracket(cand)
+    if None in brackets:
+        return out, "no interval"
+    (low_b, high_b), (low_c, high_c) = brackets
+    out.update(ci_low=low_c / high_b, ci_high=high_c / low_b, interval="search bracket")
     return out, None
+
+
+def _decide_bracket(ratio: float, ci_low: float, ci_high: float, threshold: float) -> str:
+    """faster or slower only when both searches' brackets exclude 'no change' and the ratio passes the threshold."""
+    if abs(math.log(ratio)) < math.log1p(threshold):
+        return "same"
+    if ci_low > 1:
+        return "faster"
+    if ci_high < 1:
+        return "slower"
+    return "same"
+
+
+def _verdict(stats: dict[str, Any], p: float | None, threshold: float, alpha: float) -> str | None:
+    """The verdict of a pair without a reason: by its (corrected) p-value, or a serving pair by its brackets."""
+    if p is not None:
+        return _decide(stats["ratio"], p, stats.get("drift") or 0.0, threshold, alpha)
+    if stats.get("interval") == "search bracket":
+        return _decide_bracket(stats["ratio"], stats["ci_low"], stats["ci_high"], threshold)
+    return None
 
 
 def ratio_with_significance(baseline_record: dict[str, Any], candidate_record: dict[str, Any],
@@ -286,9 +336,7 @@ def ratio_with_significance(baseline_record: dict[str, Any], candidate_record: d
     ``verdict`` is None when ``reason`` says why there is none.
     """
     stats, reason = _pair_stats(baseline_record, candidate_record, alpha, default_min_blocks)
-    verdict = None
-    if reason is None and stats.get("p_value") is not None:
-        verdict = _decide(stats["ratio"], stats["p_value"], stats["drift"], threshold, alpha)
+    verdict = _verdict(stats, stats.get("p_value"), threshold, alpha) if reason is None and stats else None
     return {"ratio": stats.get("ratio"), "ci_low": stats.get("ci_low"), "ci_high": stats.get("ci_high"),
             "p_value": stats.get("p_value"), "verdict": verdict, "reason": reason}
 
@@ -395,7 +443,8 @@ class Pair:
     verdict: str | None = None  # faster, slower, same; None when reason says why not
     reason: str | None = None
     drift: float | None = None
-    p99_ratio: float | None = None
+    p99_ratio: float | None = None  # serving: candidate p99 latency over the baseline's (lower is better)
+    interval: str | None = None  # what ci_low..ci_high is: "95%" (rank interval), "search bracket" (serving)
     axis_values: dict[str, list[Any]] = field(default_factory=dict)
     baseline_blocks: int | None = None
     candidate_blocks: int | None = None
@@ -527,6 +576,14 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axi
         skipped = len(records) - len(usable)
         if skipped:
             warnings.append(f"{side}: {skipped} record(s) of other tasks (largest batch, accuracy, peak) not compared")
+        # A server search's steps ran at loads the search chose from that run's own figures, so they
+        # rarely pair; the search's answer (QPS at the bound) is the figure to compare.
+        steps = {key for r in usable for key in (r.get("search_step_keys") or [])}
+        if steps:
+            before = len(usable)
+            usable = [r for r in usable if r.get("job_key") not in steps]
+            warnings.append(f"{side}: {before - len(usable)} server search step(s) not compared; "
+                            "their search's QPS at the bound is")
         sides.append(_newest(usable, fields, side, warnings))
     base, cand = sides
     common = [k for k in base if k in cand]
@@ -545,6 +602,7 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axi
             candidate_throughput=_serving_figure(c) if c.get("task") == "serving" else c.get("throughput"),
             ratio=stats.get("ratio"), ci_low=stats.get("ci_low"), ci_high=stats.get("ci_high"),
             p_value=stats.get("p_value"), reason=reason, drift=stats.get("drift"), p99_ratio=stats.get("p99_ratio"),
+            interval=stats.get("interval") or ("95%" if stats.get("ci_low") is not None else None),
             axis_values={a: [field_value(b, a), field_value(c, a)] for a in axis},
             baseline_blocks=None if ab is None else len(ab), candidate_blocks=None if ac is None else len(ac),
         ))
@@ -552,10 +610,11 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axi
     for p, adj in zip(tested, CORRECTIONS[correction]([p.p_value for p in tested])):
         p.p_adjusted = adj
     for p in pairs:
-        if p.reason is None and p.p_adjusted is not None:
-            p.verdict = _decide(p.ratio, p.p_adjusted, p.drift or 0.0, threshold, alpha)
-        elif p.reason is None:
-            p.reason = "no samples"
+        if p.reason is None:
+            p.verdict = _verdict({"ratio": p.ratio, "drift": p.drift, "interval": p.interval,
+                                  "ci_low": p.ci_low, "ci_high": p.ci_high}, p.p_adjusted, threshold, alpha)
+            if p.verdict is None:
+                p.reason = "no samples"
     pairs.sort(key=lambda p: (str(p.model), p.key.get("batch_size") or 0, p.label))
     geo: dict[str, Geomean | None] = {"overall": _geomean(pairs)}
     for model in sorted({str(p.model) for p in pairs}):
@@ -578,6 +637,41 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axi
     unpaired_b = [r for k, r in base.items() if k not in cand]
     unpaired_c = [r for k, r in cand.items() if k not in base]
     return Comparison(pairs, unpaired_b, unpaired_c, geo, warnings, axis, threshold, alpha, correction)
+
+
+def run_ids(records: list[dict[str, Any]]) -> list[str]:
+    """The runs among ``records``, oldest first, each as 'ID (suite, N records, first time)'."""
+    runs: dict[Any, list[dict[str, Any]]] = {}
+    for r in records:
+        runs.setdefault(r.get("run_id"), []).append(r)
+
+    def first(recs: list[dict[str, Any]]) -> str:
+        return min(str(r.get("timestamp") or "") for r in recs)
+
+    out = []
+    for run, recs in sorted(runs.items(), key=lambda item: first(item[1])):
+        suite = next((str(r["suite"]) for r in recs if r.get("suite")), None)
+        when = first(recs)[:16].replace("T", " ")
+        details = ", ".join(x for x in (suite, f"{len(recs)} records", when) if x)
+        out.append(f"{run if run is not None else '(no run id)'} ({details})")
+    return out
+
+
+def select_run(records: list[dict[str, Any]], run: str, where: str) -> list[dict[str, Any]]:
+    """The records of one run; ``run`` is its id or a prefix of one, as git shortens a commit.
+
+    Raises UserError (one line, naming the runs there) when it matches no run or several.
+    """
+    ids = sorted({str(r["run_id"]) for r in records if r.get("run_id")})
+    matches = [i for i in ids if i == run] or [i for i in ids if i.startswith(run)]
+    if len(matches) == 1:
+        return [r for r in records if r.get("run_id") == matches[0]]
+    listed = run_ids(records)
+    shown = "; ".join(listed[:12]) + (f"; and {len(listed) - 12} more" if len(listed) > 12 else "")
+    if matches:
+        raise UserError(f"run {run!r} is a prefix of {len(matches)} runs in {where} ({', '.join(matches[:12])}); "
+                        "give more of it")
+    raise UserError(f"no run {run!r} in {where}; its runs: {shown or 'none (its records carry no run id)'}")
 
 
 def parse_fraction(text: str) -> float:
@@ -606,9 +700,14 @@ def gate(result: Comparison, fail_on_slower: float | None) -> int:
 def _fmt_ratio(p: Pair) -> str:
     if p.ratio is None:
         return "-"
-    if p.ci_low is None:
-        return f"{p.ratio:.3f}"
-    return f"{p.ratio:.3f} [{p.ci_low:.3f}, {p.ci_high:.3f}]"
+    text = f"{p.ratio:.3f}"
+    if p.ci_low is not None:
+        text += f" [{p.ci_low:.3f}, {p.ci_high:.3f}]"
+    if p.interval == "search bracket":  # not a 95% interval: the searches' resolution (_serving_stats)
+        text += " bracket"
+    if p.p99_ratio is not None:
+        text += f", p99 {p.p99_ratio:.3f}"
+    return text
 
 
 def _fmt_p(v: float | None) -> str:
@@ -621,7 +720,8 @@ def _fmt_thr(v: Any) -> str:
     return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
-def _row(p: Pair) -> list[str]:
+def pair_cells(p: Pair) -> list[str]:
+    """One pair's cells under HEADER, as every output (terminal, Markdown, the report's page) shows them."""
     return [str(p.model), p.label, _fmt_thr(p.baseline_throughput), _fmt_thr(p.candidate_throughput),
             _fmt_ratio(p), _fmt_p(p.p_value), _fmt_p(p.p_adjusted), p.verdict or p.reason or "-"]
 
@@ -640,7 +740,7 @@ def _record_label(r: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _unpaired_groups(records: list[dict[str, Any]]) -> list[str]:
+def unpaired_groups(records: list[dict[str, Any]]) -> list[str]:
     """One line per configuration less its batch size: 'VGG-11 fp32 pytorch eager NVIDIA H200 16t: bs 1, 2, 4'."""
     groups: dict[str, list[Any]] = {}
     for r in records:
@@ -666,7 +766,7 @@ def summary_line(result: Comparison) -> str:
 
 def format_terminal(result: Comparison, colour: bool = False) -> str:
     """An aligned table, a summary line, unpaired records and warnings; ANSI colour only when asked."""
-    rows = [_row(p) for p in result.pairs]
+    rows = [pair_cells(p) for p in result.pairs]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADER)]
     right = {2, 3, 5, 6}
 
@@ -688,7 +788,7 @@ def format_terminal(result: Comparison, colour: bool = False) -> str:
     for side, recs in (("baseline", result.unpaired_baseline), ("candidate", result.unpaired_candidate)):
         if recs:
             out.append(f"only in {side} ({len(recs)}):")
-            out += [f"  {line}" for line in _unpaired_groups(recs)]
+            out += [f"  {line}" for line in unpaired_groups(recs)]
     out += [f"warning: {w}" for w in result.warnings]
     return "\n".join(out)
 
@@ -706,7 +806,7 @@ def format_markdown(result: Comparison) -> str:
            "| " + " | ".join(HEADER) + " |", "|" + "|".join("---:" if i in (2, 3, 5, 6) else "---"
                                                       for i in range(len(HEADER))) + "|"]
     for p in result.pairs:
-        cells = [_md_escape(x) for x in _row(p)]
+        cells = [_md_escape(x) for x in pair_cells(p)]
         if p.verdict in ("faster", "slower"):
             cells[-1] = f"**{cells[-1]}**"
         out.append("| " + " | ".join(cells) + " |")
@@ -718,7 +818,7 @@ def format_markdown(result: Comparison) -> str:
     for side, recs in (("baseline", result.unpaired_baseline), ("candidate", result.unpaired_candidate)):
         if recs:
             out += ["", f"<details><summary>Only in {side}: {len(recs)}</summary>", ""]
-            out += [f"- {_md_escape(line)}" for line in _unpaired_groups(recs)]
+            out += [f"- {_md_escape(line)}" for line in unpaired_groups(recs)]
             out += ["", "</details>"]
     if result.warnings:
         out += [""] + [f"> {_md_escape(w)}" for w in result.warnings]

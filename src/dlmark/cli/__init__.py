@@ -76,6 +76,10 @@ def _require_results(args: Any) -> None:
     from dlmark.records.load import result_files
 
     where = str(args.results)
+    if args.command == "report":  # RESULTS@RUN_ID: the folder is checked here, the run when it is read
+        from dlmark.cli.compare import split_side
+
+        where = split_side(where)[0]
     if not result_files(where):
         if not glob.has_magic(where) and not os.path.exists(where):
             raise UserError(f"no such results folder or file: {where}")

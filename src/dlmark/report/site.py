@@ -3,6 +3,7 @@
     site/index.html      devices, models, runs, environment, failed jobs, unreadable files
     site/cnn.html        the seed page's sections with interactive plots and sortable tables
     site/data/results.csv  every record, for download
+    site/compare.html    with ``dlmark report --baseline``: the comparison (``report.compare_page``)
     site/static/         Bokeh's JavaScript (copied from the installed package), CSS, table sorting
 
 The site opens from disk with no network: nothing is loaded from a CDN. Every
@@ -51,6 +52,18 @@ class SiteSummary:
         if self.unreadable:
             text += f"; skipped {len(self.unreadable)} unreadable files (listed on the index page)"
         return text
+
+
+@dataclass
+class ExtraPage:
+    """A page another module adds to the site (``report.compare_page``), linked from every page's navigation.
+
+    ``write(render, site_dir, context)`` writes ``file``; ``render(template, target, **context)``
+    renders one of this package's templates, ``context`` is what every page renders with.
+    """
+    file: str
+    title: str
+    write: Callable[..., None]
 
 
 # ------------------------------------------------------------------ loading
@@ -438,8 +451,8 @@ def _render(template: str, target: Path, **context: Any) -> None:
     target.write_text(environment.get_template(template).render(**context), encoding="utf-8")
 
 
-def build_site(results_dir: str | Path, site_dir: str | Path) -> SiteSummary:
-    """Build the static report of the results in ``results_dir`` into ``site_dir``.
+def build_site(results_dir: str | Path, site_dir: str | Path, pages: tuple[ExtraPage, ...] = ()) -> SiteSummary:
+    """Build the static report of the results in ``results_dir`` into ``site_dir``, with any extra ``pages``.
 
     Raises ``UserError`` when the folder holds no readable record; unreadable
     files among readable ones are skipped and listed on the index page.
@@ -467,11 +480,15 @@ def build_site(results_dir: str | Path, site_dir: str | Path) -> SiteSummary:
     networks = data[data["task"] != "peak"] if "task" in data.columns else data
     devices, models, runs = _unique(data, "device"), _unique(networks, "model"), _unique(data, "run_id")
     common = {"version": __version__, "results_dir": str(results_dir), "scripts": scripts,
-              "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "records": len(data)}
+              "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "records": len(data),
+              "extra_pages": [(extra.file, extra.title) for extra in pages]}
     _render("index.html", site_dir / "index.html", page="index", tables=_index_tables(data, unreadable),
             devices=devices, models=models, runs=runs, unreadable=unreadable, **common)
     _render("cnn.html", site_dir / "cnn.html", page="cnn", sections=sections, bokeh_script=bokeh_script,
             **common)
-    return SiteSummary(site_dir=site_dir, pages=[site_dir / "index.html", site_dir / "cnn.html"],
+    for extra in pages:
+        extra.write(_render, site_dir, common)
+    return SiteSummary(site_dir=site_dir, pages=[site_dir / "index.html", site_dir / "cnn.html"]
+                       + [site_dir / extra.file for extra in pages],
                        csv=csv_path, records=len(data), devices=devices, models=models, runs=runs,
                        unreadable=unreadable)
