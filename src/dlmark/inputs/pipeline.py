@@ -283,19 +283,30 @@ def _stage_fields(name: str, pooled: _Pooled | None) -> dict[str, Any]:
 
 
 def name_bottleneck(fields: dict[str, Any]) -> tuple[str, float]:
-    """(the stage that bounds the end-to-end figure, the bounding throughput) from stage fields.
+    """(the stage that bounds the end-to-end figure, the bound it puts there) from stage fields.
 
-    Loader, copy and model run concurrently; decode and transform run one after
-    the other in the same worker, so together they are one stage (the loader),
-    and when it bounds, the slower of the two is named.
+    With data workers, loader, copy and model run concurrently and the slowest
+    bounds; in one process (0 workers, nvJPEG) they take turns, so their times
+    add up and the bound is 1 / (1/loader + 1/copy + 1/model), the stage named
+    being the one that takes the largest share. Decode and transform run one
+    after the other in the same worker: together they are one stage (the
+    loader), and when it bounds, the slower of the two is named.
     """
-    concurrent = {"loader": fields.get("stage_loader_per_s"), "copy": fields.get("stage_copy_per_s"),
-                  "model": fields.get("stage_model_per_s")}
-    stage, bound = min(((k, v) for k, v in concurrent.items() if v is not None), key=lambda kv: kv[1])
+    rates = {"loader": fields.get("stage_loader_per_s"), "copy": fields.get("stage_copy_per_s"),
+             "model": fields.get("stage_model_per_s")}
+    rates = {k: v for k, v in rates.items() if v is not None}
+    stage, bound = min(rates.items(), key=lambda kv: kv[1])
+    if not stages_overlap(fields):
+        bound = 1.0 / sum(1.0 / v for v in rates.values())
     if stage == "loader":
         decode, transform = fields["stage_decode_per_s"], fields["stage_transform_per_s"]
         stage = "decode" if decode <= transform else "transform"
     return stage, bound
+
+
+def stages_overlap(fields: dict[str, Any]) -> bool:
+    """Whether loader, copy and model run at once: only with DataLoader workers."""
+    return bool(fields.get("data_workers"))
 
 
 # ------------------------------------------------------------------ one configuration
@@ -463,10 +474,14 @@ def measure_pipeline(images: ImageSet, forward: Callable[[Any], Any], *, decoder
         "e2e_step_times_s": e2e.per_step_s, "e2e_warmup_s": e2e.warmup_s, "e2e_warmup_settled": e2e.settled,
         "cpu_cores_used": e2e.cores,
     })
+    fields["stages_overlap"] = stages_overlap(fields)
     fields["bottleneck"], fields["bottleneck_per_s"] = name_bottleneck(fields)
-    bound = pooled[{"decode": "full", "transform": "full"}.get(fields["bottleneck"], fields["bottleneck"])]
     # Paired by round (measured next to each other), so the machine's drift between rounds cancels.
-    fields["e2e_of_bottleneck"] = statistics.median(e / b for e, b in zip(e2e.rounds, bound.rounds))
+    stage_rounds = {name: pooled[key].rounds for name, key in (("loader", "full"), ("copy", "copy"), ("model", "model"))
+                    if fields[f"stage_{name}_per_s"] is not None}
+    bounds = [name_bottleneck({**fields, **{f"stage_{name}_per_s": r[i] for name, r in stage_rounds.items()}})[1]
+              for i in range(len(e2e.rounds))]
+    fields["e2e_of_bottleneck"] = statistics.median(e / b for e, b in zip(e2e.rounds, bounds))
     fields["e2e_of_model"] = statistics.median(e / m for e, m in zip(e2e.rounds, pooled["model"].rounds))
     return fields
 
