@@ -28,6 +28,7 @@ SERVING=(--models ResNet-v1-18,SqueezeNet-1.1 --backend pytorch,onnxruntime --de
 step serving-throughput dlmark run "${SERVING[@]}" --task throughput --batch-sizes 1,8 --out "$RESULTS/serving" --quiet
 step serving dlmark run "${SERVING[@]}" --batch-sizes 8 --scenario offline,single-stream,multi-stream,server \
     --latency-bound-ms 100 --max-batch 8 --serving-min-time 8 --out "$RESULTS/serving" --quiet
+"$PYTHON" scripts/cpu_serving_table.py "$RESULTS/serving" > "$RESULTS/serving-table.md" 2>&1
 step pipeline "$PYTHON" scripts/pipeline_table.py --out "$RESULTS/pipeline" --threads 2
 step int8 dlmark run quick --device cpu --models ResNet-v1-50,SqueezeNet-1.1 --batch-sizes 1,32 --task throughput \
     --backend pytorch,pytorch-compile,onnxruntime,openvino --precision fp32,int8 --in-flight 1,2 --threads 2 \
