@@ -117,3 +117,16 @@ def test_fp32_records_alone_have_neither_int8_nor_in_flight_column(tmp_path, cap
     assert main(["ls", str(tmp_path)]) == 0
     header, _ = table(capsys.readouterr().out)
     assert "int8 FLOPs" in header and "in flight" not in header
+
+
+def test_compare_tells_requests_in_flight_apart_and_hides_the_column_without_them(int8_results, tmp_path, capsys):
+    assert main(["ls", str(int8_results), "--compare"]) == 0
+    header, rows = table(capsys.readouterr().out)
+    flight = header.index("in flight") + len("in flight")
+    openvino = [r for r in rows if " openvino " in r]
+    assert sorted(r[:flight].split()[-1] for r in openvino) == ["1", "1", "2", "2"]
+    fp32 = tmp_path / "fp32"
+    fp32.mkdir()
+    synthetic.write_record(fp32, synthetic.throughput_record("AlexNet", synthetic.CPU, 1), "throughput")
+    assert main(["ls", str(fp32), "--compare"]) == 0
+    assert "in flight" not in table(capsys.readouterr().out)[0]

@@ -16,7 +16,7 @@ _COLUMNS = [
 ]
 #: Columns shown only when a listed record says something there: the value that says nothing
 #: (no int8 account; one request in flight, as every record before --in-flight).
-_OPTIONAL = {"int8_label": None, "in_flight_label": 1}
+_OPTIONAL = {"int8_label": None, "in_flight_label": 1, "in_flight": 1}
 _FILTERS = ("model", "device", "task", "status", "precision", "backend", "scenario")
 
 
@@ -30,9 +30,9 @@ def register(commands) -> None:
     ls.set_defaults(handler=main)
 
 
-def shown_columns(rows: list[dict]) -> list[tuple[str, str]]:
+def shown_columns(rows: list[dict], columns: list[tuple[str, str]] = _COLUMNS) -> list[tuple[str, str]]:
     """The table's columns: an optional one only where some row has more to say than its quiet value."""
-    return [(key, header) for key, header in _COLUMNS
+    return [(key, header) for key, header in columns
             if key not in _OPTIONAL or any(r.get(key) not in (None, _OPTIONAL[key]) for r in rows)]
 
 
@@ -76,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
     if args.compare:
         from dlmark.analysis.runtimes import COLUMNS, runtime_rows
 
-        print(format_table(runtime_rows(rows), COLUMNS))
+        compared = runtime_rows(rows)
+        print(format_table(compared, shown_columns(compared, COLUMNS)))
         return 0
     print(format_table(rows, shown_columns(rows)))
     pipeline = sum(r.get("task") == "pipeline" for r in rows)
