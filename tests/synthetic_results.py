@@ -182,3 +182,36 @@ def published_accuracy_records(folder: Path, device: str, batch_size: int) -> No
                             accuracy=top1, status="ok", weights="pretrained", run_id="published",
                             suite="cnn", timestamp="2025-01-01T00:00:00Z")
         write_record(folder, record, "accuracy", suffix="__accuracy")
+
+
+# ---------------------------------------------------------------- int8 and requests in flight
+
+#: SqueezeNet-1.1's account under OpenVINO + NNCF (docs/int8.md): three squeeze convolutions and three
+#: MaxPools in f32, 97.7% of the FLOPs in int8.
+OPENVINO_FALLBACKS = [f"Convolution fire{i}/squeeze" for i in (3, 5, 9)] + [f"MaxPool pool{i}" for i in (1, 2, 3)]
+
+
+def int8_record(model: str, backend: str, batch_size: int, *, in_flight: int | None = None,
+                fallbacks: list[str] | None = None, int8_share: float = 1.0, agrees: bool = True) -> dict:
+    """A CPU int8 throughput record with its int8 account, every field named as the registry names it."""
+    extra = {"in_flight": in_flight} if in_flight not in (None, 1) else None
+    config = dict(task="throughput", source=f"torchvision:{model.lower()}", backend=backend, precision="int8",
+                  layout="nchw", compile_mode=None, threads=2, batch_size=batch_size, input_shape=[3, 224, 224],
+                  device_spec="cpu", device=CPU, host=HOST, extra_config=extra)
+    flops = 698_303_872
+    fallbacks = list(fallbacks or [])
+    throughput = 40.0 * batch_size / (batch_size + 2.0) * (in_flight or 1) ** 0.5
+    record = new_record(
+        **config, job_key=job_key(config), model=model, family=family_of(model), throughput=throughput,
+        throughput_ci95_low=throughput * 0.97, throughput_ci95_high=throughput * 1.03,
+        latency_ms_median=1000.0 * batch_size / throughput, params=1_235_496, flops_per_sample=flops,
+        weights="random", status="ok", env=_env(CPU), timestamp="2025-01-02T00:00:00Z", run_id="run-int8",
+        suite="quick", quantizer=f"{backend} quantizer", quant_scheme="per-channel symmetric int8 weights",
+        calibration_source="generated", calibration_samples=32, calibration_seed=1,
+        int8_ops=37 - len(fallbacks), float_ops=len(fallbacks), quantize_ops=12, int8_flops_share=int8_share,
+        int8_flops_per_sample=round(flops * int8_share), float_flops_per_sample=flops - round(flops * int8_share),
+        fallback_ops=fallbacks, int8_account_method=f"{backend}'s executed graph",
+        agreement_ok=agrees, agreement_method="logits against pytorch fp32 eager (quantized by the runtime)")
+    if extra:
+        record.update(in_flight=in_flight, in_flight_requested=str(in_flight), streams=in_flight)
+    return record

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -312,3 +314,67 @@ def test_roofline_draws_each_roof_once_and_points_where_the_records_say():
 def test_roofline_without_intensity_names_the_column(thr):
     with pytest.raises(UserError, match="arithmetic_intensity"):
         plot.roofline(thr.drop(columns=[c for c in ("arithmetic_intensity",) if c in thr.columns]))
+
+
+# ---------------------------------------------------------------- input pipeline and requests in flight
+
+COMMITTED_PIPELINE = Path(__file__).resolve().parents[1] / "results" / "h200-pipeline-1"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> pd.DataFrame:
+    """The H200's pipeline records (nvJPEG in one process; torchvision with 16 workers), loaded from a copy."""
+    from dlmark.records.load import load_results
+
+    folder = tmp_path_factory.mktemp("h200-pipeline-1")
+    for path in COMMITTED_PIPELINE.glob("*.json"):
+        shutil.copy(path, folder)
+    return load_results(folder)
+
+
+def test_pipeline_stages_draws_a_group_of_bars_per_configuration_on_a_log_axis(pipeline):
+    failed = pipeline[pipeline.task == "pipeline"].iloc[:1].assign(status="oom", decoder="pil")
+    fig = plot.pipeline_stages(pd.concat([pipeline, failed], ignore_index=True))
+    assert isinstance(fig.x_scale, LogScale)
+    factors = list(fig.y_range.factors)
+    configs = list(dict.fromkeys(config for config, _ in factors))
+    # One row per configuration; the failed record and the throughput record draw nothing.
+    assert len(configs) == 2 and all("ResNet-v1-50: batch 256" in c for c in configs)
+    nvjpeg, = (c for c in configs if "nvjpeg, 0 workers" in c)
+    workers, = (c for c in configs if "torchvision, 16 workers" in c)
+    stages = {c: [stage for config, stage in factors if config == c] for c in configs}
+    # nvJPEG reads the file bytes itself: no copy stage, no bar for it.
+    assert sorted(stages[nvjpeg]) == sorted(["decode", "transform", "loader", "model", "end to end"])
+    assert sorted(stages[workers]) == sorted(["decode", "transform", "loader", "copy", "model", "end to end"])
+    record = pipeline[(pipeline.task == "pipeline") & (pipeline.decoder == "nvjpeg")].iloc[0]
+    bars = {(y[0], y[1]): x for r in glyph_renderers(fig, "HBar") for y, x in
+            zip(r.data_source.data["y"], r.data_source.data["per_s"])}
+    assert bars[(nvjpeg, "model")] == pytest.approx(record["stage_model_per_s"])
+    assert bars[(nvjpeg, "end to end")] == pytest.approx(record["e2e_throughput"])
+    assert "copy" in legend_labels(fig) and "bottleneck" in legend_labels(fig)
+
+
+def test_pipeline_stages_marks_the_bottleneck_and_the_bound_on_end_to_end(pipeline):
+    fig = plot.pipeline_stages(pipeline)
+    outlined, = [r for r in glyph_renderers(fig, "HBar") if r.glyph.fill_alpha == 0]
+    marked = dict(zip((y[0] for y in outlined.data_source.data["y"]), outlined.data_source.data["stage"]))
+    assert len(marked) == 2 and set(marked.values()) == {"transform"}  # both records name the transform
+    bound, = glyph_renderers(fig, "Scatter")
+    by_config = dict(zip((y[0] for y in bound.data_source.data["y"]), bound.data_source.data["bound_per_s"]))
+    nvjpeg = next(v for c, v in by_config.items() if "nvjpeg" in c)
+    # In one process the stages take turns: 1 / (1/loader + 1/model), as docs/pipeline.md says (1,492).
+    assert nvjpeg == pytest.approx(1 / (1 / 2452.7768713337678 + 1 / 3807.8577584252635))
+    assert {y[1] for y in bound.data_source.data["y"]} == {"end to end"}
+    assert "images/s" in hover_text(fig)
+    assert "cdn.bokeh.org" not in file_html(fig, INLINE, "t")
+
+
+def test_pipeline_stages_without_pipeline_records_says_so(thr):
+    fig = plot.pipeline_stages(thr.assign(e2e_throughput=np.nan))
+    assert plotted(fig, "Text", "text") == ["no pipeline records"]
+
+
+def test_requests_in_flight_are_series_of_their_own():
+    rows = [synthetic.int8_record("SqueezeNet-1.1", "openvino", batch, in_flight=n) for n in (1, 2) for batch in (1, 32)]
+    fig = plot.batch_size_vs_throughput(records(rows))
+    assert sorted(legend_labels(fig)) == ["SqueezeNet-1.1 (1 in flight)", "SqueezeNet-1.1 (2 in flight)"]

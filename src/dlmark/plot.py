@@ -27,19 +27,20 @@ from bokeh.transform import dodge
 from .errors import UserError
 from dlmark.analysis.efficiency import ridge_point
 from dlmark.analysis.pareto import pareto_frontier
+from dlmark.analysis.pipeline import bound as pipeline_bound
 from dlmark.records.schema import family_of
 
 __all__ = [
     "batch_size_vs_throughput", "batch_size_vs_throughput_grid", "max_batch_size",
     "throughput_vs_device", "throughput_vs_accuracy", "batch_size_vs_memory",
-    "latency_vs_throughput", "roofline",
+    "latency_vs_throughput", "roofline", "pipeline_stages",
 ]
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 #: Configuration columns that split one model's records into separate series when
 #: they vary within the data (an fp16 and an fp32 run of ResNet are two lines).
-VARIANT_COLUMNS = ("backend", "precision", "layout", "compile_mode", "threads")
+VARIANT_COLUMNS = ("backend", "precision", "layout", "compile_mode", "threads", "in_flight")
 
 #: Memory columns of throughput records, in the order the allocator stacks them:
 #: what tensors use, what the caching allocator holds, what the device reports.
@@ -102,6 +103,9 @@ def _variant_labels(frame: pd.DataFrame) -> pd.Series:
     # An absent compile mode is eager: a value of its own beside "default" (compiled).
     filled = frame.assign(compile_mode=frame["compile_mode"].astype(object).where(frame["compile_mode"].notna(), "eager")) \
         if "compile_mode" in frame.columns else frame
+    if "in_flight" in filled.columns:  # absent is one request at a time, as every record before --in-flight
+        counts = pd.to_numeric(filled["in_flight"], errors="coerce").fillna(1)
+        filled = filled.assign(in_flight=[f"{n:g} in flight" for n in counts])
     varying = [column for column in VARIANT_COLUMNS
                if column in filled.columns and filled[column].dropna().astype(str).nunique() > 1]
     if not varying or frame.empty:
@@ -706,5 +710,96 @@ def throughput_vs_accuracy(data: pd.DataFrame):
     fig.add_tools(HoverTool(renderers=points, tooltips=[
         *_HOVER_MODEL, ("family", "@group"), _HOVER_BATCH, _HOVER_THROUGHPUT,
         ("top-1 accuracy", accuracy_format), _HOVER_MEMORY]))
+    _outside_legend(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------- input pipeline
+
+#: The bars of a pipeline configuration, top to bottom: each stage measured alone, then the whole path.
+PIPELINE_STAGES = (
+    ("stage_decode_per_s", "decode"), ("stage_transform_per_s", "transform"), ("stage_loader_per_s", "loader"),
+    ("stage_copy_per_s", "copy"), ("stage_model_per_s", "model"), ("e2e_throughput", "end to end"),
+)
+#: Decode and transform make up the loader (one worker runs both): shades of one colour.
+_STAGE_COLORS = {"decode": "#9ecae1", "transform": "#6baed6", "loader": "#2171b5", "copy": "#fd8d3c",
+                 "model": "#31a354", "end to end": "#404040"}
+_BOTTLENECK_COLOR = "#c0392b"
+
+
+def _pipeline_configurations(frame: pd.DataFrame) -> list[str]:
+    """A label per pipeline record: model (and device, configuration where they vary), batch, decoder, workers."""
+    labels, seen = [], {}
+    for row in frame.to_dict("records"):
+        label = str(row["series"])
+        parts = [f"batch {row['batch_size']:g}" if not _is_missing(row.get("batch_size")) else None,
+                 None if _is_missing(row.get("decoder")) else str(row["decoder"]),
+                 None if _is_missing(row.get("data_workers")) else f"{int(row['data_workers'])} workers"]
+        label += ": " + ", ".join(p for p in parts if p)
+        seen[label] = seen.get(label, 0) + 1
+        labels.append(label if seen[label] == 1 else f"{label} #{seen[label]}")  # factors must be unique
+    return labels
+
+
+def pipeline_stages(data: pd.DataFrame):
+    """Each pipeline stage's throughput measured alone, beside end to end: one group of bars per model and
+    configuration (decode, transform, loader, copy, model, end to end), log axis, the bottleneck outlined
+    and the bound the stages put on end to end marked on its bar.
+
+    A stage a configuration does not have (no copy on a CPU, or with nvJPEG) has no bar.
+    """
+    frame = _records(data, ("model", "e2e_throughput"), "pipeline_stages", task="pipeline",
+                     numeric=("e2e_throughput", "batch_size", "data_workers"))
+    keys = ["series", *(c for c in ("batch_size", "decoder", "data_workers", "input_set_key", "input_dir")
+                        if c in frame.columns)]
+    frame = _latest(frame, keys)
+    title = "Input pipeline: each stage alone and end to end" + _on_devices(frame)
+    if frame.empty:
+        return _no_data(_wide_figure(title=title), "no pipeline records")
+    bars = []
+    for config, row in zip(_pipeline_configurations(frame), frame.to_dict("records")):
+        bottleneck, bound_per_s, _ = pipeline_bound(row)
+        for column, stage in PIPELINE_STAGES:
+            value = pd.to_numeric(pd.Series([row.get(column)]), errors="coerce").iloc[0]
+            if _is_missing(value) or value <= 0:
+                continue
+            bars.append({"config": config, "stage": stage, "per_s": float(value), "model": row["model"],
+                         "device": row["device"], "bottleneck": "yes" if stage == bottleneck else "",
+                         "bound_per_s": bound_per_s, "y": (config, stage)})
+    bars = pd.DataFrame(bars)
+    if bars.empty:
+        return _no_data(_wide_figure(title=title), "no stage figures in these pipeline records")
+    configs = list(dict.fromkeys(bars["config"]))
+    factors = list(bars["y"])
+    floor = 10 ** math.floor(math.log10(bars["per_s"].min()))
+    fig = figure(title=title, y_range=FactorRange(*reversed(factors)), x_axis_type="log", tools=TOOLS,
+                 frame_width=600, frame_height=max(160, 15 * len(bars) + 12 * len(configs)),
+                 x_axis_label="throughput (images/s), each stage measured alone")
+    fig.x_range = Range1d(floor, bars["per_s"].max() * 4)  # room for the bottleneck's label
+    columns = ("config", "stage", "per_s", "model", "device", "bottleneck", "bound_per_s")
+    for _, stage in PIPELINE_STAGES:  # the legend in the bars' order
+        rows = bars[bars["stage"] == stage]
+        if rows.empty:
+            continue
+        fig.hbar(y="y", left=floor, right="per_s", height=0.8, color=_STAGE_COLORS[stage], legend_label=stage,
+                 source=_source(rows, columns, y=list(rows["y"])))
+    marked = bars[bars["bottleneck"] == "yes"]
+    if len(marked):
+        source = _source(marked, columns, y=list(marked["y"]), text=["bottleneck"] * len(marked))
+        fig.hbar(y="y", left=floor, right="per_s", height=0.8, fill_alpha=0, line_color=_BOTTLENECK_COLOR,
+                 line_width=3, legend_label="bottleneck", source=source)
+        fig.add_layout(LabelSet(x="per_s", y="y", text="text", source=source, x_offset=5, y_offset=-5,
+                                text_font_size="8pt", text_color=_BOTTLENECK_COLOR))
+    ends = bars[(bars["stage"] == "end to end") & bars["bound_per_s"].notna()]
+    if len(ends):
+        fig.scatter(x="bound_per_s", y="y", marker="dash", angle=math.pi / 2, size=16, line_width=3,
+                    color=_BOTTLENECK_COLOR, legend_label="bound the stages allow end to end",
+                    source=_source(ends, columns, y=list(ends["y"])))
+    fig.ygrid.grid_line_color = None
+    fig.yaxis.group_label_orientation = "horizontal"
+    _plain_numbers(fig.xaxis, [floor, *bars["per_s"]])
+    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, ("configuration", "@config"), ("stage", "@stage"),
+                                      ("throughput", "@per_s{0,0.0} images/s"), ("bottleneck", "@bottleneck"),
+                                      ("bound end to end", "@bound_per_s{0,0.0} images/s")]))
     _outside_legend(fig)
     return fig

@@ -72,3 +72,17 @@ def test_records_without_blocks_keep_their_ratio(eager):
     assert rows["onnxruntime"]["speedup"] == pytest.approx(2.0)
     assert rows["onnxruntime"]["significance"] == "no samples" and rows["onnxruntime"]["speedup_ci_low"] is None
     assert json.dumps(rows["onnxruntime"]["speedup_label"]) == '"2.00"'
+
+
+def test_eager_with_two_requests_in_flight_is_a_row_of_its_own_not_the_reference(eager):
+    from dlmark.analysis.runtimes import ratio_table
+
+    # Two requests at once, measured later: the newest eager record, yet not one request at a time.
+    two = runtime(eager, "pytorch", 0.5, in_flight=2, extra_config={"in_flight": 2},
+                  timestamp="9999-01-01T00:00:00+00:00")
+    rows = runtime_rows([eager, two])
+    assert [r["in_flight"] for r in rows] == [1, 2]
+    assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] == pytest.approx(2.0)
+    wide, names = ratio_table([eager, two])
+    assert names == ["pytorch", "pytorch x2 in flight"] and wide[0]["pytorch x2 in flight"].startswith("2.00")
+    assert float(wide[0]["pytorch img/s"]) == pytest.approx(eager["throughput"], rel=1e-2)

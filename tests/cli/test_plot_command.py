@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,17 @@ def test_png_without_chromium_says_what_to_install(results, tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert "apt-get install chromium chromium-driver" in err and err.count("\n") == 1, err
     assert not (tmp_path / "fig.png").exists()
+
+
+def test_pipeline_stages_writes_the_committed_h200_records_to_html(tmp_path, capsys):
+    folder = tmp_path / "h200-pipeline-1"
+    folder.mkdir()
+    for path in (Path(__file__).resolve().parents[2] / "results" / "h200-pipeline-1").glob("*.json"):
+        shutil.copy(path, folder)
+    out = tmp_path / "stages.html"
+    assert cli.main(["plot", "pipeline-stages", str(folder), "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "nvjpeg, 0 workers" in html and "torchvision, 16 workers" in html and "bottleneck" in html
+    # Records of another task only: the line names the task the figure draws.
+    with pytest.raises(UserError, match="pipeline-stages draws pipeline records"):
+        plot_cli.build_figure("pipeline-stages", load_results(folder).query("task == 'throughput'"))

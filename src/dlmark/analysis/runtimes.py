@@ -14,12 +14,13 @@ from typing import Any, Iterable
 
 from dlmark.analysis.compare import ratio_with_significance
 from dlmark.backends.registry import label as runtime_label
-from dlmark.report.tables import agreement_label, throughput_label
+from dlmark.report.tables import agreement_label, in_flight_of, throughput_label
 
 
 def _is_baseline(r: dict[str, Any]) -> bool:
     return ((r.get("backend") or "pytorch") == "pytorch" and not r.get("compile_mode")
-            and (r.get("precision") or "fp32") == "fp32" and (r.get("layout") or "nchw") == "nchw")
+            and (r.get("precision") or "fp32") == "fp32" and (r.get("layout") or "nchw") == "nchw"
+            and (in_flight_of(r) or 1) == 1)  # eager is one request at a time
 
 
 def _ok(r: dict[str, Any]) -> bool:
@@ -62,6 +63,7 @@ def runtime_rows(records: Iterable[dict[str, Any]], threshold: float = 0.02) -> 
         out.append({
             "model": r.get("model"), "device": r.get("device"), "batch_size": r.get("batch_size"),
             "threads": r.get("threads"), "runtime": runtime_label(r), "precision": r.get("precision"),
+            "in_flight": in_flight_of(r) or 1,
             "throughput": r.get("throughput"), "throughput_label": throughput_label(r),
             "speedup": sig["ratio"] if sig["ratio"] is not None else (r["throughput"] / base["throughput"] if base else None),
             "speedup_ci_low": sig["ci_low"], "speedup_ci_high": sig["ci_high"], "p_value": sig["p_value"],
@@ -75,7 +77,7 @@ def runtime_rows(records: Iterable[dict[str, Any]], threshold: float = 0.02) -> 
         row["speedup_label"] = _speedup_label(row)
     order = {"pytorch": 0}
     out.sort(key=lambda x: (str(x["model"]), str(x["device"]), x["batch_size"] or 0,
-                            order.get(x["runtime"], 1), x["runtime"], str(x["precision"])))
+                            order.get(x["runtime"], 1), x["runtime"], str(x["precision"]), x["in_flight"]))
     return out
 
 
@@ -90,20 +92,25 @@ def _speedup_label(row: dict[str, Any]) -> str | None:
 
 COLUMNS = [
     ("model", "model"), ("device", "device"), ("batch_size", "batch"), ("runtime", "runtime"),
-    ("precision", "precision"), ("throughput_label", "img/s [95% CI]"),
+    ("precision", "precision"), ("in_flight", "in flight"), ("throughput_label", "img/s [95% CI]"),
     ("speedup_label", "x pytorch eager [95% CI]"), ("significance", "vs eager"),
     ("agrees", "agrees"), ("agreement_max_rel", "max rel diff"),
 ]
 
 
+def _column_name(r: dict[str, Any]) -> str:
+    """A wide table's column: the runtime, its precision unless fp32, its requests in flight unless one."""
+    return (r["runtime"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
+            + ("" if r["in_flight"] == 1 else f" x{r['in_flight']} in flight"))
+
+
 def ratio_table(records: Iterable[dict[str, Any]], runtimes: list[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Wide form: one row per (model, batch size), one column per runtime holding the speed-up."""
     rows = runtime_rows(records)
-    names = runtimes or sorted({r["runtime"] + ("" if r["precision"] == "fp32" else f" {r['precision']}") for r in rows},
-                               key=lambda n: (n != "pytorch", n))
+    names = runtimes or sorted({_column_name(r) for r in rows}, key=lambda n: (n != "pytorch", n))
     wide: dict[tuple, dict[str, Any]] = {}
     for r in rows:
-        name = r["runtime"] + ("" if r["precision"] == "fp32" else f" {r['precision']}")
+        name = _column_name(r)
         row = wide.setdefault((r["model"], r["batch_size"]), {"model": r["model"], "batch_size": r["batch_size"]})
         cell = "-" if r["speedup"] is None else f"{r['speedup']:.2f}" + ("~" if r["noisy"] else "")
         if r["agrees"] == "NO":
@@ -111,7 +118,7 @@ def ratio_table(records: Iterable[dict[str, Any]], runtimes: list[str] | None = 
         elif r["agrees"] == "n/c":
             cell += " (n/c)"
         row[name] = cell
-        if r["runtime"] == "pytorch" and r["precision"] == "fp32":
+        if name == "pytorch":
             row["pytorch img/s"] = f"{r['throughput']:.3g}"
     return list(wide.values()), names
 

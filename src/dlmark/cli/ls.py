@@ -9,10 +9,14 @@ from dlmark.errors import UserError
 
 _COLUMNS = [
     ("model", "model"), ("device", "device"), ("runtime", "runtime"), ("task", "task"), ("precision", "precision"),
+    ("int8_label", "int8 FLOPs"), ("in_flight_label", "in flight"),
     ("layout", "layout"), ("batch_size", "batch"), ("throughput_label", "img/s [95% CI]"),
     ("latency_ms_median", "latency ms"), ("device_mem", "mem MB"), ("status", "status"),
     ("agreement_label", "agrees"),  # output agreement with PyTorch fp32 eager: yes / NO / n/c (not comparable)
 ]
+#: Columns shown only when a listed record says something there: the value that says nothing
+#: (no int8 account; one request in flight, as every record before --in-flight).
+_OPTIONAL = {"int8_label": None, "in_flight_label": 1, "in_flight": 1}
 _FILTERS = ("model", "device", "task", "status", "precision", "backend", "scenario")
 
 
@@ -26,14 +30,21 @@ def register(commands) -> None:
     ls.set_defaults(handler=main)
 
 
+def shown_columns(rows: list[dict], columns: list[tuple[str, str]] = _COLUMNS) -> list[tuple[str, str]]:
+    """The table's columns: an optional one only where some row has more to say than its quiet value."""
+    return [(key, header) for key, header in columns
+            if key not in _OPTIONAL or any(r.get(key) not in (None, _OPTIONAL[key]) for r in rows)]
+
+
 def main(args: argparse.Namespace) -> int:
     from dlmark.backends.registry import label as runtime_label
     from dlmark.records.load import load_records
-    from dlmark.report.tables import agreement_label, format_table, throughput_label
+    from dlmark.report.tables import agreement_label, format_table, in_flight_of, int8_label, throughput_label
 
     if not Path(args.results).exists():
         raise UserError(f"no such results folder or file: {args.results}")
-    rows = load_records(args.results, with_samples=args.compare)  # block times only for the significance
+    # Every record stays at hand: a pipeline row shows the throughput task's figure that filters leave out.
+    loaded = rows = load_records(args.results, with_samples=args.compare)  # block times only for the significance
     filters = {"model": args.model, "device": args.device, "task": args.task and args.task.replace("-", "_"),
                "status": args.status, "precision": args.precision, "backend": args.backend, "scenario": args.scenario}
     for column, wanted in filters.items():
@@ -48,17 +59,28 @@ def main(args: argparse.Namespace) -> int:
     for r in rows:
         r["throughput_label"] = throughput_label(r)
         r["runtime"], r["agreement_label"] = runtime_label(r), agreement_label(r)
+        r["int8_label"], r["in_flight_label"] = int8_label(r), in_flight_of(r)
     if args.scenario or all(r.get("task") == "serving" for r in rows):
         from dlmark.analysis.serving import COLUMNS, serving_rows
 
         print(format_table(serving_rows(rows), COLUMNS))
         print(f"\n{len(rows)} serving record(s); LoadGen's logs: the files named by log_summary / log_detail")
         return 0
+    if all(r.get("task") == "pipeline" for r in rows):
+        from dlmark.analysis.pipeline import COLUMNS, pipeline_rows
+
+        print(format_table(pipeline_rows(rows, reference=loaded), COLUMNS))
+        print(f"\n{len(rows)} pipeline record(s); random input: the throughput task's figure of the same "
+              f"configuration; bound: what the stages allow end to end (docs/pipeline.md)")
+        return 0
     if args.compare:
         from dlmark.analysis.runtimes import COLUMNS, runtime_rows
 
-        print(format_table(runtime_rows(rows), COLUMNS))
+        compared = runtime_rows(rows)
+        print(format_table(compared, shown_columns(compared, COLUMNS)))
         return 0
-    print(format_table(rows, _COLUMNS))
-    print(f"\n{len(rows)} record(s)")
+    print(format_table(rows, shown_columns(rows)))
+    pipeline = sum(r.get("task") == "pipeline" for r in rows)
+    print(f"\n{len(rows)} record(s)" + (f"; `--task pipeline` shows the {pipeline} pipeline record(s) stage by stage"
+                                         if pipeline else ""))
     return 0

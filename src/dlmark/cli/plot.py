@@ -28,6 +28,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "latency-vs-throughput": ("latency_vs_throughput", "throughput"),
     "roofline": ("roofline", "throughput"),
     "latency-vs-load": ("latency_vs_load", "serving"),
+    "pipeline-stages": ("pipeline_stages", "pipeline"),
 }
 
 # The flags the report's browser test starts Chromium with: headless, no sandbox (root in CI

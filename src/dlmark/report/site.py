@@ -25,6 +25,7 @@ import pandas as pd
 
 from .. import __version__, plot
 from ..errors import UserError
+from .sections import in_flight_column, report_sections
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -205,7 +206,7 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
     if not thr.empty:
         from dlmark.backends.registry import label
 
-        thr = thr.assign(runtime=[label(r) for r in thr.to_dict("records")])
+        thr = thr.assign(runtime=[label(r) for r in thr.to_dict("records")], in_flight=in_flight_column(thr))
     largest = _ok(data, "max_batch_size")
     acc = _ok(data, "accuracy")
     devices = _unique(thr, "device")
@@ -215,7 +216,7 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
 
     throughput_table = _table("throughput-table", thr.sort_values(["model", "device", "batch_size"]), [
         ("model", "model", None), ("device", "device", None), ("runtime", "runtime", None),
-        ("precision", "precision", None), ("layout", "layout", None),
+        ("precision", "precision", None), ("in_flight", "requests in flight", 0), ("layout", "layout", None),
         ("batch_size", "batch size", 0), ("throughput", "throughput (images/s)", 1),
         ("throughput_ci95_low", "95% CI low", 1), ("throughput_ci95_high", "95% CI high", 1),
         ("latency_ms_median", "latency median (ms)", 3), ("latency_ms_p90", "latency p90 (ms)", 3),
@@ -316,6 +317,7 @@ def _cnn_sections(data: pd.DataFrame) -> tuple[list[dict[str, Any]], list[Table]
                 + (f" Left out, no published figure known: {left_out}." if left_out else ""),
         "figures": figures, "tables": tables_here})
     sections.append(_serving_section(data))
+    sections.extend(report_sections(data, _table, _figure))  # int8, the input pipeline
     for section in sections:
         tables.extend(section["tables"])
     return sections, tables

@@ -62,3 +62,26 @@ def agreement_label(row: dict[str, Any]) -> str | None:
     if isinstance(method, str) and method:
         return "n/c"
     return None
+
+
+def int8_label(row: dict[str, Any]) -> str | None:
+    """The int8 share of the model's Conv/Gemm/MatMul FLOPs and the operators left in floating point,
+    e.g. '97.7% (6 float ops)'; None for a record without an int8 account."""
+    share = row.get("int8_flops_share")
+    if share is None or (isinstance(share, float) and math.isnan(share)):
+        return None
+    # 0.99996 is not all of it: say so rather than round it up to 100%.
+    text = "100%" if share == 1 else (">99.9%" if share > 0.999 else f"{share:.1%}")
+    floats = row.get("float_ops")
+    if isinstance(floats, (int, float)) and not (isinstance(floats, float) and math.isnan(floats)) and floats:
+        text += f" ({int(floats)} float op{'s' if floats != 1 else ''})"
+    return text
+
+
+def in_flight_of(row: dict[str, Any]) -> int | None:
+    """Requests the throughput task kept in flight: 1 for a record that does not say (one at a time),
+    None for other tasks."""
+    if row.get("task") != "throughput":
+        return None
+    value = row.get("in_flight")
+    return 1 if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)

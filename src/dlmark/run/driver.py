@@ -18,7 +18,7 @@ from dlmark.run.options import RunOptions
 from dlmark.run.plan import Group, Job, plan
 from dlmark.records.store import Store
 from dlmark.backends.registry import label as runtime_label
-from dlmark.report.tables import agreement_label, format_table, throughput_label
+from dlmark.report.tables import agreement_label, format_table, in_flight_of, throughput_label
 
 
 class Progress:
@@ -199,14 +199,21 @@ def command_records(groups: list[Group], devices: list[Device], host: str, finis
     return list(by_key.values())
 
 
+def _configuration(r: dict[str, Any]) -> tuple:
+    """A summary row's key: model, device and everything that makes a configuration its own,
+    requests in flight included (1 for every task that keeps one at a time)."""
+    return (r["model"], r["device_spec"], r.get("backend"), r["precision"], r["layout"], r.get("compile_mode"),
+            in_flight_of(r) or 1)
+
+
 def summary_table(records: list[dict[str, Any]]) -> str:
     """Per model, device and configuration: best throughput, batch-1 latency, largest batch, failures."""
     groups: dict[tuple, dict[str, Any]] = {}
     for r in records:
-        key = (r["model"], r["device_spec"], r.get("backend"), r["precision"], r["layout"], r.get("compile_mode"))
+        key = _configuration(r)
         row = groups.setdefault(key, {
             "model": r["model"], "device": r["device_spec"], "precision": r["precision"], "runtime": runtime_label(r),
-            "agrees": agreement_label(r),
+            "in_flight": key[-1], "agrees": agreement_label(r),
             "best": None, "best_b": None, "lat1": None, "max_b": None, "failed": []})
         if r["task"] == "throughput" and r["status"] == "ok":
             if row["best"] is None or r["throughput"] > row["best"]["throughput"]:
@@ -227,7 +234,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     for row in groups.values():
         rows.append({
             "model": row["model"], "device": row["device"], "precision": row["precision"],
-            "runtime": row["runtime"], "agrees": row["agrees"],
+            "runtime": row["runtime"], "in_flight": row["in_flight"], "agrees": row["agrees"],
             "best": throughput_label(row["best"]) if row["best"] else None, "best_b": row["best_b"],
             "lat1": row["lat1"], "max_b": row["max_b"], "failed": ", ".join(row["failed"]) or None,
             "top1": row.get("top1"),
@@ -243,12 +250,13 @@ def summary_table(records: list[dict[str, Any]]) -> str:
 
         serving = "\n\nServing (MLPerf LoadGen):\n" + format_table(serving_rows(records), COLUMNS)
         rows = [row for row, key in zip(rows, groups) if any(
-            r["task"] != "serving" for r in records if (r["model"], r["device_spec"], r.get("backend"), r["precision"],
-                                                         r["layout"], r.get("compile_mode")) == key)]
+            r["task"] != "serving" for r in records if _configuration(r) == key)]
     if not rows:
         return serving.lstrip("\n")
+    # Requests in flight appear only when the run kept more than one.
+    in_flight_column = [("in_flight", "in flight")] if any(row["in_flight"] != 1 for row in rows) else []
     return format_table(rows, [
         ("model", "model"), ("device", "device"), ("runtime", "runtime"), ("precision", "precision"),
-        ("agrees", "agrees"), ("best", "best img/s [95% CI]"), ("best_b", "at batch"), ("lat1", "batch-1 ms"),
+        *in_flight_column, ("agrees", "agrees"), ("best", "best img/s [95% CI]"), ("best_b", "at batch"), ("lat1", "batch-1 ms"),
         ("max_b", "largest batch"), *accuracy_column, ("failed", "not ok"),
     ]) + serving
