@@ -161,7 +161,9 @@ def imagenet_calibration(chosen: Any, spec: Any, module: Any = None, batch_size:
     if chosen.samples > len(dataset):
         raise UserError(f"int8 calibration on {chosen.samples} images, but {dataset.root} holds {len(dataset)}; "
                         f"give a smaller --calibration-samples")
-    samples = balanced_subset(dataset.samples, chosen.samples, salt=calibration_salt(chosen.seed))
+    # In file-name order: the same images in another layout (class folders, flat) are the same set.
+    samples = sorted(balanced_subset(dataset.samples, chosen.samples, salt=calibration_salt(chosen.seed)),
+                     key=lambda s: Path(s.path).name)
     files = tuple((Path(s.path).name, os.path.getsize(s.path)) for s in samples)
     transform, described = eval_transform(spec, module)
 
@@ -182,7 +184,7 @@ def imagenet_calibration(chosen: Any, spec: Any, module: Any = None, batch_size:
         "calibration_files_sha256": files_digest(files),
         "calibration_selection": f"class-balanced subset (datasets.balanced_subset, salt "
                                  f"{calibration_salt(chosen.seed)!r}) of the {len(dataset)} images, "
-                                 f"{len({s.label for s in samples})} classes, in path order",
+                                 f"{len({s.label for s in samples})} classes, in file-name order",
         "calibration_transform": described,
     }
     return Calibration(samples=chosen.samples, seed=chosen.seed, batch_size=batch_size, source="imagenet",
