@@ -151,11 +151,11 @@ def calibration_salt(seed: int) -> str:
 def imagenet_calibration(chosen: Any, spec: Any, module: Any = None, batch_size: int = 8) -> Calibration:
     """``chosen.samples`` ImageNet validation images from ``chosen.imagenet``: a class-balanced subset
     (``datasets.balanced_subset`` salted by ``chosen.seed``), decoded and transformed with the model's
-    own evaluation transform (``tasks.accuracy.eval_transform``), as the accuracy task reads them."""
+    own evaluation transform (``models.datasets.transforms.eval_transform``), as the accuracy task reads them."""
     import os
 
     from dlmark.models.datasets import balanced_subset, open_imagenet
-    from dlmark.tasks.accuracy import eval_transform
+    from dlmark.models.datasets.transforms import eval_transform
 
     dataset = open_imagenet(chosen.imagenet)
     if chosen.samples > len(dataset):
