@@ -201,7 +201,8 @@ def _percent(value: Any) -> str:
 
 
 def _describe(row) -> str:
-    config = "/".join(str(v) for v in (row.get("precision"), row.get("layout")) if v and v != "nchw")
+    backend = row.get("backend") if row.get("backend") not in (None, "pytorch") and not _isnan(row.get("backend")) else None
+    config = "/".join(str(v) for v in (row.get("precision"), row.get("layout"), backend) if v and v != "nchw")
     return (f"{row['model']}{f' ({config})' if config else ''}: {float(row['throughput']):,.1f} img/s, "
             f"{_percent(row['accuracy'])} top-1 {row.get('accuracy_source')}")
 
