@@ -293,3 +293,178 @@ def test_weights_without_a_known_figure_get_a_record_saying_so_and_readers_leave
     printed = capsys.readouterr().out
     assert "ResNet-v1-18" in printed.split("left out")[0]
     assert "left out: timm:convnext_atto (no published accuracy is shipped for timm:convnext_atto" in printed
+
+
+# ------------------------------------------------------------------ other runtimes and int8
+
+LINEAR = "py:tests.fixtures.colour_models:linear_grey_classifier"
+
+
+def independent_counts(logits_of, samples):
+    """(strict top-1, top-1 with ties, strict top-5, top-5 with ties) of ``logits_of`` on the images,
+    decoded here with torchvision directly (not dlmark's loader), the model's recipe: resize 32, crop 32."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+
+    transform = T.Compose([T.Resize(32, antialias=True), T.CenterCrop(32), T.ToTensor()])
+    images = np.stack([transform(Image.open(s.path).convert("RGB")).numpy() for s in samples])
+    logits = np.asarray(logits_of(images), dtype=np.float64)
+    counts = [0, 0, 0, 0]
+    for row, sample in zip(logits, samples):
+        above = int((row > row[sample.label]).sum())  # classes strictly ahead of the true one
+        level = int((row >= row[sample.label]).sum())  # ... and those tied with it, itself included
+        counts[0] += above == 0 and level == 1
+        counts[1] += above == 0
+        counts[2] += level <= 5
+        counts[3] += above < 5
+    return counts
+
+
+def assert_agrees(result, counts):
+    strict1, tied1, strict5, tied5 = counts
+    assert strict1 <= result["correct_top1"] <= tied1 and strict5 <= result["correct_top5"] <= tied5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "pytorch"])
+def test_int8_accuracy_is_the_quantized_models_own_figure(tmp_path, monkeypatch, backend):
+    """Every runtime's quantized model (calibrated on the folder's images) scored on the folder, against
+    top-1/top-5 computed here from that model's outputs; fp32 on the same runtime is exact."""
+    pytest.importorskip({"pytorch": "torch"}.get(backend, backend))
+    import numpy as np
+
+    from dlmark.backends import CalibrationSet, int8, load
+    from dlmark.models.datasets import open_imagenet
+
+    if backend == "pytorch":
+        try:
+            int8.pt2e_api()
+        except UserError:
+            pytest.skip("the PT2E quantizer is not installed (pip install -e '.[pytorch-int8]')")
+    monkeypatch.setenv("DLMARK_CACHE", str(tmp_path / "cache"))
+    directory = L.devkit(tmp_path / "imagenet")
+    fp32 = load(backend, LINEAR, RunConfig(threads=1))
+    result = evaluate(fp32, directory)
+    assert (result["correct_top1"], result["correct_top5"]) == (L.TOP1, L.TOP5)
+
+    calibration = CalibrationSet("imagenet", 8, 1, str(directory))
+    runner = load(backend, LINEAR, RunConfig(precision="int8", threads=1, calibration=calibration))
+    result = evaluate(runner, directory)
+    if backend == "pytorch":
+        import torch
+
+        def logits_of(images):
+            with torch.no_grad():
+                return runner.module(torch.from_numpy(images)).numpy()
+    elif backend == "onnxruntime":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(runner.facts()["runtime_fields"]["quant_file"],
+                                       providers=["CPUExecutionProvider"])
+        logits_of = lambda images: session.run(None, {session.get_inputs()[0].name: images})[0]  # noqa: E731
+    else:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(runner.facts()["runtime_fields"]["quant_file"], "CPU",
+                                           {"INFERENCE_PRECISION_HINT": "f32"})
+        logits_of = lambda images: np.array(compiled({0: images})[0])  # noqa: E731
+    assert_agrees(result, independent_counts(logits_of, open_imagenet(directory).samples))
+    assert result["num_images"] == 12
+
+
+@pytest.mark.slow
+def test_int8_accuracy_run_pairs_with_the_throughput_of_the_same_quantized_model(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    from dlmark.analysis.tradeoff import accuracy_frames, tradeoff_table
+    from dlmark.benchmark import load_records, load_results
+
+    monkeypatch.setenv("DLMARK_CACHE", str(tmp_path / "cache"))
+    directory = L.class_folders(tmp_path / "imagenet")
+    out = tmp_path / "out"
+    code = cli.main(["run", "quick", "--models", LINEAR, "--task", "throughput,accuracy", "--backend", "onnxruntime",
+                     "--precision", "fp32,int8", "--imagenet", str(directory), "--calibration-samples", "8",
+                     "--batch-sizes", "4", "--accuracy-batch-size", "4", "--data-workers", "0", "--threads", "1",
+                     "--min-time", "0.05", "--device", "cpu", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    records = {(r["task"], r["precision"]): r for r in load_records(str(out))}
+    acc, thr = records[("accuracy", "int8")], records[("throughput", "int8")]
+    assert acc["status"] == thr["status"] == "ok"
+    # One quantized artefact, calibrated on the stated images, behind both figures.
+    assert acc["quant_file"] == thr["quant_file"] and acc["quantizer"].startswith("onnxruntime.quantization")
+    for record in (acc, thr):
+        assert record["calibration_source"] == "imagenet" and record["calibration_samples"] == 8
+        assert record["extra_config"]["calibration"] == {"source": "imagenet", "samples": 8, "seed": 1,
+                                                         "imagenet": str(directory)}
+    assert records[("accuracy", "fp32")]["correct_top1"] == L.TOP1
+    assert records[("throughput", "fp32")].get("calibration_source") is None
+    assert thr["agreement_ok"] is True and acc["int8_ops"] == thr["int8_ops"] >= 2
+
+    # The trade-off pairs each throughput record with its own precision's accuracy.
+    table = tradeoff_table(load_results(str(out)), batch_size=4)
+    by_precision = {row["precision"]: row for row in table.to_dict("records")}
+    assert by_precision["int8"]["accuracy"] == acc["accuracy"] and by_precision["int8"]["throughput"] == thr["throughput"]
+    assert by_precision["fp32"]["accuracy"] == L.TOP1 / 12
+    frame = next(iter(accuracy_frames(load_results(str(out))).values()))
+    assert sorted(zip(frame["precision"], frame["accuracy"])) == sorted(
+        [("fp32", L.TOP1 / 12), ("int8", acc["accuracy"])])
+    capsys.readouterr()
+    assert cli.main(["pareto", str(out), "--batch-size", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 configurations" in printed and "left out" not in printed  # the int8 point is paired, not dropped
+
+
+def test_without_imagenet_int8_has_no_published_figure(tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["run", "quick", "--task", "accuracy", "--models", "ResNet-v1-50", "--backend",
+                     "onnxruntime,openvino", "--precision", "fp32,int8", "--device", "cpu", "--out", str(out),
+                     "--quiet"]) == 0
+    records = [json.loads(Path(f).read_text()) for f in glob.glob(str(out / "*.json"))]
+    fp32 = [r for r in records if r["precision"] == "fp32"]
+    int8 = sorted((r for r in records if r["precision"] == "int8"), key=lambda r: r["backend"])
+    # One published figure for the floating-point model; one stated absence per int8 runtime.
+    assert len(fp32) == 1 and fp32[0]["status"] == "ok" and fp32[0]["accuracy_source"] == "published"
+    assert [r["backend"] for r in int8] == ["onnxruntime", "openvino"]
+    for r in int8:
+        assert r["status"] == "unavailable" and r.get("accuracy") is None
+        assert r["error"].startswith("no published int8 figure")
+
+
+def _pairing_records(tmp_path):
+    from dlmark.records.schema import new_record
+    from dlmark.records.store import Store
+
+    store = Store(tmp_path, "quick.py")
+    common = dict(model="M", family="M", device="cpu", device_spec="cpu", layout="nchw", host="h")
+    cal = dict(calibration_source="imagenet", calibration_samples=8, calibration_seed=1,
+               calibration_files_sha256="abc")
+    rows = [
+        ("throughput", "pytorch", "fp32", {"throughput": 100.0}),
+        ("throughput", "onnxruntime", "int8", {"throughput": 300.0, **cal}),
+        ("throughput", "openvino", "int8", {"throughput": 350.0, **cal}),
+        ("throughput", "onnxruntime", "int8", {"throughput": 310.0, **cal, "calibration_files_sha256": "other"}),
+        ("accuracy", "pytorch", "fp32", {"accuracy": 0.76, "accuracy_source": "published"}),
+        ("accuracy", "onnxruntime", "int8", {"accuracy": 0.74, "accuracy_source": "measured", **cal}),
+        ("accuracy", "openvino", "int8", {"accuracy": None, "accuracy_source": "published",
+                                          "status": "unavailable", "error": "no published int8 figure for M"}),
+    ]
+    for index, (task, backend, precision, fields) in enumerate(rows):
+        status = fields.pop("status", "ok")
+        store.write(new_record(job_key=f"k{index}", task=task, backend=backend, precision=precision, batch_size=64,
+                               status=status, latency_ms_median=1.0 if task == "throughput" else None,
+                               **common, **fields))
+    return tmp_path
+
+
+def test_int8_points_take_only_their_own_quantized_models_accuracy(tmp_path):
+    from dlmark.analysis.tradeoff import tradeoff_table
+    from dlmark.benchmark import load_results
+
+    table = tradeoff_table(load_results(str(_pairing_records(tmp_path))), batch_size=64)
+    paired = sorted((r["backend"], r["precision"], r["throughput"], r["accuracy"]) for r in table.to_dict("records"))
+    # fp32 takes the published figure; ORT int8 its measured one, never the fp32 figure.
+    assert paired == [("onnxruntime", "int8", 300.0, 0.74), ("pytorch", "fp32", 100.0, 0.76)]
+    left_out = table.attrs["no_accuracy"]
+    # OpenVINO int8 has no figure (its record says why); the differently calibrated ORT model has none either.
+    assert left_out["M int8 on openvino"] == "no published int8 figure for M"
+    assert "calibration" in left_out["M int8 on onnxruntime"]

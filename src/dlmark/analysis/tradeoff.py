@@ -39,8 +39,9 @@ def tradeoff_table(df, device: str | None = None, batch_size: int = 64):
     """One row per measured throughput configuration at ``batch_size`` with its top-1 accuracy.
 
     Accuracy measured on the same device and precision wins; otherwise the
-    model's published figure is used (it does not depend on the device). Rows
-    without any accuracy are left out and listed in ``table.attrs["no_accuracy"]``.
+    model's published figure is used (it does not depend on the device); an int8
+    row takes only the accuracy of its own quantized model (``AccuracyPairs``).
+    Rows without any accuracy are left out and listed in ``table.attrs["no_accuracy"]``.
     """
     import pandas as pd
 
@@ -54,35 +55,121 @@ def tradeoff_table(df, device: str | None = None, batch_size: int = 64):
         shown = ", ".join(f"{d} b={int(b)}" for d, b in available[:12]) or "none"
         raise UserError(f"no throughput results at batch size {batch_size}"
                         + (f" on device {device!r}" if device else "") + f"; available: {shown}")
-    acc = _ok(df, "accuracy")
-    if len(acc):
-        acc = acc[pd.to_numeric(acc["accuracy"], errors="coerce").notna()]
-        if "timestamp" in acc.columns:
-            acc = acc.sort_values("timestamp", kind="stable")  # the latest record wins below
-    measured: dict[tuple, dict[str, Any]] = {}
-    published: dict[str, dict[str, Any]] = {}
-    for row in acc.to_dict("records"):
-        if row.get("accuracy_source") == "measured":
-            measured[(row["model"], row["device"], row.get("precision"))] = row
-        else:
-            published[row["model"]] = row
-    # Weights whose published figure is unknown say so in their record: the reason is shown.
-    why_not = {}
-    if "task" in df.columns and "status" in df.columns:
-        absent = df[(df["task"] == "accuracy") & (df["status"] == "unavailable")]
-        why_not = {row["model"]: row.get("error") for row in absent.to_dict("records")}
-    rows, missing = [], []
+    pairs = AccuracyPairs(df)
+    rows, missing = [], {}
     for row in thr.to_dict("records"):
-        hit = measured.get((row["model"], row["device"], row.get("precision"))) or published.get(row["model"])
+        hit = pairs.find(row)
         if hit is None:
-            missing.append(row["model"])
+            name, why = pairs.why_not(row)
+            missing.setdefault(name, why)
             continue
         out = {k: row.get(k) for k in _KEEP}
         out.update({k: hit.get(k) for k in _ACCURACY})
         rows.append(out)
     table = pd.DataFrame(rows, columns=[*_KEEP, *_ACCURACY])
-    table.attrs["no_accuracy"] = {m: why_not.get(m) or "no accuracy record" for m in sorted(set(missing))}
+    table.attrs["no_accuracy"] = dict(sorted(missing.items()))
     return table
+
+
+def _value(row: dict[str, Any], key: str) -> Any:
+    value = row.get(key)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _calibration(row: dict[str, Any]) -> tuple:
+    """Which calibration made an int8 model: its source, count, seed and (ImageNet) files."""
+    return tuple(_value(row, k) for k in ("calibration_source", "calibration_samples", "calibration_seed",
+                                          "calibration_files_sha256"))
+
+
+class AccuracyPairs:
+    """The accuracy record that goes with a throughput record, by configuration.
+
+    A floating-point configuration takes the accuracy measured on its device in its
+    precision (its own runtime and compile mode first, then any other), else the weights'
+    published figure. An int8 one is another model per runtime and calibration: it takes
+    only the accuracy measured on that runtime, compile mode and calibration (the same
+    quantized model), and never the floating-point published figure.
+    """
+
+    def __init__(self, df):
+        import pandas as pd
+
+        acc = _ok(df, "accuracy")
+        if len(acc):
+            acc = acc[pd.to_numeric(acc["accuracy"], errors="coerce").notna()]
+            if "timestamp" in acc.columns:
+                acc = acc.sort_values("timestamp", kind="stable")  # the latest record wins below
+        self.exact: dict[tuple, dict[str, Any]] = {}
+        self.measured: dict[tuple, dict[str, Any]] = {}
+        self.published: dict[str, dict[str, Any]] = {}
+        for row in acc.to_dict("records"):
+            if row.get("accuracy_source") == "measured":
+                self.exact[self._exact_key(row)] = row
+                self.measured[(row["model"], row["device"], row.get("precision"))] = row
+            elif row.get("precision") != "int8":
+                self.published[row["model"]] = row
+        # Records stating that no figure is known say why: per model, and per int8 runtime.
+        self.absent: dict[tuple, str] = {}
+        if "task" in df.columns and "status" in df.columns:
+            for row in df[(df["task"] == "accuracy") & (df["status"] == "unavailable")].to_dict("records"):
+                self.absent[self._absent_key(row)] = row.get("error")
+
+    @staticmethod
+    def _exact_key(row: dict[str, Any]) -> tuple:
+        int8 = row.get("precision") == "int8"
+        return (row["model"], row["device"], row.get("precision"), _value(row, "backend") or "pytorch",
+                _value(row, "compile_mode"), _calibration(row) if int8 else None)
+
+    @staticmethod
+    def _absent_key(row: dict[str, Any]) -> tuple:
+        if row.get("precision") == "int8":
+            return (row["model"], "int8", _value(row, "backend") or "pytorch", _value(row, "compile_mode"))
+        return (row["model"],)
+
+    def find(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        hit = self.exact.get(self._exact_key(row))
+        if hit is not None or row.get("precision") == "int8":
+            return hit
+        return self.measured.get((row["model"], row["device"], row.get("precision"))) or \
+            self.published.get(row["model"])
+
+    def why_not(self, row: dict[str, Any]) -> tuple[str, str]:
+        """(what is left out, why): a model, or an int8 configuration of one."""
+        if row.get("precision") != "int8":
+            return row["model"], self.absent.get((row["model"],)) or "no accuracy record"
+        backend, mode = _value(row, "backend") or "pytorch", _value(row, "compile_mode")
+        name = f"{row['model']} int8 on {backend}" + (f" (compile {mode})" if mode else "")
+        why = self.absent.get((row["model"], "int8", backend, mode)) or \
+            "no int8 accuracy record of this runtime and calibration (measure it with --task accuracy --imagenet DIR)"
+        return name, why
+
+
+def accuracy_frames(df) -> dict[str, Any]:
+    """Per device, its throughput records with an ``accuracy`` column, paired by configuration
+    (``AccuracyPairs``: an int8 point beside the fp32 one, never the fp32 figure on it), for
+    ``plot.throughput_vs_accuracy``. At the accuracy records' batch size where throughput was
+    measured there, else at the largest batch size measured for the most models."""
+    import pandas as pd
+
+    thr, acc = _ok(df, "throughput"), _ok(df, "accuracy")
+    if thr.empty or acc.empty:
+        return {}
+    pairs = AccuracyPairs(df)
+    wanted = set(pd.to_numeric(acc["batch_size"], errors="coerce").dropna()) if "batch_size" in acc else set()
+    frames = {}
+    for device, rows in thr.groupby("device", sort=False):
+        chosen = rows[pd.to_numeric(rows["batch_size"], errors="coerce").isin(wanted)]
+        if chosen.empty:
+            common = rows.groupby("batch_size")["model"].nunique()
+            chosen = rows[rows["batch_size"] == common[common == common.max()].index.max()]
+        hits = [pairs.find(row) for row in chosen.to_dict("records")]
+        paired = chosen.assign(accuracy=[h.get("accuracy") if h else None for h in hits],
+                               accuracy_source=[h.get("accuracy_source") if h else None for h in hits])
+        paired = paired[paired["accuracy"].notna()]
+        if not paired.empty:
+            frames[str(device)] = paired
+    return frames
 
 
 def _fraction(value: float | None) -> float | None:
@@ -114,7 +201,8 @@ def _percent(value: Any) -> str:
 
 
 def _describe(row) -> str:
-    config = "/".join(str(v) for v in (row.get("precision"), row.get("layout")) if v and v != "nchw")
+    backend = row.get("backend") if row.get("backend") not in (None, "pytorch") and not _isnan(row.get("backend")) else None
+    config = "/".join(str(v) for v in (row.get("precision"), row.get("layout"), backend) if v and v != "nchw")
     return (f"{row['model']}{f' ({config})' if config else ''}: {float(row['throughput']):,.1f} img/s, "
             f"{_percent(row['accuracy'])} top-1 {row.get('accuracy_source')}")
 

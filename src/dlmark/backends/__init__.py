@@ -29,6 +29,18 @@ LAYOUTS = ("nchw", "channels_last")
 
 
 @dataclass(frozen=True)
+class CalibrationSet:
+    """Which inputs an int8 quantizer calibrates on, as the planner states it (``backends.int8.Calibration``
+    turns it into batches): ``generated`` seeded N(0, 1) samples, or ``imagenet`` validation images
+    from the folder ``imagenet``, a class-balanced subset chosen by ``seed``."""
+
+    source: str = "generated"
+    samples: int = 32
+    seed: int = 1
+    imagenet: str | None = None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """How to run a model: everything that changes the measured figure."""
 
@@ -38,6 +50,11 @@ class RunConfig:
     compile_mode: str | None = None  # None: eager; "default", "reduce-overhead", "max-autotune", ...
     threads: int | None = None  # CPU intra-op threads; None keeps the runtime's default
     in_flight: int | str = 1  # requests running at once (backends.in_flight); "auto": the runtime's choice
+    calibration: CalibrationSet | None = None  # int8 only; None: the default generated set
+
+    def __post_init__(self) -> None:
+        if isinstance(self.calibration, dict):  # as it travels to the worker (JSON)
+            object.__setattr__(self, "calibration", CalibrationSet(**self.calibration))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

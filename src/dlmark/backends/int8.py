@@ -47,6 +47,9 @@ INT8_TOLERANCE = 0.25
 #: Record fields an int8 runner adds (docs/int8.md).
 FIELDS = ("quantizer", "quant_scheme", "calibration_source", "calibration_samples", "calibration_seed",
           "int8_ops", "float_ops", "quantize_ops", "int8_flops_share", "fallback_ops", "int8_account_method")
+#: What an ImageNet calibration adds: which images (folder, first file, a digest of names and sizes), how chosen.
+IMAGENET_FIELDS = ("calibration_imagenet_dir", "calibration_first_file", "calibration_files_sha256",
+                   "calibration_selection", "calibration_transform")
 
 
 def require(module: str) -> Any:
@@ -68,8 +71,10 @@ class Calibration:
 
     ``source`` names them in the record and the cache key: ``generated`` (seeded
     N(0, 1), as every dlmark input), ``zeros`` (constant: a broken calibration the
-    agreement check must catch), or any name given with ``arrays`` (e.g. ImageNet
-    validation images, preprocessed, as float32 N x C x H x W).
+    agreement check must catch), or any name given with ``arrays`` (float32
+    N x C x H x W, preprocessed; or a function returning them, called once, when the
+    quantizer first needs them). ``imagenet_calibration`` makes the ImageNet set:
+    its ``files`` (name, bytes) key the cache, so a cached artefact decodes no image.
     """
 
     samples: int = 32
@@ -77,6 +82,10 @@ class Calibration:
     batch_size: int = 8
     source: str = "generated"
     arrays: Any = field(default=None, compare=False, repr=False)
+    #: (file name, size in bytes) of each image, in order: what the key holds instead of the pixels.
+    files: tuple[tuple[str, int], ...] = ()
+    #: Record fields saying which images and how they were read (``imagenet_calibration``).
+    details: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.batch_size < 1:
@@ -84,13 +93,23 @@ class Calibration:
         if self.source not in ("generated", "zeros") and self.arrays is None:
             raise UserError(f"calibration source {self.source!r} needs its arrays (or use 'generated')")
 
+    def data(self) -> Any:
+        """The given arrays (decoded on first use when ``arrays`` is a function)."""
+        if callable(self.arrays):
+            object.__setattr__(self, "arrays", self.arrays())
+        return self.arrays
+
     def batches(self, input_shape: tuple[int, ...]) -> Iterator[np.ndarray]:
         """The calibration batches, the same on every call and every runtime."""
+        arrays = self.data() if self.arrays is not None else None
+        if arrays is not None and (len(arrays) < self.samples or tuple(np.shape(arrays)[1:]) != tuple(input_shape)):
+            raise UserError(f"calibration ({self.source}) has {len(arrays)} samples of shape "
+                            f"{tuple(np.shape(arrays)[1:])}; the quantizer needs {self.samples} of {tuple(input_shape)}")
         done = 0
         while done < self.samples:
             n = min(self.batch_size, self.samples - done)
-            if self.arrays is not None:
-                yield np.ascontiguousarray(np.asarray(self.arrays[done:done + n], dtype=np.float32))
+            if arrays is not None:
+                yield np.ascontiguousarray(np.asarray(arrays[done:done + n], dtype=np.float32))
             elif self.source == "zeros":
                 yield np.zeros((n, *input_shape), np.float32)
             else:
@@ -100,16 +119,88 @@ class Calibration:
 
     def key(self) -> dict[str, Any]:
         key: dict[str, Any] = {"source": self.source, "samples": self.samples}
-        if self.arrays is not None:
-            data = np.ascontiguousarray(np.asarray(self.arrays[:self.samples], dtype=np.float32))
+        if self.files:
+            # Names and sizes of the chosen images, and how they are turned into tensors: another
+            # subset, a changed file or another transform is another artefact.
+            key["files_sha256"] = files_digest(self.files)
+            key["transform"] = (self.details or {}).get("calibration_transform")
+        elif self.arrays is not None:
+            data = np.ascontiguousarray(np.asarray(self.data()[:self.samples], dtype=np.float32))
             key["data_sha256"] = hashlib.sha256(data.tobytes()).hexdigest()[:16]
         elif self.source == "generated":
             key["seed"] = self.seed
         return key
 
     def fields(self) -> dict[str, Any]:
+        seeded = self.source == "generated" and self.arrays is None or bool(self.files)
         return {"calibration_source": self.source, "calibration_samples": self.samples,
-                "calibration_seed": self.seed if self.source == "generated" and self.arrays is None else None}
+                "calibration_seed": self.seed if seeded else None, **(self.details or {})}
+
+
+def files_digest(files: tuple[tuple[str, int], ...] | list) -> str:
+    """SHA-256 (16 hex digits) of the (name, bytes) list, as the record's ``calibration_files_sha256``."""
+    return hashlib.sha256(json.dumps([[str(n), int(b)] for n, b in files]).encode()).hexdigest()[:16]
+
+
+def calibration_salt(seed: int) -> str:
+    """The ``balanced_subset`` salt of calibration seed ``seed``: not the accuracy task's order,
+    so a calibration subset is not the first images an ``--limit`` evaluation reads."""
+    return f"int8-calibration-{seed}:"
+
+
+def imagenet_calibration(chosen: Any, spec: Any, module: Any = None, batch_size: int = 8) -> Calibration:
+    """``chosen.samples`` ImageNet validation images from ``chosen.imagenet``: a class-balanced subset
+    (``datasets.balanced_subset`` salted by ``chosen.seed``), decoded and transformed with the model's
+    own evaluation transform (``models.datasets.transforms.eval_transform``), as the accuracy task reads them."""
+    import os
+
+    from dlmark.models.datasets import balanced_subset, open_imagenet
+    from dlmark.models.datasets.transforms import eval_transform
+
+    dataset = open_imagenet(chosen.imagenet)
+    if chosen.samples > len(dataset):
+        raise UserError(f"int8 calibration on {chosen.samples} images, but {dataset.root} holds {len(dataset)}; "
+                        f"give a smaller --calibration-samples")
+    # In file-name order: the same images in another layout (class folders, flat) are the same set.
+    samples = sorted(balanced_subset(dataset.samples, chosen.samples, salt=calibration_salt(chosen.seed)),
+                     key=lambda s: Path(s.path).name)
+    files = tuple((Path(s.path).name, os.path.getsize(s.path)) for s in samples)
+    transform, described = eval_transform(spec, module)
+
+    def decode() -> np.ndarray:
+        from dlmark.models.datasets.images import ImageFiles
+
+        images = ImageFiles(samples, transform)
+        tensors = []
+        for i in range(len(images)):
+            tensor, _label, error = images[i]
+            if error:
+                raise UserError(error)  # a file that cannot be read stops the quantization, named
+            tensors.append(tensor.numpy())
+        return np.stack(tensors).astype(np.float32)
+
+    details = {
+        "calibration_imagenet_dir": str(dataset.root), "calibration_first_file": files[0][0],
+        "calibration_files_sha256": files_digest(files),
+        "calibration_selection": f"class-balanced subset (datasets.balanced_subset, salt "
+                                 f"{calibration_salt(chosen.seed)!r}) of the {len(dataset)} images, "
+                                 f"{len({s.label for s in samples})} classes, in file-name order",
+        "calibration_transform": described,
+    }
+    return Calibration(samples=chosen.samples, seed=chosen.seed, batch_size=batch_size, source="imagenet",
+                       arrays=decode, files=files, details=details)
+
+
+def calibration_for(chosen: Any, spec: Any = None, module: Any = None) -> Calibration:
+    """The Calibration a runner quantizes with: ``chosen`` is the run's ``backends.CalibrationSet``
+    (None: the default generated set)."""
+    if chosen is None:
+        return Calibration()
+    if chosen.source == "imagenet":
+        return imagenet_calibration(chosen, spec, module)
+    if chosen.source != "generated":
+        raise UserError(f"unknown calibration source {chosen.source!r}; use generated or imagenet")
+    return Calibration(samples=chosen.samples, seed=chosen.seed)
 
 
 @dataclass(frozen=True)

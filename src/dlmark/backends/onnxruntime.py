@@ -56,11 +56,14 @@ class OnnxRuntimeRunner:
         self.model_facts = torch_source.model_facts(built)
         self.input_shape = tuple(built.input_shape)
         self.path, self.exporter = torch_source.export_onnx(built, "fp32" if config.precision == "int8" else config.precision)
+        self.eval_source = torch_source.EvalSource.of(built)  # what the accuracy task needs of the torch model
+        calibration = int8.calibration_for(config.calibration, built.spec, built.module) \
+            if config.precision == "int8" else None
         del built  # the torch module is not needed once exported; free it before measuring memory
         runtime_util.recover()
         self.int8_fields: dict[str, Any] = {}
         if config.precision == "int8":
-            quantized = int8.quantize_onnx(self.path, self.input_shape, int8.Calibration(), model=model)
+            quantized = int8.quantize_onnx(self.path, self.input_shape, calibration, model=model)
             self.path = quantized.path
             self.int8_fields = int8.record_fields(quantized, int8.ort_int8_account(quantized.path, self.input_shape))
 

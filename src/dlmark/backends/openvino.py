@@ -60,10 +60,13 @@ class OpenVinoRunner:
         self.model_facts = torch_source.model_facts(built)
         self.input_shape = tuple(built.input_shape)
         self.xml, self.converted_by = convert(built)
+        self.eval_source = torch_source.EvalSource.of(built)  # what the accuracy task needs of the torch model
+        calibration = int8.calibration_for(config.calibration, built.spec, built.module) \
+            if config.precision == "int8" else None
         del built
         self.quantized = None
         if config.precision == "int8":
-            self.quantized = int8.quantize_openvino(self.xml, self.input_shape, int8.Calibration(), model=model)
+            self.quantized = int8.quantize_openvino(self.xml, self.input_shape, calibration, model=model)
             self.xml = str(self.quantized.path)
         runtime_util.recover()
         self.threads = runtime_util.threads_for(config.threads)

@@ -78,7 +78,8 @@ class PyTorchRunner:
         if config.precision == "int8":
             # Quantized before the agreement check, which then compares the int8 arithmetic
             # (the converted graph, run eagerly) with fp32; compiled after it, as every precision.
-            module, self.int8_fields = int8.quantize_pytorch(module, self.input_shape, int8.Calibration(),
+            calibration = int8.calibration_for(config.calibration, built.spec, built.module)
+            module, self.int8_fields = int8.quantize_pytorch(module, self.input_shape, calibration,
                                                              compile_model=False)
         self.module = module
         self.agreement = self._agreement(reference) if reference is not None else {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,22 @@ def model_facts(built: zoo.BuiltModel) -> dict[str, Any]:
         "flops_per_sample": zoo.count_flops(built.module, shape),
         "weights": built.weights, "weights_tag": built.weights_tag,
     }
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    """What the accuracy task needs of the PyTorch model behind a runtime that no longer holds it:
+    the spec and weights (``tasks.accuracy`` refuses random zoo weights) and a py: model's own
+    evaluation transform."""
+
+    spec: Any
+    weights: str | None
+    custom_transform: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, built: zoo.BuiltModel) -> "EvalSource":
+        custom = getattr(built.module, "dlmark_eval_transform", None)
+        return cls(built.spec, built.weights, dict(custom) if custom else None)
 
 
 def cache_key(built: zoo.BuiltModel, **more: Any) -> dict[str, Any]:

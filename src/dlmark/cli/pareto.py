@@ -42,7 +42,8 @@ def main(args: argparse.Namespace) -> int:
             shown.append({**row, "top1": _percent(row["accuracy"]), "ci": ci or None})
         print(f"Pareto-optimal at batch size {args.batch_size} on {device} "
               f"({len(frontier)} of {len(rows)} configurations; none is both faster and more accurate):")
-        print(format_table(shown, [("model", "model"), ("precision", "precision"), ("throughput", "img/s"),
+        print(format_table(shown, [("model", "model"), ("backend", "runtime"), ("precision", "precision"),
+                                   ("throughput", "img/s"),
                                    ("latency_ms_median", "latency ms"), ("top1", "top-1"), ("ci", "95% CI"),
                                    ("accuracy_source", "accuracy")]))
         if min_acc is not None or args.max_latency_ms is not None:

@@ -134,18 +134,16 @@ def build_figure(kind: str, data):
 
 
 def _with_accuracy(data):
-    """Throughput joined with accuracy records, per device, as the report's accuracy section does."""
+    """Throughput joined with accuracy records by configuration, per device (``analysis.tradeoff``:
+    an int8 point takes the accuracy of its own quantized model)."""
     import pandas as pd
 
-    from dlmark.report.site import _accuracy_frames
+    from dlmark.analysis.tradeoff import accuracy_frames
 
     if "accuracy" in data.columns and "task" in data.columns:
-        accuracy = data[data["task"] == "accuracy"]
-        throughput = data[data["task"] == "throughput"]
-        if not accuracy.empty and not throughput.empty:
-            frames = _accuracy_frames(throughput, accuracy)
-            if frames:
-                return pd.concat(frames.values(), ignore_index=True)
+        frames = accuracy_frames(data)
+        if frames:
+            return pd.concat(frames.values(), ignore_index=True)
     raise UserError("throughput-vs-accuracy needs throughput and accuracy records of the same models "
                     "in the selection (accuracy records come from `dlmark run --task accuracy`)")
 

@@ -37,7 +37,11 @@ def register(commands) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument("--imagenet", metavar="DIR",
                      help="accuracy task: ImageNet-1k validation folder (class folders, devkit or Kaggle layout); "
-                          "without it accuracy records carry the weights' published figures")
+                          "without it accuracy records carry the weights' published figures. With --precision "
+                          "int8 the quantizers also calibrate on its images")
+    run.add_argument("--calibration-samples", type=int, metavar="N",
+                     help="int8: samples the quantizer calibrates on (default 32): generated, or ImageNet "
+                          "validation images (a class-balanced subset) with --imagenet")
     run.add_argument("--limit", type=int, metavar="N", help="accuracy task: a class-balanced subset of N images (with a 95%% CI)")
     run.add_argument("--accuracy-batch-size", type=int, default=64, help="accuracy task: images per forward pass (default 64)")
     run.add_argument("--data-workers", type=int, help="accuracy task: image-decoding processes (default: up to 8)")
@@ -92,6 +96,7 @@ def main(args: argparse.Namespace) -> int:
         memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
         timeout_s=args.timeout, force=args.force, imagenet=args.imagenet, accuracy_limit=args.limit,
         accuracy_batch_size=args.accuracy_batch_size, data_workers=args.data_workers,
+        calibration_samples=args.calibration_samples,
         scenarios=split_list(args.scenario) or [], serving=_serving_knobs(args),
         input=args.input, decoder=args.decoder, pipeline_workers=parse_workers(args.pipeline_workers),
         pipeline_images=args.images,

@@ -61,6 +61,8 @@ class RunOptions:
     accuracy_limit: int | None = None
     accuracy_batch_size: int = 64
     data_workers: int | None = None
+    # int8: calibration samples (None: 32); under --imagenet they are validation images (run.plan.calibration_set)
+    calibration_samples: int | None = None
     # serving task: LoadGen scenarios, and the settings that change them (KNOBS)
     scenarios: list[str] = field(default_factory=list)
     serving: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +97,13 @@ class RunOptions:
         _check_timing(self.timing)
         if self.accuracy_batch_size < 1 or (self.accuracy_limit is not None and self.accuracy_limit < 1):
             raise UserError("--accuracy-batch-size and --limit must be positive integers")
-        if (self.imagenet or self.accuracy_limit) and "accuracy" not in self.tasks:
+        if self.calibration_samples is not None and self.calibration_samples < 1:
+            raise UserError("--calibration-samples must be a positive integer")
+        if self.calibration_samples is not None and "int8" not in self.precisions:
+            raise UserError("--calibration-samples is for int8's calibration; add --precision int8")
+        if self.imagenet and "accuracy" not in self.tasks and "int8" not in self.precisions:
+            raise UserError("--imagenet is for the accuracy task (and int8's calibration); add --task accuracy")
+        if self.accuracy_limit and "accuracy" not in self.tasks:
             raise UserError("--imagenet and --limit are for the accuracy task; add --task accuracy")
         if self.accuracy_limit and not self.imagenet:
             raise UserError("--limit picks images from the validation set; give it with --imagenet DIR")
@@ -162,6 +170,15 @@ class RunOptions:
             check_installed(backend)
             if "int8" in self.precisions:
                 check_int8_installed(backend)
+        if self.imagenet and "int8" in self.precisions:
+            from dlmark.models.datasets import open_imagenet
+            from dlmark.run.plan import calibration_set
+
+            dataset = open_imagenet(self.imagenet)
+            wanted = calibration_set(self).samples
+            if wanted > len(dataset):
+                raise UserError(f"int8 calibrates on {wanted} ImageNet images, but {dataset.root} holds "
+                                f"{len(dataset)}; give --calibration-samples {len(dataset)} or fewer")
         from dlmark import tasks
 
         for name in self.tasks:

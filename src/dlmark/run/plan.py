@@ -8,11 +8,11 @@ Each task plans its own jobs (``tasks/``); this module only crosses models with 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dlmark import tasks
-from dlmark.backends import RunConfig
+from dlmark.backends import CalibrationSet, RunConfig
 from dlmark.backends.registry import expand, layouts_for
 from dlmark.measure.devices import Device
 from dlmark.models.zoo import ModelSpec
@@ -30,16 +30,20 @@ class Variant:
     compile_mode: str | None = None  # None: eager; a torch.compile mode, "cudagraphs", ...
     threads: int | None = None
     in_flight: int | str = 1  # requests running at once; "auto": the runtime's recommendation
+    calibration: CalibrationSet | None = None  # int8: what the quantizer calibrates on (None: the default)
 
     def run_config(self, device: Device) -> RunConfig:
         """What the worker's ``load`` is told (the backend travels beside it)."""
         return RunConfig(device=device.worker_device, precision=self.precision, layout=self.layout,
-                         compile_mode=self.compile_mode, threads=self.threads, in_flight=self.in_flight)
+                         compile_mode=self.compile_mode, threads=self.threads, in_flight=self.in_flight,
+                         calibration=self.calibration)
 
     def describe(self) -> str:
         config = "/".join(x for x in (self.precision, self.layout if self.layout != "nchw" else "",
                                       f"compile:{self.compile_mode}" if self.compile_mode else "",
-                                      f"in-flight:{self.in_flight}" if self.in_flight != 1 else "") if x)
+                                      f"in-flight:{self.in_flight}" if self.in_flight != 1 else "",
+                                      f"calibration:{self.calibration.source}-{self.calibration.samples}"
+                                      if self.calibration else "") if x)
         return config + (f" on {self.backend}" if self.backend != "pytorch" else "")
 
 
@@ -84,6 +88,9 @@ class Job(_Configured):
             # In extra_config, and only when not 1: the keys of one-request jobs (every folder
             # written before requests in flight existed) stay what they were, so resume finds them.
             extra["in_flight"] = self.variant.in_flight
+        if self.variant.calibration is not None:
+            # Likewise only when not the default generated set: another calibration is another model.
+            extra["calibration"] = asdict(self.variant.calibration)
         return {
             "task": self.task, "source": self.model.source_ref, "backend": self.backend,
             "precision": self.precision, "layout": self.layout, "compile_mode": self.compile_mode,
@@ -130,14 +137,30 @@ def plan(options) -> list[Group]:
 def variants(options) -> list[Variant]:
     """Every runtime x precision x layout x compile mode x requests in flight asked for, in order."""
     out = []
+    calibration = calibration_set(options)
     for backend, compile_modes in expand(options.runtimes, options.compile_modes):
         for precision in options.precisions:
             for layout in layouts_for(backend, options.layouts):
                 for compile_mode in compile_modes:
                     for n in options.in_flight:
                         out.append(Variant(backend=backend, precision=precision, layout=layout,
-                                           compile_mode=compile_mode, threads=options.threads, in_flight=n))
+                                           compile_mode=compile_mode, threads=options.threads, in_flight=n,
+                                           calibration=calibration if precision == "int8" else None))
     return out
+
+
+def calibration_set(options) -> CalibrationSet | None:
+    """int8's calibration set: ImageNet validation images under ``--imagenet``, else generated
+    samples; None for the default generated set (so its job keys stay those of earlier runs)."""
+    import os
+
+    samples = getattr(options, "calibration_samples", None)
+    if getattr(options, "imagenet", None):
+        return CalibrationSet(source="imagenet", samples=samples or CalibrationSet.samples,
+                              imagenet=os.path.abspath(os.path.expanduser(options.imagenet)))
+    if samples and samples != CalibrationSet.samples:
+        return CalibrationSet(source="generated", samples=samples)
+    return None
 
 
 def job(task: str, model: ModelSpec, variant: Variant, batch_size: int | None, **extra: Any) -> Job:

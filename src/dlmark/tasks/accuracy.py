@@ -17,6 +17,9 @@ import time
 from typing import Any
 
 from ..errors import UserError
+# Each model's evaluation transform lives with the data sets: int8 calibration (backends.int8)
+# reads images as this task does, and backends import no task.
+from ..models.datasets.transforms import eval_transform  # noqa: F401 -- accuracy.eval_transform, as before
 
 #: Images per forward pass: the seed's accuracy/throughput plot is at batch size 64.
 DEFAULT_BATCH_SIZE = 64
@@ -24,8 +27,9 @@ DEFAULT_BATCH_SIZE = 64
 Z95 = 1.959963984540054
 #: Seconds allowed per image on top of the run's --timeout (slow CPUs, large nets).
 TIMEOUT_PER_IMAGE_S = 0.5
-#: Status of an accuracy record for weights whose published figure dlmark does not know: a
-#: stated absence (readers leave the model out and say why), looked up again on every run.
+#: Status of an accuracy record for weights whose published figure dlmark does not know (and of
+#: every int8 variant without --imagenet): a stated absence (readers leave the model out and say
+#: why), looked up again on every run.
 NO_PUBLISHED_FIGURE = "unavailable"
 
 
@@ -50,68 +54,6 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
-
-
-# ----------------------------------------------------------------- transforms
-
-
-def eval_transform(spec, module=None) -> tuple[Any, dict[str, Any]]:
-    """The model's own evaluation transform (PIL image -> normalised tensor) and its description.
-
-    torchvision: the default weights' ``transforms()``; timm: the pretrained
-    config through ``timm.data.resolve_data_config`` + ``create_transform``;
-    a py: model may set ``dlmark_eval_transform`` (a dict with resize, crop,
-    mean, std, interpolation) and otherwise gets the common ImageNet recipe.
-    """
-    if spec.source == "torchvision":
-        from torchvision.models import get_model_weights
-
-        try:
-            weights = get_model_weights(spec.arch).DEFAULT
-        except (ValueError, KeyError, AttributeError):
-            raise UserError(f"torchvision has no pretrained weights (and so no evaluation transform) for {spec.name}") from None
-        transform = weights.transforms()
-        return transform, {
-            "resize": int(transform.resize_size[0]), "crop": int(transform.crop_size[0]),
-            "interpolation": transform.interpolation.value, "mean": list(transform.mean), "std": list(transform.std),
-            "from": f"{weights}.transforms()",
-        }
-    if spec.source == "timm":
-        import timm
-        from timm.data import create_transform, resolve_data_config
-
-        if module is not None:
-            config = resolve_data_config({}, model=module)
-        else:
-            config = resolve_data_config({}, pretrained_cfg=timm.get_pretrained_cfg(spec.arch).to_dict())
-        transform = create_transform(**config, is_training=False)
-        size = int(config["input_size"][-1])
-        return transform, {
-            "resize": int(math.floor(size / config["crop_pct"])) if config.get("crop_mode", "center") == "center" else None,
-            "crop": size, "crop_pct": config["crop_pct"], "crop_mode": config.get("crop_mode"),
-            "interpolation": config["interpolation"], "mean": list(config["mean"]), "std": list(config["std"]),
-            "from": "timm.data.resolve_data_config + create_transform",
-        }
-    custom = dict(getattr(module, "dlmark_eval_transform", None) or {})
-    crop = int(custom.get("crop", 224))
-    described = {
-        "resize": int(custom.get("resize", round(crop / 0.875))), "crop": crop,
-        "interpolation": custom.get("interpolation", "bilinear"),
-        "mean": list(custom.get("mean", (0.485, 0.456, 0.406))), "std": list(custom.get("std", (0.229, 0.224, 0.225))),
-        "from": "dlmark_eval_transform" if custom else "default ImageNet recipe (resize 256, crop 224)",
-    }
-    return _build_transform(described), described
-
-
-def _build_transform(described: dict[str, Any]):
-    from torchvision import transforms as T
-
-    return T.Compose([
-        T.Resize(described["resize"], interpolation=T.InterpolationMode(described["interpolation"]), antialias=True),
-        T.CenterCrop(described["crop"]),
-        T.ToTensor(),
-        T.Normalize(described["mean"], described["std"]),
-    ])
 
 
 # ----------------------------------------------------------------- weights
@@ -152,11 +94,41 @@ def _data_workers(requested: int | None) -> int:
     return min(8, os.cpu_count() or 1)
 
 
+def _model_behind(runner) -> tuple[Any, str | None, Any, dict[str, Any] | None]:
+    """(spec, weights, torch module or None, a py: model's own transform) of the runner's model.
+
+    PyTorch holds the module; ONNX Runtime and OpenVINO keep what the task needs of it
+    (``torch_source.EvalSource``) and run their own exported, converted or quantized graph.
+    """
+    built = getattr(runner, "built", None)
+    if built is not None:
+        return built.spec, built.weights, built.module, None
+    source = getattr(runner, "eval_source", None)
+    if source is None:
+        raise UserError(f"accuracy is measured on pytorch, onnxruntime or openvino; {runner.backend} "
+                        f"has no model to feed images")
+    return source.spec, source.weights, None, source.custom_transform
+
+
+def _forward(runner, images):
+    """Logits (a CPU or device torch tensor) of one batch of images, on the runner's own inputs."""
+    import numpy as np
+    import torch
+
+    if getattr(runner, "built", None) is not None:  # PyTorch: a tensor on its device, dtype and layout
+        device = getattr(runner, "device", torch.device("cpu"))
+        inputs = images.to(device, dtype=runner.dtype, non_blocking=True).contiguous(memory_format=runner.memory_format)
+        return runner.run(inputs)
+    out = runner.run(np.ascontiguousarray(images.numpy(), dtype=np.float32))
+    return torch.from_numpy(np.array(runner.to_numpy(out), dtype=np.float32, copy=True))
+
+
 def evaluate(runner, request: dict[str, Any]) -> dict[str, Any]:
     """Top-1/top-5 of the loaded model on the validation folder in ``request``.
 
     ``request``: imagenet (folder), limit (images, or None for all),
-    batch_size, data_workers (None: up to 8).
+    batch_size, data_workers (None: up to 8). The runner's model is what runs:
+    under ``--precision int8`` the same quantized artefact the throughput task times.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -165,23 +137,21 @@ def evaluate(runner, request: dict[str, Any]) -> dict[str, Any]:
     from dlmark.models.datasets import balanced_subset, open_imagenet
     from dlmark.models.datasets.images import ImageFiles, collate
 
-    built = getattr(runner, "built", None)
-    if built is None:
-        raise UserError(f"accuracy is measured with the pytorch backend; {runner.backend} has no model to feed images")
-    spec = built.spec
-    if spec.source != "py" and built.weights != "pretrained":
+    spec, weights, module, custom = _model_behind(runner)
+    if spec.source != "py" and weights != "pretrained":
         zoo.build(spec, pretrained="require")  # raises the UserError that names the missing file
         raise UserError(f"{spec.name}: pretrained weights were not loaded; accuracy of random weights is never reported")
 
     dataset = open_imagenet(request["imagenet"])
     limit = request.get("limit")
     samples = balanced_subset(dataset.samples, int(limit)) if limit else list(dataset.samples)
-    transform, described = eval_transform(spec, built.module)
+    transform, described = eval_transform(spec, module, custom)
     batch_size = int(request.get("batch_size") or DEFAULT_BATCH_SIZE)
     workers = _data_workers(request.get("data_workers"))
-    device = getattr(runner, "device", torch.device("cpu"))
+    device = getattr(runner, "device", None)
+    on_cuda = isinstance(device, torch.device) and device.type == "cuda"
     loader = DataLoader(ImageFiles(samples, transform), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda",
+                        num_workers=workers, collate_fn=collate, pin_memory=on_cuda,
                         persistent_workers=False)
 
     correct1 = correct5 = seen = 0
@@ -197,10 +167,9 @@ def evaluate(runner, request: dict[str, Any]) -> dict[str, Any]:
         if count < batch_size:
             # Keep every pass at one shape: CUDA graphs and static-shape compiles are built for it.
             images = torch.cat([images, images.new_zeros((batch_size - count, *images.shape[1:]))])
-        images = images.to(device, dtype=runner.dtype, non_blocking=True).contiguous(memory_format=runner.memory_format)
         runner.synchronize()
         start = time.perf_counter()
-        logits = runner.run(images)
+        logits = _forward(runner, images)
         runner.synchronize()
         forward_s += time.perf_counter() - start
         logits = logits[:count]
@@ -263,14 +232,17 @@ def preflight(options) -> None:
 
 
 def plan_jobs(options, model, variant, planned: set) -> list:
-    """One job per model and variant; a published figure does not depend on how the model runs,
-    so without ``--imagenet`` only the first variant of a model gets one."""
+    """One job per model and variant. Without ``--imagenet`` a published figure stands for every
+    floating-point variant, so only the first of a model's gets one; an int8 variant has none
+    (each runtime's quantizer makes another model), so each gets its record saying so."""
     from dlmark.run.plan import job
 
     if not options.imagenet:
-        if model.name in planned:
+        seen = (model.name, variant.backend, variant.compile_mode, "int8") if variant.precision == "int8" \
+            else model.name
+        if seen in planned:
             return []
-        planned.add(model.name)
+        planned.add(seen)
     return [job("accuracy", model, variant, options.accuracy_batch_size, **job_extra(options))]
 
 
@@ -305,6 +277,11 @@ def _published_record(ctx, job, device, make_record) -> dict[str, Any]:
     from dlmark.models import zoo
     from dlmark.models.published_accuracy import NoPublishedFigure, lookup
 
+    if job.precision == "int8":
+        return make_record(ctx, job, device, {"threads": job.threads}, NO_PUBLISHED_FIGURE,
+                           f"no published int8 figure for {job.model.name}: the weights' published accuracy is "
+                           f"of the floating-point model; measure int8 with --imagenet DIR",
+                           accuracy_source="published")
     try:
         fields = lookup(job.model)
     except NoPublishedFigure as exc:

@@ -242,21 +242,23 @@ def _order_key(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def balanced_subset(samples: tuple[Sample, ...] | list[Sample], limit: int) -> list[Sample]:
+def balanced_subset(samples: tuple[Sample, ...] | list[Sample], limit: int, salt: str = "") -> list[Sample]:
     """A deterministic class-balanced subset of ``limit`` samples.
 
     Classes take turns, one image each, in a fixed hash order of their labels;
     within a class images come in a fixed hash order of their file names. So
     class counts differ by at most one (unless a class runs out of images),
-    and the same folder and limit always give the same images.
+    and the same folder and limit always give the same images. A ``salt``
+    (e.g. int8 calibration's seed) hashes into both orders: another subset,
+    as reproducible.
     """
     if limit < 1:
         raise UserError("--limit must be a positive number of images")
     by_class: dict[int, list[Sample]] = {}
     for sample in samples:
         by_class.setdefault(sample.label, []).append(sample)
-    queues = [sorted(group, key=lambda s: _order_key(Path(s.path).name))
-              for _, group in sorted(by_class.items(), key=lambda kv: _order_key(str(kv[0])))]
+    queues = [sorted(group, key=lambda s: _order_key(salt + Path(s.path).name))
+              for _, group in sorted(by_class.items(), key=lambda kv: _order_key(salt + str(kv[0])))]
     chosen: list[Sample] = []
     depth = 0
     while len(chosen) < limit and any(depth < len(q) for q in queues):
