@@ -229,3 +229,29 @@ def test_an_unreachable_ray_cluster_names_our_flag(tmp_path):
     line = one_line(done.stderr)
     assert "--ray-address" in line and " --address" not in line and "`--address`" not in line
     assert not out.exists()
+
+
+# -- integers stay integers where a record beside them lacks the field
+
+def test_export_writes_integers_loaded_next_to_missing_values_as_integers(tmp_path):
+    import csv
+    import json
+
+    source = sorted((ROOT / "results" / "cpu-runtimes-2t").glob("*.json"))[:2]
+    folder = tmp_path / "r"
+    folder.mkdir()
+    for i, path in enumerate(source):
+        record = json.loads(path.read_text())
+        record["env"]["threads"], record["env"]["cudnn"] = 2, 92400
+        if i == 0:  # a record without them makes pandas hold the column as float
+            del record["env"]["threads"], record["env"]["cudnn"]
+            record["num_blocks"] = None
+        (folder / path.name).write_text(json.dumps(record))
+    done = dlmark("export", str(folder), "-o", str(tmp_path / "t.csv"))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert sorted(r["env.threads"] for r in rows) == ["", "2"]
+    assert sorted(r["env.cudnn"] for r in rows) == ["", "92400"]
+    blocks = sorted(r["num_blocks"] for r in rows)  # a registered int field
+    assert blocks[0] == "" and blocks[1].isdigit()
+    assert all("." in r["throughput"] for r in rows)  # a float field stays float
