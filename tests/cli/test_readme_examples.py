@@ -31,6 +31,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,8 @@ PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.
 PROGRAMS = ("dlmark", "make", "pip", "python")
 SHELL_FENCES = ("sh", "bash", "shell")  # every line a command; a plain fence may hold output
 QUICK = {"--min-time": "0.05"}  # seconds of timed blocks per job: the suites' 0.5-1 s is for figures, not a test
+# A two-layer CNN that every runtime exports, converts and quantizes in seconds, for the runtime pages.
+TINY = {"--models": "py:tests.fixtures.runtime_models:tiny"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Small:
     needs: tuple[str, ...] = ()  # optional packages or programs, else the command is reported as not run here
     exit_codes: tuple[int, ...] = (0,)
     expect: str = ""  # text its standard output must hold
+    expect_err: str = ""  # text its standard error (the progress lines) must hold
 
 
 # Folders of committed records the read-only examples read in place of a user's own runs.
@@ -63,7 +67,7 @@ SMALL: dict[str, Small] = {
     "dlmark run quick --device cpu --models ResNet-v1-18,timm:convnext_atto --batch-sizes 1:32":
         Small({"--batch-sizes": "1:2", **QUICK}, expect="timm:convnext_atto"),
     "dlmark run cnn --task max-batch-size --device cpu --memory-limit 8GiB --models AlexNet":
-        Small({"--max-batch-cap": "4"}, expect="AlexNet"),  # the search stops at the cap: batches 1, 2, 4
+        Small({"--max-batch-cap": "4"}, expect="AlexNet", expect_err="trial batch 4: ok"),  # stops at the cap
     "dlmark ls runs/ --model ResNet-v1-50": Small({"--model": "ResNet-v1-18"}, expect="ResNet-v1-18"),  # measured above
     "dlmark models 'ResNet*'": Small(expect="ResNet-v1-50"),
     "dlmark suites": Small(expect="quick"),
@@ -92,19 +96,20 @@ SMALL: dict[str, Small] = {
         Small(paths={"baseline-results": "results/cpu-runtimes-2t"}, exit_codes=(0, 1)),  # the run just above
     # docs/int8.md
     "dlmark run quick --device cpu --models SqueezeNet-1.1 --batch-sizes 1,32 --backend pytorch,onnxruntime,openvino "
-    "--precision fp32,int8 --out runs/int8": Small({"--batch-sizes": "1", **QUICK}, needs=("onnxruntime", "openvino")),
+    "--precision fp32,int8 --out runs/int8": Small({**TINY, "--batch-sizes": "1", **QUICK}, needs=("onnxruntime", "openvino")),
     "dlmark run quick --device cpu --models SqueezeNet-1.1 --batch-sizes 1,32 --task throughput "
     "--backend openvino-throughput --in-flight 1,auto --out runs/in-flight":
-        Small({"--batch-sizes": "1", **QUICK}, needs=("openvino",)),
+        Small({**TINY, "--batch-sizes": "1", **QUICK}, needs=("openvino",)),
     # docs/pipeline.md
     "dlmark run --models ResNet-v1-18 --input images --batch-sizes 8,32 --pipeline-workers 0,1,2 --device cpu":
-        Small({"--models": "SqueezeNet-1.1", "--batch-sizes": "8", "--pipeline-workers": "0,1", **QUICK},
+        Small({"--models": "SqueezeNet-1.1", "--batch-sizes": "8", "--pipeline-workers": "0,1", "--images": "16",
+               **QUICK},
               expect="bound by"),
     # docs/report.md
     "dlmark report RESULTS_DIR -o SITE_DIR": Small(paths={"RESULTS_DIR": "results/h200-serving-2"}, expect="wrote"),
     # docs/runtimes.md
     "dlmark run quick --device cpu --models ResNet-v1-50 --batch-sizes 1,32 --backend pytorch,onnxruntime,openvino,mxnet "
-    "--threads 2 --out runs/rt": Small({"--models": "SqueezeNet-1.1", "--batch-sizes": "1", **QUICK},
+    "--threads 2 --out runs/rt": Small({**TINY, "--batch-sizes": "1", **QUICK},
                                        needs=("onnxruntime", "openvino", "mxnet-env")),
     "dlmark ls runs/rt": Small(paths={"runs/rt": CPU_A}, expect="agrees"),
     "dlmark ls runs/rt --compare": Small(paths={"runs/rt": CPU_A}, expect="x pytorch eager"),
@@ -301,6 +306,7 @@ def run_page(page: str, tmp: Path) -> tuple[list[str], list[str]]:
     """Run a page's commands in order: (failures, commands not run here for want of a package)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
     failures, not_run = [], []
+    began = time.monotonic()
     for command in shell_commands(page, (ROOT / page).read_text()):
         if command.text in SKIPPED:
             continue
@@ -317,7 +323,9 @@ def run_page(page: str, tmp: Path) -> tuple[list[str], list[str]]:
             if redirect:
                 out.close()
         stdout = redirect.read_text() if redirect else done.stdout
-        if done.returncode not in small.exit_codes or "Traceback" in done.stderr or small.expect not in stdout:
+        print(f"{time.monotonic() - began:6.1f} s  {command}")  # pytest -s: where a page's time goes
+        if (done.returncode not in small.exit_codes or "Traceback" in done.stderr or small.expect not in stdout
+                or small.expect_err not in done.stderr):
             failures.append(f"{command}\n  ran: {shlex.join(argv)}\n  exit {done.returncode}; "
                             f"stdout ends: {stdout[-600:]!r}\n  stderr ends: {done.stderr[-1500:]!r}")
     return failures, not_run
