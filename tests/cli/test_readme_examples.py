@@ -66,7 +66,7 @@ SMALL: dict[str, Small] = {
     "make test": Small(expect="pytest"),
     "dlmark run quick --device cpu --models ResNet-v1-18,timm:convnext_atto --batch-sizes 1:32":
         Small({"--batch-sizes": "1:2", **QUICK}, expect="timm:convnext_atto"),
-    "dlmark run cnn --task max-batch-size --device cpu --memory-limit 8GiB --models AlexNet":
+    "dlmark run cnn --task max-batch-size --device cpu --memory-limit 2GiB --models AlexNet":
         Small({"--max-batch-cap": "4"}, expect="AlexNet", expect_err="trial batch 4: ok"),  # stops at the cap
     "dlmark ls runs/ --model ResNet-v1-50": Small({"--model": "ResNet-v1-18"}, expect="ResNet-v1-18"),  # measured above
     "dlmark models 'ResNet*'": Small(expect="ResNet-v1-50"),
