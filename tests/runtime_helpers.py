@@ -1,5 +1,8 @@
-"""Shared by the runtime tests: one export cache per test session, and a sweep through the CLI."""
+"""Shared by the runtime tests: one export cache per test session, a sweep through the CLI, and a
+count of the worker processes a test started."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +30,23 @@ def sweep(out, *args):
 def of(rows, backend, model=None):
     return sorted((r for r in rows if r["backend"] == backend and (model is None or r["model"] == model)),
                   key=lambda r: r["batch_size"] or 0)
+
+
+def workers_of(marker: str) -> list[int]:
+    """Live dlmark worker processes whose environment has DLMARK_TEST_RUN=marker.
+
+    Workers live in sessions of their own and outlive a killed driver, so neither a process group
+    nor the parent finds them: /proc does. Set the marker in the driver's environment; workers inherit it.
+    """
+    tag = f"DLMARK_TEST_RUN={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")  # a zombie's is empty
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"dlmark.run.worker" in b" ".join(cmdline) and tag in environ:
+                found.append(int(entry.name))
+    return found

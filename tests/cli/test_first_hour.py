@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.runtime_helpers import workers_of
+
 ROOT = Path(__file__).resolve().parents[2]
 FIX = "py:tests.fixtures.models"
 RESULTS = ROOT / "results" / "h200-cnn-sweep-2"  # a committed results folder
@@ -30,21 +32,6 @@ def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, text
     return lines[0]
-
-
-def _workers_of(marker: str) -> list[int]:
-    """Worker processes started under this marker (they live in sessions of their own, so /proc is the way)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if b"dlmark.run.worker" in b" ".join(cmdline) and f"DLMARK_TEST_RUN={marker}".encode() in environ.split(b"\0"):
-                found.append(int(entry.name))
-    return found
 
 
 def _wait_for(condition, timeout_s: float, what: str) -> None:
@@ -75,7 +62,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum):
         # tiny's record is on disk; the same worker then loads the slow model and sits in its minute-long batch.
         _wait_for(lambda: any(out.glob("*.json")), 180, "the first record")
         time.sleep(3)
-        assert proc.poll() is None and _workers_of(marker)
+        assert proc.poll() is None and workers_of(marker)
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -86,7 +73,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum):
     assert [p.name for p in out.glob("*.json") if "tiny" in p.name], "the finished record was lost"
     assert not [p for p in out.glob("*.json") if "slow" in p.name]
     time.sleep(1)
-    assert _workers_of(marker) == []
+    assert workers_of(marker) == []
 
 
 @pytest.mark.slow
@@ -94,14 +81,14 @@ def test_a_worker_dies_with_its_driver_even_by_sigkill(tmp_path):
     out, marker = tmp_path / "r", f"{os.getpid()}-kill"
     proc = _start_slow_run(out, marker)
     try:
-        _wait_for(lambda: _workers_of(marker), 180, "a worker")
+        _wait_for(lambda: workers_of(marker), 180, "a worker")
         time.sleep(3)
         assert proc.poll() is None
         proc.send_signal(signal.SIGKILL)  # no handler runs: the worker must notice by itself
         proc.communicate(timeout=60)
     finally:
         proc.kill()
-    _wait_for(lambda: _workers_of(marker) == [], 10, "the orphaned worker to die")
+    _wait_for(lambda: workers_of(marker) == [], 10, "the orphaned worker to die")
 
 
 def test_a_worker_whose_parent_is_not_the_driver_it_was_told_of_kills_itself():
@@ -242,3 +229,29 @@ def test_an_unreachable_ray_cluster_names_our_flag(tmp_path):
     line = one_line(done.stderr)
     assert "--ray-address" in line and " --address" not in line and "`--address`" not in line
     assert not out.exists()
+
+
+# -- integers stay integers where a record beside them lacks the field
+
+def test_export_writes_integers_loaded_next_to_missing_values_as_integers(tmp_path):
+    import csv
+    import json
+
+    source = sorted((ROOT / "results" / "cpu-runtimes-2t").glob("*.json"))[:2]
+    folder = tmp_path / "r"
+    folder.mkdir()
+    for i, path in enumerate(source):
+        record = json.loads(path.read_text())
+        record["env"]["threads"], record["env"]["cudnn"] = 2, 92400
+        if i == 0:  # a record without them makes pandas hold the column as float
+            del record["env"]["threads"], record["env"]["cudnn"]
+            record["num_blocks"] = None
+        (folder / path.name).write_text(json.dumps(record))
+    done = dlmark("export", str(folder), "-o", str(tmp_path / "t.csv"))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert sorted(r["env.threads"] for r in rows) == ["", "2"]
+    assert sorted(r["env.cudnn"] for r in rows) == ["", "92400"]
+    blocks = sorted(r["num_blocks"] for r in rows)  # a registered int field
+    assert blocks[0] == "" and blocks[1].isdigit()
+    assert all("." in r["throughput"] for r in rows)  # a float field stays float

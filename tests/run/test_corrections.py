@@ -12,6 +12,7 @@ import pytest
 from dlmark.measure import devices, environment
 from dlmark.records import schema
 from dlmark.records.store import Store
+from tests.runtime_helpers import workers_of
 
 FIX = "py:tests.fixtures.models"
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,21 +95,6 @@ def test_a_ray_run_into_a_folder_with_a_peak_record_derives_mfu_from_it(tmp_path
     _assert_mfu_against_the_peak(out)
 
 
-def _workers_of(pid: int) -> list[int]:
-    """dlmark worker processes whose command line names this run (they live in sessions of their own)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if b"dlmark.run.worker" in b" ".join(cmdline) and f"DLMARK_TEST_RUN={pid}".encode() in environ:
-                found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.slow
 def test_ctrl_c_during_the_agreement_check_leaves_no_process_behind(tmp_path):
     out = tmp_path / "r"
@@ -117,15 +103,15 @@ def test_ctrl_c_during_the_agreement_check_leaves_no_process_behind(tmp_path):
                              "--layout", "channels_last", "--batch-sizes", "1", "--device", "cpu", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     deadline = time.monotonic() + 120
-    while not _workers_of(os.getpid()) and time.monotonic() < deadline:
+    while not workers_of(str(os.getpid())) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(8)  # the check's batch sleeps for a minute: the run is inside it now
-    assert proc.poll() is None and _workers_of(os.getpid())
+    assert proc.poll() is None and workers_of(str(os.getpid()))
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     time.sleep(1)
-    assert _workers_of(os.getpid()) == []
+    assert workers_of(str(os.getpid())) == []
 
 
 def test_a_direct_library_run_is_validated_like_the_cli(tmp_path):

@@ -26,7 +26,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.model_zoo import vision
 
-from dlmark.measure import timing as measure
+from dlmark.measure import timing
 from dlmark.models import zoo
 from dlmark.measure.environment import cpu_model
 from ..errors import UserError
@@ -98,7 +98,7 @@ def copy_weights(net: Any, arrays: list[np.ndarray], gluon_name: str, source: st
     return True, how
 
 
-class _WaitAllTimer(measure.PerfCounterTimer):
+class _WaitAllTimer(timing.PerfCounterTimer):
     """Wall clock around a block, ended by ``waitall``: MXNet's engine runs operators asynchronously,
     so a block is timed like a CUDA stream, from the first call to the last result."""
 
@@ -159,7 +159,7 @@ class MXNetRunner:
     def synchronize(self) -> None:
         mx.nd.waitall()
 
-    def timer(self) -> measure.PerfCounterTimer:
+    def timer(self) -> timing.PerfCounterTimer:
         return _WaitAllTimer()
 
     # -- memory and failure

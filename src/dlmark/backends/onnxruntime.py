@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from dlmark.measure import timing as measure
+from dlmark.measure import timing
 from dlmark.measure.environment import cpu_model, package_version
 from ..errors import UserError
 from . import RunConfig, cache, in_flight, int8, runtime_util, seeded_input, torch_source
@@ -105,8 +105,8 @@ class OnnxRuntimeRunner:
     def synchronize(self) -> None:
         """Nothing to wait for: ``run`` returns when the outputs exist."""
 
-    def timer(self) -> measure.PerfCounterTimer:
-        return measure.PerfCounterTimer()
+    def timer(self) -> timing.PerfCounterTimer:
+        return timing.PerfCounterTimer()
 
     # -- memory and failure
     def memory(self, inputs: Any) -> dict[str, float | None]:
@@ -114,7 +114,7 @@ class OnnxRuntimeRunner:
             self.run(inputs)
             # A worker is pinned by CUDA_VISIBLE_DEVICES=<GPU uuid>; NVML numbers GPUs its own way.
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-            used = measure.nvml_memory_used_mb(uuid=visible if visible.startswith("GPU-") else None,
+            used = timing.nvml_memory_used_mb(uuid=visible if visible.startswith("GPU-") else None,
                                                index=self.device_index)
             return {"nvml_mem_used_mb": used, "device_mem": used}
         return runtime_util.cpu_pass_memory(lambda: self.run(inputs))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from dlmark.measure import timing as measure
+from dlmark.measure import timing
 from dlmark.measure.environment import cpu_model, package_version
 from ..errors import UserError
 from . import RunConfig, cache, in_flight, int8, runtime_util, seeded_input, torch_source
@@ -99,8 +99,8 @@ class OpenVinoRunner:
     def synchronize(self) -> None:
         """Nothing to wait for: ``infer`` is synchronous."""
 
-    def timer(self) -> measure.PerfCounterTimer:
-        return measure.PerfCounterTimer()
+    def timer(self) -> timing.PerfCounterTimer:
+        return timing.PerfCounterTimer()
 
     # -- memory and failure
     def memory(self, inputs: np.ndarray) -> dict[str, float | None]:

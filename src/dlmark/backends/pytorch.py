@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from dlmark.measure import timing as measure
+from dlmark.measure import timing
 from dlmark.models import zoo
 from dlmark.measure.environment import torch_versions
 from ..errors import UserError
@@ -186,8 +186,8 @@ class PyTorchRunner:
 
     def timer(self):
         if self.device.type == "cuda":
-            return measure.CudaEventTimer(self.device)
-        return measure.PerfCounterTimer()
+            return timing.CudaEventTimer(self.device)
+        return timing.PerfCounterTimer()
 
     # -- memory and failure
     def memory(self, inputs: torch.Tensor) -> dict[str, float | None]:
@@ -200,15 +200,15 @@ class PyTorchRunner:
             result = {
                 "peak_mem_allocated_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
                 "peak_mem_reserved_mb": torch.cuda.max_memory_reserved(self.device) / 2**20,
-                "nvml_mem_used_mb": measure.nvml_memory_used_mb(uuid=_device_uuid(self.device)),
+                "nvml_mem_used_mb": timing.nvml_memory_used_mb(uuid=_device_uuid(self.device)),
             }
             del out
             result["device_mem"] = result["nvml_mem_used_mb"] or result["peak_mem_reserved_mb"]
             return result
-        measure.reset_peak_rss()
+        timing.reset_peak_rss()
         out = self.run(inputs)
         del out
-        rss = measure.peak_rss_mb()
+        rss = timing.peak_rss_mb()
         return {"peak_rss_mb": rss, "device_mem": rss}
 
     def is_oom(self, exc: BaseException) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gc
 from typing import Any, Callable
 
-from dlmark.measure import timing as measure
+from dlmark.measure import timing
 from dlmark.measure.environment import usable_cpus
 
 _OOM_TEXTS = ("out of memory", "failed to allocate", "bad_alloc", "cannot allocate memory", "not enough memory")
@@ -21,10 +21,10 @@ def threads_for(configured: int | None) -> int:
 
 def cpu_pass_memory(run_once: Callable[[], Any]) -> dict[str, float | None]:
     """Peak resident memory of the worker during one pass (the seed's device_mem on CPU)."""
-    measure.reset_peak_rss()
+    timing.reset_peak_rss()
     out = run_once()
     del out
-    rss = measure.peak_rss_mb()
+    rss = timing.peak_rss_mb()
     return {"peak_rss_mb": rss, "device_mem": rss}
 
 

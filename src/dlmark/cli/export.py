@@ -51,9 +51,15 @@ def _tabular(frame):
 
     import pandas as pd
 
+    from dlmark.records.fields import BY_NAME
+
     frame = frame.copy()
     for name in frame.columns:
         column = frame[name]
+        if column.dtype.kind == "f" and _holds_integers(name, column, BY_NAME.get(name)):
+            # pandas made an int column float where a record lacks it: the file says 2, not 2.0.
+            frame[name] = column.astype("Int64")
+            continue
         if column.dtype != object:
             continue
         values = column.tolist()
@@ -66,6 +72,17 @@ def _tabular(frame):
         frame[name] = [None if v is None or (isinstance(v, float) and math.isnan(v))
                        else json.dumps(v, default=str) for v in values]
     return frame
+
+
+def _holds_integers(name: str, column, field) -> bool:
+    """An int field of the registry, or an ``env.<key>`` column (versions and counts, never a measurement)
+    whose every value is a whole number."""
+    if field is not None:
+        return field.type == "int" and bool(column.dropna().map(float.is_integer).all())
+    if not name.startswith("env."):
+        return False
+    present = column.dropna()
+    return len(present) > 0 and bool(present.map(float.is_integer).all())
 
 
 def main(args: argparse.Namespace) -> int:
