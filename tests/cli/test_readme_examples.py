@@ -77,9 +77,11 @@ SMALL: dict[str, Small] = {
            ("batch-size-vs-memory", "results/h200", "--model ResNet-v1-50 --precision fp32", "h200_resnet50_memory.png"),
            ("roofline", "results/h200-cnn-sweep-2", "--model 'AlexNet,SqueezeNet-1.1,ResNet-v1-50,DenseNet-121'",
             "h200_cnn_roofline.png")]},
-    "dlmark plot latency-vs-load results/h200-serving-2 --scale 2 -o docs/img/h200_resnet50_latency_vs_load.png":
+    "dlmark plot latency-vs-load results/h200-serving-4 --scale 2 -o docs/img/h200_resnet50_latency_vs_load.png":
         Small(needs=("selenium", "chromedriver")),
     # docs/compare.md: two folders of committed records stand for the user's two runs
+    "dlmark report runs/pr --baseline runs/main -o site":
+        Small(paths={"runs/pr": CPU_B, "runs/main": CPU_A}, expect="comparison with"),
     "dlmark compare runs/main runs/my-branch": Small(paths={"runs/main": CPU_A, "runs/my-branch": CPU_B}, expect="pairs"),
     "dlmark compare runs/torch-2.10 runs/torch-2.11 --axis env.torch":
         Small(paths={"runs/torch-2.10": CPU_A, "runs/torch-2.11": CPU_B}, expect="pairs"),
@@ -122,8 +124,21 @@ SMALL: dict[str, Small] = {
 GPU = "needs a CUDA GPU"
 RAY = "starts or joins a Ray cluster (tests/run/test_ray.py runs the CPU path on a local instance)"
 NETWORK = "installs from the network"
+IMAGENET = "needs ImageNet's validation images (tests/tasks/test_accuracy.py runs int8 accuracy on a made folder)"
+PLACEHOLDER_RUNS = "run ids of the page's example (tests/cli/test_compare_cli.py compares two runs of one folder)"
 SKIPPED: dict[str, str] = {
     "dlmark run cnn --device cuda --precision fp32,bf16": GPU,
+    # docs/compare.md
+    "dlmark compare runs@3f2a9c1b0d4e runs@8be1": PLACEHOLDER_RUNS,
+    "dlmark report runs@8be1 --baseline runs@3f2a -o site --axis env.torch --threshold 5%": PLACEHOLDER_RUNS,
+    # docs/int8.md
+    "dlmark run cnn --device cpu --models ResNet-v1-50 --precision fp32,int8 --backend pytorch,onnxruntime,openvino "
+    "--task throughput,accuracy --imagenet ~/data/imagenet/val --calibration-samples 300 --limit 5000 "
+    "--out runs/int8-acc": IMAGENET,
+    "dlmark pareto runs/int8-acc --device cpu": "reads the ImageNet run above it",
+    "dlmark plot throughput-vs-accuracy runs/int8-acc -o int8-accuracy.html": "reads the ImageNet run above it",
+    "dlmark run quick --device cpu --models SqueezeNet-1.1 --precision int8 --backend onnxruntime --task throughput "
+    "--imagenet ~/data/imagenet/val --out runs/int8": IMAGENET,
     # docs/accuracy.md
     "dlmark run cnn --task accuracy --device cuda --out runs": GPU,
     "dlmark run cnn --task accuracy --imagenet /data/imagenet/val --device cuda --out runs": GPU + " and ImageNet",
