@@ -46,6 +46,14 @@ def in_flight_column(throughput: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(throughput["in_flight"], errors="coerce").fillna(1).astype(int)
 
 
+def _section(section_id: str, title: str, text: str, *, empty: str | None = None,
+             figures: list | None = None, tables: list | None = None) -> dict[str, Any]:
+    """A report section; ``empty``: why it has nothing to show (said after the text)."""
+    if empty:
+        return {"id": section_id, "title": title, "text": f"{text} {empty}", "figures": [], "tables": []}
+    return {"id": section_id, "title": title, "text": text, "figures": figures or [], "tables": tables or []}
+
+
 def int8_section(data: pd.DataFrame, table: Callable) -> dict[str, Any]:
     """Where the int8 went: per model, device and runtime, the share of FLOPs in int8 and the fallbacks."""
     rows = int8_rows(_rows_of(_where(data, task="throughput", precision="int8")))
@@ -54,11 +62,10 @@ def int8_section(data: pd.DataFrame, table: Callable) -> dict[str, Any]:
             "operators left in floating point, most FLOPs first (from ONNX Runtime's optimized graph and "
             "OpenVINO's runtime model; docs/int8.md).")
     if not rows:
-        return {"id": "int8", "title": "Where the int8 went",
-                "text": text + " No int8 records in these results (dlmark run --precision int8).",
-                "figures": [], "tables": []}
-    return {"id": "int8", "title": "Where the int8 went", "text": text, "figures": [],
-            "tables": [table("int8-table", pd.DataFrame(rows), INT8_COLUMNS)]}
+        return _section("int8", "Where the int8 went", text,
+                        empty="No int8 records in these results (dlmark run --precision int8).")
+    return _section("int8", "Where the int8 went", text,
+                    tables=[table("int8-table", pd.DataFrame(rows), INT8_COLUMNS)])
 
 
 def pipeline_section(data: pd.DataFrame, table: Callable, figure: Callable) -> dict[str, Any]:
@@ -73,15 +80,14 @@ def pipeline_section(data: pd.DataFrame, table: Callable, figure: Callable) -> d
             "logits, and the stage that bounds it. With DataLoader workers the stages overlap and the slowest "
             "bounds; in one process they take turns and their times add up (docs/pipeline.md).")
     if not rows:
-        return {"id": "pipeline", "title": "From JPEG to logits",
-                "text": text + " No pipeline records in these results (dlmark run --input images).",
-                "figures": [], "tables": []}
+        return _section("pipeline", "From JPEG to logits", text,
+                        empty="No pipeline records in these results (dlmark run --input images).")
     devices = [str(d) for d in dict.fromkeys(pipeline["device"].dropna())] if "device" in pipeline else []
     figures = [figure(f"Pipeline stages on {device}",
                       lambda d=device: plot.pipeline_stages(pipeline[pipeline["device"] == d]))
                for device in devices]
-    return {"id": "pipeline", "title": "From JPEG to logits", "text": text, "figures": figures,
-            "tables": [table("pipeline-table", pd.DataFrame(rows), PIPELINE_COLUMNS)]}
+    return _section("pipeline", "From JPEG to logits", text, figures=figures,
+                    tables=[table("pipeline-table", pd.DataFrame(rows), PIPELINE_COLUMNS)])
 
 
 def report_sections(data: pd.DataFrame, table: Callable, figure: Callable) -> list[dict[str, Any]]:
