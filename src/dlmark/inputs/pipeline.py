@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 from ..errors import UserError
 from ..measure.timing import PerfCounterTimer, TimingConfig, time_callable
 from ..measure.stats import summarize_latency
+from ..models.datasets.transforms import pil_transform
 from .decode import decode_all, get_decoder
 from .jpegs import ImageSet
 
@@ -40,18 +41,6 @@ DEFAULT_RECIPE = {"resize": 256, "crop": 224, "interpolation": "bilinear",
 
 
 # ------------------------------------------------------------------ transforms
-
-
-def pil_transform(described: dict[str, Any]):
-    """PIL image -> normalised float tensor, from a transform description (the accuracy task's recipe)."""
-    from torchvision import transforms as T
-
-    return T.Compose([
-        T.Resize(described["resize"], interpolation=T.InterpolationMode(described["interpolation"]), antialias=True),
-        T.CenterCrop(described["crop"]),
-        T.ToTensor(),
-        T.Normalize(described["mean"], described["std"]),
-    ])
 
 
 def tensor_transform(described: dict[str, Any]):

@@ -54,10 +54,11 @@ def eval_transform(spec, module=None, custom: dict[str, Any] | None = None) -> t
         "mean": list(custom.get("mean", (0.485, 0.456, 0.406))), "std": list(custom.get("std", (0.229, 0.224, 0.225))),
         "from": "dlmark_eval_transform" if custom else "default ImageNet recipe (resize 256, crop 224)",
     }
-    return _build_transform(described), described
+    return pil_transform(described), described
 
 
-def _build_transform(described: dict[str, Any]):
+def pil_transform(described: dict[str, Any]):
+    """PIL image -> normalised float tensor, from a transform description (the accuracy task's recipe)."""
     from torchvision import transforms as T
 
     return T.Compose([
