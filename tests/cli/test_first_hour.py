@@ -218,6 +218,17 @@ def test_a_wrong_mxnet_python_names_the_variable(tmp_path):
     assert not out.exists()
 
 
+def test_a_model_outside_mxnets_zoo_is_refused_before_the_other_runtimes_run(tmp_path):
+    # Before, the pytorch jobs ran and wrote their records, and only then the mxnet job failed.
+    out = tmp_path / "r"
+    done = dlmark("run", "--backend", "pytorch,mxnet", "--models", "ResNet-v1-18,timm:convnext_atto", "--device", "cpu",
+                  "--batch-sizes", "1", "--out", str(out))
+    assert done.returncode == 2
+    assert one_line(done.stderr).startswith("dlmark: error: mxnet runs the Gluon model zoo's networks, "
+                                            "not timm:convnext_atto")
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_an_unreachable_ray_cluster_names_our_flag(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")

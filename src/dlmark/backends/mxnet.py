@@ -31,17 +31,7 @@ from dlmark.models import zoo
 from dlmark.measure.environment import cpu_model
 from ..errors import UserError
 from . import RunConfig, runtime_util, seeded_input
-
-#: dlmark display name -> Gluon model zoo name: the seed's 19 networks (and two more the zoo has).
-GLUON_NAMES = {
-    "AlexNet": "alexnet",
-    **{f"DenseNet-{d}": f"densenet{d}" for d in (121, 161, 169, 201)},
-    **{f"ResNet-v1-{d}": f"resnet{d}_v1" for d in (18, 34, 50, 101, 152)},
-    **{f"ResNet-v2-{d}": f"resnet{d}_v2" for d in (18, 34, 50)},
-    "SqueezeNet-1.0": "squeezenet1.0", "SqueezeNet-1.1": "squeezenet1.1",
-    **{f"VGG-{d}": f"vgg{d}" for d in (11, 13, 16, 19)},
-    "Inception-v3": "inceptionv3", "MobileNet-v2": "mobilenetv2_1.0",
-}
+from .gluon_names import GLUON_NAMES
 
 #: Networks whose parameters map one to one onto torchvision's but compute a different
 #: function, so equal weights do not give equal outputs.

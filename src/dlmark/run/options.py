@@ -152,6 +152,14 @@ class RunOptions:
                 for precision in self.precisions:
                     for n in self.in_flight:
                         check_combination(backend, precision, device.kind, n)
+        if "mxnet" in self.runtimes:
+            from dlmark.backends.gluon_names import GLUON_NAMES
+
+            # Refused here, not in the worker: the other runtimes' jobs would run first.
+            outside = [m.name for m in self.models if m.name not in GLUON_NAMES]
+            if outside:
+                raise UserError(f"mxnet runs the Gluon model zoo's networks, not {', '.join(outside)}; "
+                                f"drop mxnet from --backend or pick from: {', '.join(GLUON_NAMES)}")
 
     @property
     def runtimes(self) -> list[str]:
