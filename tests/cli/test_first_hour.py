@@ -229,6 +229,17 @@ def test_a_model_outside_mxnets_zoo_is_refused_before_the_other_runtimes_run(tmp
     assert not out.exists()
 
 
+def test_a_memory_limit_too_small_to_load_the_model_is_one_line(tmp_path):
+    # Before, the run wrote an `error` record holding torch's allocator message and exited 0.
+    out = tmp_path / "r"
+    done = dlmark("run", "cnn", "--task", "max-batch-size", "--device", "cpu", "--memory-limit", "1GiB",
+                  "--models", "AlexNet", "--out", str(out), "--quiet")
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert line.startswith("dlmark: error: --memory-limit 1.00 GiB is too small to load AlexNet (") and "raise it" in line
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_an_unreachable_ray_cluster_names_our_flag(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from dlmark import tasks
 from dlmark.analysis import efficiency
+from dlmark.errors import UserError
 from dlmark.measure.devices import Device
 from dlmark.records import schema
 from dlmark.run.local import Lane, WorkerFailed
@@ -135,10 +136,22 @@ def restore(group: Group, lane: Lane, ctx: RunContext, jobs: list[Job], facts: d
                 ctx.emit(make_record(ctx, job, lane.device, facts, exc.status, f"while loading the model: {exc}"))
         return None
     if not answer["ok"]:
+        limit = ctx.options.memory_limit_bytes
+        if limit and _out_of_memory(answer):
+            # The cap is the user's: a model that cannot even load under it is a setting to change,
+            # not a result of the model.
+            raise UserError(f"--memory-limit {limit / 2**30:.2f} GiB is too small to load {group.model.name} "
+                            f"({str(answer['error']).splitlines()[0].split(' Error code')[0][:200]}); the limit counts the runtime's own "
+                            f"memory too: raise it")
         for job in jobs:
             ctx.emit(make_record(ctx, job, lane.device, facts, answer["status"], f"while loading the model: {answer['error']}"))
         return None
     return answer
+
+
+def _out_of_memory(answer: dict[str, Any]) -> bool:
+    error = str(answer.get("error") or "")
+    return answer.get("status") == "oom" or "MemoryError" in error or "allocate memory" in error
 
 
 def run_job(ctx: RunContext, lane: Lane, job: Job, facts: dict[str, Any], request: dict[str, Any],
