@@ -345,8 +345,8 @@ def batch_size_vs_throughput_grid(data: pd.DataFrame, models: Iterable[str], nco
 def latency_vs_throughput(data: pd.DataFrame):
     """Throughput against the latency of one batch, both on log axes, one line per model.
 
-    Each point is a batch size; following a line shows what a larger batch buys
-    in throughput and costs in latency.
+    Each point is a batch size, written beside it; following a line shows what a
+    larger batch buys in throughput and costs in latency.
     """
     frame = _records(data, ("model", "batch_size", "throughput", "latency_ms_median"),
                      "latency_vs_throughput", task="throughput",
@@ -367,6 +367,11 @@ def latency_vs_throughput(data: pd.DataFrame):
                  legend_label=series, line_width=2)
         fig.scatter("latency_ms_median", "throughput", source=source, color=colors[series],
                     legend_label=series, size=7)
+        # Which point is which batch size, written beside it (hover says it too).
+        labels = _source(rows, ("latency_ms_median", "throughput"),
+                         batch_label=[f"{b:g}" for b in rows["batch_size"]])
+        fig.add_layout(LabelSet(x="latency_ms_median", y="throughput", text="batch_label", source=labels,
+                                x_offset=4, y_offset=-12, text_font_size="7pt", text_color=colors[series]))
     _plain_numbers(fig.xaxis, frame["latency_ms_median"])
     _plain_numbers(fig.yaxis, frame["throughput"])
     fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATENCY,
@@ -624,19 +629,27 @@ def batch_size_vs_memory(data: pd.DataFrame):
     memory = pd.concat(parts, ignore_index=True)
     if memory.empty:
         return _no_data(fig)
-    # Two precisions of one model would otherwise be two lines of one colour.
-    by_variant = memory["variant"].nunique() > 1
-    colors = _colors(memory["variant"] if by_variant else [label for _, label in kinds])
+    # A colour per line of records (model, device where several, configuration where it varies), a dash
+    # per kind of memory: four models or two precisions would otherwise be lines of one colour.
+    several_series = memory["series"].nunique() > 1
+    several_kinds = len(kinds) > 1
+    # One model on one device: its lines differ only in configuration, which names them.
+    one_model = memory["model"].nunique() == 1 and memory["device"].nunique() == 1
+    colors = _colors(memory["series"] if several_series else [label for _, label in kinds])
     dashes = {"reserved (torch cache)": "dashed", "in use (NVML)": "dotted"}
-    for (kind, _series), rows in memory.groupby(["kind", "series"], sort=False):
+    for (kind, series), rows in memory.groupby(["kind", "series"], sort=False):
         rows = rows.sort_values("batch_size")
-        variant = rows["variant"].iloc[0]
-        color, legend = (colors[variant], f"{variant} · {kind}") if by_variant else (colors[kind], kind)
+        if several_series:
+            color = colors[series]
+            name = rows["variant"].iloc[0] if one_model and rows["variant"].iloc[0] else series
+            legend = f"{name} · {kind}" if several_kinds else name
+        else:
+            color, legend = colors[kind], kind
         source = _source(rows, ("model", "device", "batch_size", "memory_mb", "kind", "variant"))
         fig.line("batch_size", "memory_mb", source=source, color=color, legend_label=legend,
                  line_width=2, line_dash=dashes.get(kind, "solid"), alpha=0.8)
         fig.scatter("batch_size", "memory_mb", source=source, color=color, legend_label=legend, size=5)
-    config = [("configuration", "@variant")] if by_variant else []
+    config = [("configuration", "@variant")] if memory["variant"].nunique() > 1 else []
     fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, *config, _HOVER_BATCH, ("memory", "@kind"),
                                       ("amount", "@memory_mb{0,0.0} MB")]))
     fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
@@ -672,7 +685,11 @@ def throughput_vs_accuracy(data: pd.DataFrame):
     frame = _latest(frame, ("series", "batch_size"))
     batch_sizes = pd.to_numeric(frame["batch_size"], errors="coerce").dropna().unique()
     on_batch = f", batch size {batch_sizes[0]:g}" if len(batch_sizes) == 1 else ""
-    fig = _wide_figure(title="Accuracy against throughput" + _on_devices(frame) + on_batch,
+    sources = set(frame["accuracy_source"].dropna().astype(str)) if "accuracy_source" in frame.columns else set()
+    # A published figure is not a measurement: the figure says so, as `dlmark ls` does.
+    published = (", published accuracy" if sources == {"published"} else
+                 ", accuracy published for some (hover)" if "published" in sources else "")
+    fig = _wide_figure(title="Accuracy against throughput" + _on_devices(frame) + on_batch + published,
                        x_axis_type="log", x_axis_label="throughput (images/s)",
                        y_axis_label="top-1 accuracy")
     if frame.empty:
@@ -690,7 +707,7 @@ def throughput_vs_accuracy(data: pd.DataFrame):
     points = []
     for group, rows in frame.groupby("group", sort=False):
         source = _source(rows, ("model", "device", "batch_size", "throughput", "accuracy",
-                                "device_mem", "marker_size", "group"))
+                                "device_mem", "marker_size", "group", "accuracy_source"))
         points.append(fig.scatter("throughput", "accuracy", source=source, size="marker_size",
                                   color=colors[group], alpha=0.75, legend_label=group))
     several_devices = frame["device"].nunique() > 1
@@ -705,6 +722,7 @@ def throughput_vs_accuracy(data: pd.DataFrame):
     accuracy_format = "@accuracy{0.00%}" if as_fraction else "@accuracy{0.00}"
     fig.add_tools(HoverTool(renderers=points, tooltips=[
         *_HOVER_MODEL, ("family", "@group"), _HOVER_BATCH, _HOVER_THROUGHPUT,
-        ("top-1 accuracy", accuracy_format), _HOVER_MEMORY]))
+        ("top-1 accuracy", accuracy_format),
+        *([("accuracy from", "@accuracy_source")] if "accuracy_source" in frame.columns else []), _HOVER_MEMORY]))
     _outside_legend(fig)
     return fig
