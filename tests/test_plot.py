@@ -133,8 +133,8 @@ def test_memory_plot_without_any_memory_column_names_them(thr):
 
 def test_memory_plot_shows_allocated_reserved_nvml_on_gpu_and_rss_on_cpu(thr):
     fig = plot.batch_size_vs_memory(thr)
-    assert set(legend_labels(fig)) == {"allocated (torch)", "reserved (torch cache)", "in use (NVML)",
-                                       "peak RSS (CPU)"}
+    kinds = {label.rsplit(" · ", 1)[-1] for label in legend_labels(fig)}
+    assert kinds == {"allocated (torch)", "reserved (torch cache)", "in use (NVML)", "peak RSS (CPU)"}
     gpu = thr[(thr.device == GPU) & (thr.status == "ok")]
     for renderer in glyph_renderers(fig, "Line"):
         data = renderer.data_source.data
@@ -158,6 +158,17 @@ def test_memory_plot_tells_two_precisions_apart(thr):
                for r in glyph_renderers(fig, "Line")}
     assert dash_of[("bf16", "allocated (torch)")] != dash_of[("bf16", "reserved (torch cache)")]
     assert "@variant" in hover_text(fig)
+
+
+def test_memory_plot_gives_each_model_its_colour_and_legend_entry(thr):
+    # Four models on one CPU: once four lines of one colour under one entry ("peak RSS (CPU)").
+    cpu = records([synthetic.throughput_record(model, CPU, batch)
+                   for model in ("AlexNet", "ResNet-v2-50", "VGG-16", "SqueezeNet-1.1") for batch in (1, 4, 16)])
+    fig = plot.batch_size_vs_memory(cpu)
+    lines = glyph_renderers(fig, "Line")
+    assert len(lines) == 4
+    assert len({line.glyph.line_color for line in lines}) == 4
+    assert sorted(legend_labels(fig)) == ["AlexNet", "ResNet-v2-50", "SqueezeNet-1.1", "VGG-16"]
 
 
 def test_memory_plot_of_2018_records_falls_back_to_device_mem():
@@ -194,11 +205,15 @@ def test_throughput_vs_device_draws_a_bar_per_device_and_batch(thr):
     assert sum(len(b.data_source.data["throughput"]) for b in bars) == 8
 
 
-def test_latency_vs_throughput_orders_points_by_batch_size(thr):
+def test_latency_vs_throughput_orders_points_by_batch_size_and_names_them(thr):
     fig = plot.latency_vs_throughput(thr)
     for line in glyph_renderers(fig, "Line"):
         assert list(line.data_source.data["batch_size"]) == [1, 4, 16, 64]
     assert "ms" in fig.xaxis[0].axis_label
+    # Which point is which batch size is written beside each point, not only in the hover.
+    labels = [layout for layout in fig.center if isinstance(layout, LabelSet)]
+    assert len(labels) == len(glyph_renderers(fig, "Line"))
+    assert all(list(label.source.data["batch_label"]) == ["1", "4", "16", "64"] for label in labels)
 
 
 def seed_accuracy_frame(thr: pd.DataFrame) -> pd.DataFrame:

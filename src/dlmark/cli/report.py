@@ -8,9 +8,11 @@ def register(subparsers) -> None:
     """Add ``report`` to the ``dlmark`` command's subparsers."""
     report = subparsers.add_parser(
         "report", help="build a static HTML report site from a results folder",
-        description="Build a static site (index, CNN page with interactive plots, CSV download) "
-                    "that opens offline and can be published as it is.")
-    report.add_argument("results", help="results folder written by `dlmark run --out`")
+        description="Build a static site that opens offline and can be published as it is: an index "
+                    "with every model and configuration in a searchable, sortable, paginated table, "
+                    "a page of interactive plots for all networks and one per model family, and a "
+                    "CSV download. Subfolders of RESULTS are read too.")
+    report.add_argument("results", help="results folder written by `dlmark run --out` (subfolders included)")
     report.add_argument("-o", "--out", default="site", help="site folder to write (default: site)")
     report.set_defaults(handler=main)
 

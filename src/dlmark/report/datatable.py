@@ -59,12 +59,10 @@ def _missing(value: Any) -> bool:
 
 
 def _text(values: pd.Series) -> tuple[list[Any], list[str]]:
-    """Codes into a dictionary of distinct texts; None where a row has no value."""
-    texts = ["" if _missing(v) else str(v) for v in values.tolist()]
-    codes, uniques = pd.factorize(pd.Series(texts, dtype=object), sort=False)
-    dictionary = [str(u) for u in uniques]
-    empty = dictionary.index("") if "" in dictionary else -1
-    return [None if c == empty else int(c) for c in codes.tolist()], dictionary
+    """Codes into a dictionary of distinct texts; None where a row has no value (or an empty one)."""
+    texts = [None if _missing(v) or v == "" else str(v) for v in values.tolist()]
+    codes, uniques = pd.factorize(pd.Series(texts, dtype=object), sort=False)  # None -> -1
+    return [None if c < 0 else int(c) for c in codes.tolist()], [str(u) for u in uniques]
 
 
 def write_table(site_dir: Path, name: str, frame: pd.DataFrame, columns: Sequence[Column],
@@ -104,7 +102,7 @@ def read_table(path: Path) -> pd.DataFrame:
     frame = {}
     for spec, values in zip(payload["columns"], payload["data"]):
         if "values" in spec:
-            frame[spec["label"]] = [None if c is None else spec["values"][c] for c in values]
+            frame[spec["label"]] = pd.Series([None if c is None else spec["values"][c] for c in values], dtype=object)
         else:
             frame[spec["label"]] = values
     return pd.DataFrame(frame, index=range(payload["rows"]))

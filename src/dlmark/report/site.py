@@ -79,6 +79,8 @@ class SiteSummary:
                 f"in {len(self.families)} families, {len(self.devices)} devices, {len(self.runs)} runs")
         if self.unreadable:
             text += f"; skipped {len(self.unreadable)} unreadable files (listed on the index page)"
+        if "total_s" in self.timings:
+            text += f"; {self.timings['total_s']:.1f} s, of which loading {self.timings['load_s']:.1f} s"
         return text
 
 
@@ -460,8 +462,11 @@ def _sections(ctx: SiteContext, frame: pd.DataFrame, prefix: str) -> tuple[list[
 
     if not acc.empty and not thr.empty:
         frames = _accuracy_frames(thr, acc)
+        # The devices the other figures draw, else those with the most accuracy points.
+        order = [d for d in devices if d in frames] + sorted(set(frames) - set(devices), key=lambda d: -len(frames[d]))
         figures = []
-        for device, joined in frames.items():
+        for device in order[:FIGURE_DEVICES]:
+            joined = frames[device]
             joined = joined.assign(model_prefix=joined["report_family"])
             figures.append(_figure(f"Accuracy against throughput on {device} (accuracy: {_accuracy_kind(joined)})",
                                    lambda f=joined: plot.throughput_vs_accuracy(f)))
@@ -488,7 +493,7 @@ def _sections(ctx: SiteContext, frame: pd.DataFrame, prefix: str) -> tuple[list[
                 "original recipe)." + (f" Left out, no published figure known: {left_out}." if left_out else ""),
         "figures": figures, "tables": tables_here})
     sections.append(_runtime_section(ctx, thr, prefix))
-    sections.append(_serving_section(ctx, frame, picked, prefix))
+    sections.append(_serving_section(ctx, frame, picked, devices, prefix))
     for section in sections:
         section["text"] = _code(section["text"])
         for figure in section["figures"]:
@@ -546,7 +551,8 @@ def _runtime_section(ctx: SiteContext, thr: pd.DataFrame, prefix: str) -> dict[s
     return section
 
 
-def _serving_section(ctx: SiteContext, frame: pd.DataFrame, picked: list[str], prefix: str) -> dict[str, Any]:
+def _serving_section(ctx: SiteContext, frame: pd.DataFrame, picked: list[str], devices: list[str],
+                     prefix: str) -> dict[str, Any]:
     """Per model and configuration: Offline, SingleStream p90, MultiStream p99 and the Server load
     within its bound, each with LoadGen's verdict; p99 against offered load per device."""
     from dlmark.analysis.serving import COLUMNS, serving_rows
@@ -568,7 +574,8 @@ def _serving_section(ctx: SiteContext, frame: pd.DataFrame, picked: list[str], p
     table = ctx.table(f"{prefix}-serving", rows, [Column(key, header) for key, header in COLUMNS])
     figures = [_figure(f"Server latency against offered load on {device}",
                        lambda d=device: plot.latency_vs_load(drawn_rows[drawn_rows["device"] == d]))
-               for device in _unique(drawn_rows, "device")]
+               for device in ([d for d in devices if (drawn_rows["device"] == d).any()]
+                              or _unique(drawn_rows, "device"))[:FIGURE_DEVICES]]
     return {"id": "serving", "title": "Serving", "text": text, "figures": figures, "tables": [table]}
 
 
@@ -739,25 +746,84 @@ def _family_pages(frame: pd.DataFrame) -> dict[str, tuple[str, str, list[str]]]:
     return pages
 
 
-def _section_page(ctx: SiteContext, frame: pd.DataFrame, file: str, title: str, heading: str,
-                  lead: str, nav: bool) -> Page:
-    sections, selection = _sections(ctx, frame, file.removesuffix(".html"))
+@dataclass
+class SectionPage:
+    """A page of the seed's sections over some of the records (all networks, or one family)."""
+    file: str
+    title: str
+    heading: str
+    lead: str
+    nav: bool
+    family: str | None = None  # the family key, None for every network
+
+
+def _section_page(ctx: SiteContext, spec: SectionPage) -> Page:
+    frame = ctx.data if spec.family is None else ctx.data[ctx.data["_family_key"] == spec.family]
+    sections, selection = _sections(ctx, frame, spec.file.removesuffix(".html"))
     figures = [figure for section in sections for figure in section["figures"]]
     tables = [table for section in sections for table in section["tables"]]
-    return Page(file=file, title=title, template="sections.html", nav=nav, figures=figures, tables=tables,
-                context={"sections": sections, "heading": heading, "lead": lead, "selection": selection})
+    return Page(file=spec.file, title=spec.title, template="sections.html", nav=spec.nav, figures=figures,
+                tables=tables, context={"sections": sections, "heading": spec.heading, "lead": spec.lead,
+                                        "selection": selection})
+
+
+def _write_page(site_dir: Path, page: Page, common: dict[str, Any]) -> None:
+    """Embed the page's figures (one Bokeh script a page) and render its template."""
+    from bokeh.embed import components
+
+    drawn = [figure for figure in page.figures if figure.model is not None]
+    bokeh_script, divs = components([figure.model for figure in drawn]) if drawn else ("", [])
+    for figure, div in zip(drawn, divs):
+        figure.div = div
+    _render(page.template, site_dir / page.file, page=page.file, title=page.title, tables_used=page.tables,
+            bokeh_script=bokeh_script, with_bokeh=bool(drawn), **page.context, **common)
+
+
+#: What a forked worker builds its pages from (set before the fork: the children share it, nothing is pickled).
+_WORK: dict[str, Any] = {}
+
+
+def _build_and_write(spec: SectionPage) -> str:
+    _write_page(_WORK["ctx"].site_dir, _section_page(_WORK["ctx"], spec), _WORK["common"])
+    return spec.file
+
+
+def _write_section_pages(ctx: SiteContext, specs: list[SectionPage], common: dict[str, Any]) -> None:
+    """Build and write the pages, in parallel processes where the machine has cores to spare.
+
+    Bokeh's figures cost most of a build (building and serialising its models), page by page
+    independent: forked workers each take whole pages. Where fork is not available, one by one.
+    """
+    import multiprocessing
+    import os
+
+    workers = min(len(specs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        from concurrent.futures import ProcessPoolExecutor
+
+        _WORK.update(ctx=ctx, common=common)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                # Largest pages first, so that no worker is left with a big one at the end.
+                order = sorted(specs, key=lambda spec: -len(ctx.data) if spec.family is None
+                               else -int((ctx.data["_family_key"] == spec.family).sum()))
+                for _ in pool.map(_build_and_write, order):
+                    pass
+        finally:
+            _WORK.clear()
+        return
+    for spec in specs:
+        _write_page(ctx.site_dir, _section_page(ctx, spec), common)
 
 
 def build_site(results_dir: str | Path, site_dir: str | Path,
                extra_pages: Sequence[PageBuilder] = ()) -> SiteSummary:
     """Build the static report of the results in ``results_dir`` (subfolders included) into ``site_dir``.
 
-    ``extra_pages`` build more pages from the same records (each linked from every page's
-    navigation). Raises ``UserError`` when the folder holds no readable record;
-    unreadable files among readable ones are skipped and listed on the index page.
+    ``extra_pages`` build more pages from the same records, each linked from every page's
+    navigation and from the index. Raises ``UserError`` when the folder holds no readable
+    record; unreadable files among readable ones are skipped and listed on the index page.
     """
-    from bokeh.embed import components
-
     timings: dict[str, float] = {}
     start = time.perf_counter()
     results_dir, site_dir = Path(results_dir), Path(site_dir)
@@ -779,48 +845,40 @@ def build_site(results_dir: str | Path, site_dir: str | Path,
 
     mark = time.perf_counter()
     frame = _with_labels(data)
+    frame["_family_key"] = frame["report_family"].map(family_key)
     ctx = SiteContext(data=frame, site_dir=site_dir, results_dir=results_dir)
     families = _family_pages(frame)
     networks = frame[frame["task"] != "peak"]  # a `dlmark peak` record describes its device, not a model
     devices, models, runs = _unique(frame, "device"), _unique(networks, "model"), _unique(frame, "run_id")
-
-    pages: list[Page] = []
-    index = Page(file="index.html", title="Overview", template="index.html", context={})
-    pages.append(index)
-    pages.append(_section_page(ctx, frame, "cnn.html", "Convolutional networks",
-                               "Convolutional neural networks: inference",
-                               f"All {len(models):,} networks of these results; each family also has its own page.",
-                               nav=True))
-    keys = frame["report_family"].map(family_key)
+    specs = [SectionPage("cnn.html", "Convolutional networks", "Convolutional neural networks: inference",
+                         f"All {len(models):,} networks of these results; each family also has its own page.",
+                         nav=True)]
     family_list = []
+    records_per_family = frame["_family_key"].value_counts()
     for key, (shown, file, members) in families.items():
-        part = frame[keys == key]
-        pages.append(_section_page(ctx, part, file, shown, f"{shown}: inference",
-                                   f"{len(members):,} networks of the {shown} family. "
-                                   f"The overview's table holds every configuration of them.",
-                                   nav=False))
-        family_list.append({"name": shown, "file": file, "models": len(members), "records": len(part),
-                            "search": f"index.html#search={shown}"})
-    for builder in extra_pages:
-        pages.append(builder(ctx))
+        specs.append(SectionPage(file, shown, f"{shown}: inference",
+                                 f"{len(members):,} networks of the {shown} family. The overview's table "
+                                 f"holds every configuration of them.", nav=False, family=key))
+        family_list.append({"name": shown, "file": file, "models": len(members),
+                            "records": int(records_per_family.get(key, 0))})
+    extra = [builder(ctx) for builder in extra_pages]
+    index = Page(file="index.html", title="Overview", template="index.html", context={})
     index.tables = list(_index_tables(ctx, frame, {key: file for key, (_, file, _) in families.items()}).values())
     index.context = {"tables": {t.name.removeprefix("index-"): t for t in index.tables}, "devices": devices,
                      "models": models, "runs": runs, "unreadable": unreadable, "families": family_list}
     timings["tables_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
+    nav = [(index.file, index.title), (specs[0].file, specs[0].title)] + [(p.file, p.title) for p in extra if p.nav]
     common = {"version": __version__, "results_dir": str(results_dir), "scripts": scripts,
               "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "records": len(data),
-              "nav": [(p.file, p.title) for p in pages if p.nav]}
-    for page in pages:
-        drawn = [figure for figure in page.figures if figure.model is not None]
-        bokeh_script, divs = components([figure.model for figure in drawn]) if drawn else ("", [])
-        for figure, div in zip(drawn, divs):
-            figure.div = div
-        _render(page.template, site_dir / page.file, page=page.file, title=page.title, tables_used=page.tables,
-                bokeh_script=bokeh_script, with_bokeh=bool(drawn), **page.context, **common)
+              "nav": nav}
+    _write_section_pages(ctx, specs, common)
+    for page in [index, *extra]:
+        _write_page(site_dir, page, common)
     timings["figures_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - start
-    return SiteSummary(site_dir=site_dir, pages=[site_dir / p.file for p in pages], csv=csv_path,
+    files = [index.file, *(spec.file for spec in specs), *(page.file for page in extra)]
+    return SiteSummary(site_dir=site_dir, pages=[site_dir / f for f in files], csv=csv_path,
                        records=len(data), devices=devices, models=models, runs=runs, unreadable=unreadable,
                        families=[f["name"] for f in family_list], timings=timings)
