@@ -171,6 +171,28 @@ def test_memory_plot_gives_each_model_its_colour_and_legend_entry(thr):
     assert sorted(legend_labels(fig)) == ["AlexNet", "ResNet-v2-50", "SqueezeNet-1.1", "VGG-16"]
 
 
+def test_many_lines_share_one_renderer_and_keep_their_colours_and_legend():
+    # A dozen models: one multi-line and one scatter, not two renderers a model (Bokeh's cost grows with them).
+    models = [f"Net-{i}" for i in range(12)]
+    data = records([synthetic.throughput_record(model, GPU, batch) for model in models for batch in (1, 4, 16)])
+    for fig in (plot.batch_size_vs_throughput(data), plot.latency_vs_throughput(data)):
+        assert len(glyph_renderers(fig, "MultiLine")) == 1 and len(glyph_renderers(fig, "Scatter")) == 1
+        lines = glyph_renderers(fig, "MultiLine")[0].data_source.data
+        assert len(lines["xs"]) == 12 and len(set(lines["line_color"])) == 12
+        points = glyph_renderers(fig, "Scatter")[0].data_source.data
+        assert sorted(set(points["legend_name"])) == sorted(models)
+        assert len(points["model"]) == 12 * 3
+        hover = [tool for tool in fig.toolbar.tools if isinstance(tool, HoverTool)][0]
+        assert hover.renderers == glyph_renderers(fig, "Scatter")  # the lines carry no fields to show
+    # Memory: a multi-line per kind (its dash), each with its own legend field, which Bokeh accepts.
+    from bokeh.core.validation import check_integrity
+
+    fig = plot.batch_size_vs_memory(data)
+    assert len(glyph_renderers(fig, "MultiLine")) == 3
+    assert len({tuple(r.glyph.line_dash) for r in glyph_renderers(fig, "MultiLine")}) == 3
+    assert check_integrity(fig.references()).error == []
+
+
 def test_memory_plot_of_2018_records_falls_back_to_device_mem():
     old = pd.DataFrame({"model": ["AlexNet"] * 3, "device": ["GPU"] * 3, "batch_size": [1, 2, 4],
                         "throughput": [10.0, 20.0, 30.0], "device_mem": [100.0, 120.0, 160.0]})
@@ -212,8 +234,11 @@ def test_latency_vs_throughput_orders_points_by_batch_size_and_names_them(thr):
     assert "ms" in fig.xaxis[0].axis_label
     # Which point is which batch size is written beside each point, not only in the hover.
     labels = [layout for layout in fig.center if isinstance(layout, LabelSet)]
-    assert len(labels) == len(glyph_renderers(fig, "Line"))
-    assert all(list(label.source.data["batch_label"]) == ["1", "4", "16", "64"] for label in labels)
+    assert len(labels) == 1
+    data = labels[0].source.data
+    chunks = [list(data["batch_label"][i:i + 4]) for i in range(0, len(data["batch_label"]), 4)]
+    assert len(chunks) == len(glyph_renderers(fig, "Line")) and all(c == ["1", "4", "16", "64"] for c in chunks)
+    assert len(set(data["label_color"])) == len(glyph_renderers(fig, "Line"))  # in the colour of its line
 
 
 def seed_accuracy_frame(thr: pd.DataFrame) -> pd.DataFrame:
