@@ -133,8 +133,12 @@ def test_memory_plot_without_any_memory_column_names_them(thr):
 
 def test_memory_plot_shows_allocated_reserved_nvml_on_gpu_and_rss_on_cpu(thr):
     fig = plot.batch_size_vs_memory(thr)
-    kinds = {label.rsplit(" · ", 1)[-1] for label in legend_labels(fig)}
-    assert kinds == {"allocated (torch)", "reserved (torch cache)", "in use (NVML)", "peak RSS (CPU)"}
+    # Six lines of four kinds: the legend names each line once, the title says which dash is which kind.
+    assert sorted(legend_labels(fig)) == sorted({f"{m} on {d}" for m in ("AlexNet", "ResNet-v2-50", "VGG-16")
+                                                 for d in (GPU, CPU)})
+    for kind in ("solid: allocated (torch)", "dashed: reserved (torch cache)", "dotted: in use (NVML)",
+                 "solid: peak RSS (CPU)"):
+        assert kind in fig.title.text
     gpu = thr[(thr.device == GPU) & (thr.status == "ok")]
     for renderer in glyph_renderers(fig, "Line"):
         data = renderer.data_source.data

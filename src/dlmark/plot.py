@@ -107,7 +107,9 @@ def _variant_labels(frame: pd.DataFrame) -> pd.Series:
     if not varying or frame.empty:
         return pd.Series([""] * len(frame), index=frame.index, dtype=object)
     parts = filled[varying].astype(object).where(filled[varying].notna(), None)
-    return pd.Series([" ".join(str(v) for v in row if v is not None) for row in parts.itertuples(index=False)],
+    def text(value) -> str:  # 16 threads, not 16.0 (a column with a missing value is float)
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return pd.Series([" ".join(text(v) for v in row if v is not None) for row in parts.itertuples(index=False)],
                      index=frame.index, dtype=object)
 
 
@@ -277,14 +279,15 @@ def _lines_and_points(fig, frame: pd.DataFrame, x: str, y: str, group: str, colo
     frame = frame.sort_values([group, x], kind="stable")
     extra = dict(extra or {})
     groups = list(dict.fromkeys(frame[group]))
-    if len(groups) <= MANY_LINES:
+    partial = bool(legend) and not set(groups) <= set(legend)  # some groups named elsewhere: a renderer each
+    if len(groups) <= MANY_LINES or partial:
         points = []
         for key in groups:
             mask = (frame[group] == key).to_numpy()
             rows = frame[mask]
             more = {name: np.asarray(values)[mask] for name, values in extra.items()}
             source = _source(rows, (*columns, *([size] if isinstance(size, str) else [])), **more)
-            named = {"legend_label": legend[key]} if legend else {}
+            named = {"legend_label": legend[key]} if legend and key in legend else {}
             fig.line(x, y, source=source, color=colors[key], line_width=line_width, line_dash=line_dash,
                      alpha=line_alpha, **named)
             points.append(fig.scatter(x, y, source=source, color=colors[key], size=size, alpha=point_alpha, **named))
@@ -674,11 +677,21 @@ def batch_size_vs_memory(data: pd.DataFrame):
     colors = _colors(memory["series"] if several_series else [label for _, label in kinds])
     dashes = {"reserved (torch cache)": "dashed", "in use (NVML)": "dotted"}
     points = []
+    # Many lines of several kinds: the legend names each line once and the title says which dash is which.
+    compact = several_series and several_kinds and memory["series"].nunique() > 3
+    if compact:
+        fig.title.text += " (" + ", ".join(f"{dashes.get(kind, 'solid')}: {kind}"
+                                           for kind in dict.fromkeys(memory["kind"])) + ")"
+    named: set[str] = set()
     for kind, rows in memory.groupby("kind", sort=False):  # a dash per kind of memory
         if several_series:
             names = {series: (variant if one_model and variant else series)
                      for series, variant in zip(rows["series"], rows["variant"])}
-            legend = {series: f"{name} · {kind}" if several_kinds else name for series, name in names.items()}
+            legend = {series: f"{name} · {kind}" if several_kinds and not compact else name
+                      for series, name in names.items()}
+            if compact:  # each line named once, under the first kind it is drawn in
+                legend = {series: name for series, name in legend.items() if series not in named}
+                named.update(legend)
             line_colors = colors
         else:
             legend = {series: kind for series in rows["series"]}
