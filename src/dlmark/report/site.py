@@ -20,8 +20,8 @@ linked from the navigation bar and the index.
 """
 from __future__ import annotations
 
+import functools
 import json
-import re
 import shutil
 import time
 import warnings
@@ -53,7 +53,7 @@ CONFIG_COLUMNS = (("runtime", "runtime"), ("precision", "precision"), ("layout",
 FIGURE_MODELS = 12
 #: At most this many lines in a figure (models x configurations) and devices with figures of their own.
 FIGURE_LINES = 24
-FIGURE_DEVICES = 3
+FIGURE_DEVICES = 2
 #: Up to this many models, throughput against batch size is a plot per model, as the seed drew it.
 GRID_MODELS = 4
 #: At most this many models in the across-devices bars (a bar per device and batch size each).
@@ -623,12 +623,19 @@ def _index_tables(ctx: SiteContext, frame: pd.DataFrame, family_files: dict[str,
     frame = frame.assign(_failed=~frame["_ok"])
     configurations = _configurations(frame, family_files)
 
-    def join(values: pd.Series) -> str:
-        return ", ".join(map(str, dict.fromkeys(values.dropna())))
+    def joined(key: pd.Series, column: str) -> pd.Series:
+        """Per value of ``key``: the distinct values of ``column``, in order, as one text. A plain loop:
+        a sweep has a run per few records, and pandas' per-group aggregation costs a millisecond a group."""
+        seen: dict[Any, dict[str, None]] = {}
+        for k, value in zip(key.tolist(), frame[column].tolist()):
+            if not _missing(value):
+                seen.setdefault(k, {})[str(value)] = None
+        return pd.Series({k: ", ".join(values) for k, values in seen.items()}, dtype=object)
 
-    devices = (frame.groupby(frame["device"].fillna("?"), sort=False)
-               .agg(hosts=("host", join), records=("_ok", "size"), ok=("_ok", "sum"), failed=("_failed", "sum"))
-               .reset_index())
+    device_key = frame["device"].fillna("?")
+    devices = (frame.groupby(device_key, sort=False)
+               .agg(records=("_ok", "size"), ok=("_ok", "sum"), failed=("_failed", "sum")))
+    devices = devices.assign(hosts=joined(device_key, "host")).reset_index()
     networks = frame[frame["task"] != "peak"]
     models = (networks.groupby("model", sort=False)
               .agg(family=("report_family", "first"), params=("params", "max"), flops=("flops_per_sample", "max"),
@@ -637,11 +644,11 @@ def _index_tables(ctx: SiteContext, frame: pd.DataFrame, family_files: dict[str,
     models["params_m"] = pd.to_numeric(models["params"], errors="coerce") / 1e6
     models["gflops"] = pd.to_numeric(models["flops"], errors="coerce") / 1e9
     models["page"] = models["family"].map(lambda f: family_files.get(family_key(f)))
-    runs = (frame.groupby(frame["run_id"].fillna("(no run id)"), sort=False)
-            .agg(suite=("suite", "first"), hosts=("host", join), devices=("device", join),
-                 first=("timestamp", "min"), last=("timestamp", "max"),
-                 records=("_ok", "size"), failed=("_failed", "sum"))
-            .reset_index())
+    run_key = frame["run_id"].fillna("(no run id)")
+    runs = (frame.groupby(run_key, sort=False)
+            .agg(suite=("suite", "first"), first=("timestamp", "min"), last=("timestamp", "max"),
+                 records=("_ok", "size"), failed=("_failed", "sum")))
+    runs = runs.assign(hosts=joined(run_key, "host"), devices=joined(run_key, "device")).reset_index()
     env_columns = [f"env.{key}" for key in ENV_KEYS if f"env.{key}" in frame.columns]
     environment = (frame.sort_values("timestamp", na_position="first", kind="stable")
                    .groupby([frame["host"].fillna("?"), frame["device"].fillna("?")], sort=False)
@@ -783,37 +790,39 @@ def _write_page(site_dir: Path, page: Page, common: dict[str, Any]) -> None:
 _WORK: dict[str, Any] = {}
 
 
-def _build_and_write(spec: SectionPage) -> str:
-    _write_page(_WORK["ctx"].site_dir, _section_page(_WORK["ctx"], spec), _WORK["common"])
-    return spec.file
+def _do(task: SectionPage | Callable[[], Any]) -> None:
+    """One unit of a build: a section page (built and written), or a function (the CSV)."""
+    if isinstance(task, SectionPage):
+        _write_page(_WORK["ctx"].site_dir, _section_page(_WORK["ctx"], task), _WORK["common"])
+    else:
+        task()
 
 
-def _write_section_pages(ctx: SiteContext, specs: list[SectionPage], common: dict[str, Any]) -> None:
-    """Build and write the pages, in parallel processes where the machine has cores to spare.
+def _run_tasks(ctx: SiteContext, tasks: list[SectionPage | Callable[[], Any]], common: dict[str, Any]) -> None:
+    """Run the build's independent tasks, in parallel processes where the machine has cores to spare.
 
-    Bokeh's figures cost most of a build (building and serialising its models), page by page
-    independent: forked workers each take whole pages. Where fork is not available, one by one.
+    Bokeh's figures cost most of a build (building and serialising their models) and the pages
+    are independent: forked workers each take whole pages (and one the CSV), sharing the records
+    the parent loaded. Where fork is not available, one by one.
     """
     import multiprocessing
     import os
 
-    workers = min(len(specs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        from concurrent.futures import ProcessPoolExecutor
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(len(tasks), cores)
+    _WORK.update(ctx=ctx, common=common)
+    try:
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            from concurrent.futures import ProcessPoolExecutor
 
-        _WORK.update(ctx=ctx, common=common)
-        try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                # Largest pages first, so that no worker is left with a big one at the end.
-                order = sorted(specs, key=lambda spec: -len(ctx.data) if spec.family is None
-                               else -int((ctx.data["_family_key"] == spec.family).sum()))
-                for _ in pool.map(_build_and_write, order):
+                for _ in pool.map(_do, tasks):
                     pass
-        finally:
-            _WORK.clear()
-        return
-    for spec in specs:
-        _write_page(ctx.site_dir, _section_page(ctx, spec), common)
+        else:
+            for task in tasks:
+                _do(task)
+    finally:
+        _WORK.clear()
 
 
 def build_site(results_dir: str | Path, site_dir: str | Path,
@@ -840,10 +849,6 @@ def build_site(results_dir: str | Path, site_dir: str | Path,
     for asset in STATIC.iterdir():
         shutil.copyfile(asset, static_dir / asset.name)
     csv_path = site_dir / "data" / "results.csv"
-    _csv(data, csv_path)
-    timings["csv_s"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
     frame = _with_labels(data)
     frame["_family_key"] = frame["report_family"].map(family_key)
     ctx = SiteContext(data=frame, site_dir=site_dir, results_dir=results_dir)
@@ -873,10 +878,13 @@ def build_site(results_dir: str | Path, site_dir: str | Path,
     common = {"version": __version__, "results_dir": str(results_dir), "scripts": scripts,
               "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "records": len(data),
               "nav": nav}
-    _write_section_pages(ctx, specs, common)
+    # Largest pages first, so that no worker is left with a big one at the end; the CSV beside them.
+    sizes = frame["_family_key"].value_counts()
+    order = sorted(specs, key=lambda spec: -(len(frame) if spec.family is None else int(sizes.get(spec.family, 0))))
+    _run_tasks(ctx, [order[0], functools.partial(_csv, data, csv_path), *order[1:]], common)
     for page in [index, *extra]:
         _write_page(site_dir, page, common)
-    timings["figures_s"] = time.perf_counter() - mark
+    timings["pages_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - start
     files = [index.file, *(spec.file for spec in specs), *(page.file for page in extra)]
     return SiteSummary(site_dir=site_dir, pages=[site_dir / f for f in files], csv=csv_path,
