@@ -28,15 +28,23 @@ LOAD = "import sys, warnings; warnings.simplefilter('ignore'); from dlmark.recor
        "print(len(load_results(sys.argv[1])))"
 
 
-def run(src: Path, args: list[str], timeout: float) -> tuple[float, int, str]:
+def run(src: Path, args: list[str], timeout: float) -> tuple[float, int, str, float]:
+    """Wall seconds, exit status, last line of output, and CPU seconds (the process and its workers:
+    on a shared machine the CPU time says more than the wall time)."""
+    import resource
+
     env = dict(os.environ, PYTHONPATH=str(src))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return time.perf_counter() - start, -1, "timed out"
-    return time.perf_counter() - start, done.returncode, (done.stdout + done.stderr).strip().splitlines()[-1:][0] \
-        if (done.stdout + done.stderr).strip() else ""
+        return time.perf_counter() - start, -1, "timed out", float("nan")
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    output = (done.stdout + done.stderr).strip().splitlines()
+    return wall, done.returncode, output[-1] if output else "", cpu
 
 
 def sizes(site: Path) -> tuple[str, int, str, int, int]:
@@ -59,8 +67,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     seeds = scale_bench.real_records(ROOT / "results")
     print(f"# {src}; {os.cpu_count()} CPUs; load average at start {scale_bench.load_average()}")
-    print("| records | models | index build s | load_results s | report s | report minus load s | largest page | "
-          "largest data file | site MB | load avg |")
+    print("| records | models | index build s | load_results s (CPU s) | report s (CPU s) | report minus load s | "
+          "largest page | largest data file | site MB | load avg |")
     print("|---:|---:|---:|---:|---:|---:|---|---|---:|---|")
     for size in [int(s) for s in args.sizes.split(",") if s]:
         folder = work / f"records-{size}"
@@ -69,14 +77,16 @@ def main(argv=None) -> int:
             scale_bench.make_folder(folder, size, seeds)
             time.sleep(2.1)  # past the index's racy window, as a finished sweep's files are
         before = scale_bench.load_average()
-        index_s, _, _ = run(src, ["-c", LOAD, str(folder)], args.timeout)  # builds or refreshes the index
-        load_s, rc, _ = run(src, ["-c", LOAD, str(folder)], args.timeout)
+        index_s, _, _, _ = run(src, ["-c", LOAD, str(folder)], args.timeout)  # builds or refreshes the index
+        load_s, rc, _, load_cpu = run(src, ["-c", LOAD, str(folder)], args.timeout)
         site = work / f"site-{size}"
         shutil.rmtree(site, ignore_errors=True)
-        report_s, rc, last = run(src, ["-m", "dlmark.cli", "report", str(folder), "-o", str(site)], args.timeout)
+        report_s, rc, last, report_cpu = run(src, ["-m", "dlmark.cli", "report", str(folder), "-o", str(site)],
+                                             args.timeout)
         page, page_bytes, js, js_bytes, total = sizes(site)
         state = "" if rc == 0 else (" (stopped)" if rc == -1 else f" (rc {rc}: {last[:80]})")
-        print(f"| {size:,} | {size // 9:,} | {index_s:.1f} | {load_s:.1f} | {report_s:.1f}{state} | "
+        print(f"| {size:,} | {size // 9:,} | {index_s:.1f} | {load_s:.1f} ({load_cpu:.1f}) | "
+              f"{report_s:.1f}{state} ({report_cpu:.1f}) | "
               f"{report_s - load_s:.1f} | {page} {page_bytes / 1e6:.2f} MB | {js} {js_bytes / 1e6:.2f} MB | "
               f"{total / 1e6:.1f} | {before} -> {scale_bench.load_average()} |", flush=True)
         print(f"#   {size:,}: {last}", flush=True)

@@ -412,6 +412,14 @@ def test_zoo_site_in_chromium_search_pages_and_no_errors(zoo_site, browser, tmp_
     assert 0 < len(figures) <= 40
     _wait_for_plots(browser, len(figures))
     _wait_for_tables(browser)
+    browser.save_screenshot(str(Path(os.environ.get("DLMARK_ARTIFACTS") or tmp_path) / "report-zoo-family.png"))
+    # Its link back opens the index searching for the family.
+    family = browser.title.removeprefix("dlmark report: ")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Every configuration of them").click()
+    _wait_for_tables(browser)
+    holder = browser.find_element(By.ID, "index-configurations")
+    assert holder.find_element(By.CSS_SELECTOR, "input[type=search]").get_attribute("value") == family
+    families = [r.find_elements(By.TAG_NAME, "td")[1].text for r in browser.find_elements(By.CSS_SELECTOR, grid)]
+    assert families and {f.lower() for f in families} == {family.lower()}
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
-    browser.save_screenshot(str(Path(os.environ.get("DLMARK_ARTIFACTS") or tmp_path) / "report-zoo-family.png"))

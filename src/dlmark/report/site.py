@@ -771,7 +771,7 @@ def _section_page(ctx: SiteContext, spec: SectionPage) -> Page:
     tables = [table for section in sections for table in section["tables"]]
     return Page(file=spec.file, title=spec.title, template="sections.html", nav=spec.nav, figures=figures,
                 tables=tables, context={"sections": sections, "heading": spec.heading, "lead": spec.lead,
-                                        "selection": selection})
+                                        "selection": selection, "search": spec.title if spec.family else None})
 
 
 def _write_page(site_dir: Path, page: Page, common: dict[str, Any]) -> None:
@@ -862,8 +862,7 @@ def build_site(results_dir: str | Path, site_dir: str | Path,
     records_per_family = frame["_family_key"].value_counts()
     for key, (shown, file, members) in families.items():
         specs.append(SectionPage(file, shown, f"{shown}: inference",
-                                 f"{len(members):,} networks of the {shown} family. The overview's table "
-                                 f"holds every configuration of them.", nav=False, family=key))
+                                 f"{len(members):,} networks of the {shown} family.", nav=False, family=key))
         family_list.append({"name": shown, "file": file, "models": len(members),
                             "records": int(records_per_family.get(key, 0))})
     extra = [builder(ctx) for builder in extra_pages]
