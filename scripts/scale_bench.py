@@ -52,7 +52,9 @@ def make_folder(folder: Path, count: int, seeds: list[dict], start: int = 0, see
         base = seeds[i % len(seeds)]
         record = dict(base)
         zoo = i % models if start == 0 else (i - start) % models
-        model = f"{base['model']}-z{zoo:05d}" if start == 0 else f"{base['model']}-new{zoo:05d}"
+        # The name follows the zoo index alone, so a model's records share it: one model per nine records.
+        named = seeds[zoo % len(seeds)]["model"]
+        model = f"{named}-z{zoo:05d}" if start == 0 else f"{named}-new{zoo:05d}"
         device = DEVICES[(i // 7) % len(DEVICES)]
         record.update(model=model, family=model.rsplit("-", 1)[0], device=device,
                       batch_size=BATCH_SIZES[i % len(BATCH_SIZES)] if base.get("task") == "throughput" else base.get("batch_size"),

@@ -135,8 +135,12 @@ def test_memory_plot_without_any_memory_column_names_them(thr):
 
 def test_memory_plot_shows_allocated_reserved_nvml_on_gpu_and_rss_on_cpu(thr):
     fig = plot.batch_size_vs_memory(thr)
-    assert set(legend_labels(fig)) == {"allocated (torch)", "reserved (torch cache)", "in use (NVML)",
-                                       "peak RSS (CPU)"}
+    # Six lines of four kinds: the legend names each line once, the title says which dash is which kind.
+    assert sorted(legend_labels(fig)) == sorted({f"{m} on {d}" for m in ("AlexNet", "ResNet-v2-50", "VGG-16")
+                                                 for d in (GPU, CPU)})
+    for kind in ("solid: allocated (torch)", "dashed: reserved (torch cache)", "dotted: in use (NVML)",
+                 "solid: peak RSS (CPU)"):
+        assert kind in fig.title.text
     gpu = thr[(thr.device == GPU) & (thr.status == "ok")]
     for renderer in glyph_renderers(fig, "Line"):
         data = renderer.data_source.data
@@ -160,6 +164,39 @@ def test_memory_plot_tells_two_precisions_apart(thr):
                for r in glyph_renderers(fig, "Line")}
     assert dash_of[("bf16", "allocated (torch)")] != dash_of[("bf16", "reserved (torch cache)")]
     assert "@variant" in hover_text(fig)
+
+
+def test_memory_plot_gives_each_model_its_colour_and_legend_entry(thr):
+    # Four models on one CPU: once four lines of one colour under one entry ("peak RSS (CPU)").
+    cpu = records([synthetic.throughput_record(model, CPU, batch)
+                   for model in ("AlexNet", "ResNet-v2-50", "VGG-16", "SqueezeNet-1.1") for batch in (1, 4, 16)])
+    fig = plot.batch_size_vs_memory(cpu)
+    lines = glyph_renderers(fig, "Line")
+    assert len(lines) == 4
+    assert len({line.glyph.line_color for line in lines}) == 4
+    assert sorted(legend_labels(fig)) == ["AlexNet", "ResNet-v2-50", "SqueezeNet-1.1", "VGG-16"]
+
+
+def test_many_lines_share_one_renderer_and_keep_their_colours_and_legend():
+    # A dozen models: one multi-line and one scatter, not two renderers a model (Bokeh's cost grows with them).
+    models = [f"Net-{i}" for i in range(12)]
+    data = records([synthetic.throughput_record(model, GPU, batch) for model in models for batch in (1, 4, 16)])
+    for fig in (plot.batch_size_vs_throughput(data), plot.latency_vs_throughput(data)):
+        assert len(glyph_renderers(fig, "MultiLine")) == 1 and len(glyph_renderers(fig, "Scatter")) == 1
+        lines = glyph_renderers(fig, "MultiLine")[0].data_source.data
+        assert len(lines["xs"]) == 12 and len(set(lines["line_color"])) == 12
+        points = glyph_renderers(fig, "Scatter")[0].data_source.data
+        assert sorted(set(points["legend_name"])) == sorted(models)
+        assert len(points["model"]) == 12 * 3
+        hover = [tool for tool in fig.toolbar.tools if isinstance(tool, HoverTool)][0]
+        assert hover.renderers == glyph_renderers(fig, "Scatter")  # the lines carry no fields to show
+    # Memory: a multi-line per kind (its dash), each with its own legend field, which Bokeh accepts.
+    from bokeh.core.validation import check_integrity
+
+    fig = plot.batch_size_vs_memory(data)
+    assert len(glyph_renderers(fig, "MultiLine")) == 3
+    assert len({tuple(r.glyph.line_dash) for r in glyph_renderers(fig, "MultiLine")}) == 3
+    assert check_integrity(fig.references()).error == []
 
 
 def test_memory_plot_of_2018_records_falls_back_to_device_mem():
@@ -196,11 +233,18 @@ def test_throughput_vs_device_draws_a_bar_per_device_and_batch(thr):
     assert sum(len(b.data_source.data["throughput"]) for b in bars) == 8
 
 
-def test_latency_vs_throughput_orders_points_by_batch_size(thr):
+def test_latency_vs_throughput_orders_points_by_batch_size_and_names_them(thr):
     fig = plot.latency_vs_throughput(thr)
     for line in glyph_renderers(fig, "Line"):
         assert list(line.data_source.data["batch_size"]) == [1, 4, 16, 64]
     assert "ms" in fig.xaxis[0].axis_label
+    # Which point is which batch size is written beside each point, not only in the hover.
+    labels = [layout for layout in fig.center if isinstance(layout, LabelSet)]
+    assert len(labels) == 1
+    data = labels[0].source.data
+    chunks = [list(data["batch_label"][i:i + 4]) for i in range(0, len(data["batch_label"]), 4)]
+    assert len(chunks) == len(glyph_renderers(fig, "Line")) and all(c == ["1", "4", "16", "64"] for c in chunks)
+    assert len(set(data["label_color"])) == len(glyph_renderers(fig, "Line"))  # in the colour of its line
 
 
 def seed_accuracy_frame(thr: pd.DataFrame) -> pd.DataFrame:

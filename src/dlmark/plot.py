@@ -111,7 +111,9 @@ def _variant_labels(frame: pd.DataFrame) -> pd.Series:
     if not varying or frame.empty:
         return pd.Series([""] * len(frame), index=frame.index, dtype=object)
     parts = filled[varying].astype(object).where(filled[varying].notna(), None)
-    return pd.Series([" ".join(str(v) for v in row if v is not None) for row in parts.itertuples(index=False)],
+    def text(value) -> str:  # 16 threads, not 16.0 (a column with a missing value is float)
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return pd.Series([" ".join(text(v) for v in row if v is not None) for row in parts.itertuples(index=False)],
                      index=frame.index, dtype=object)
 
 
@@ -262,6 +264,53 @@ def _accuracy_is_fraction(values: pd.Series) -> bool:
     return bool(values.dropna().le(1.0).all())
 
 
+#: Past this many lines in one figure, all lines share one renderer and all points another: Bokeh's
+#: cost (building, serialising, drawing) grows with renderers, and a report draws hundreds of figures.
+MANY_LINES = 6
+
+
+def _lines_and_points(fig, frame: pd.DataFrame, x: str, y: str, group: str, colors: dict[str, str],
+                      columns: Sequence[str], *, legend: dict[str, str] | None = None, size: float | str = 7,
+                      line_width: float = 2, line_dash: str = "solid", point_alpha: float = 1.0,
+                      line_alpha: float = 1.0, extra: dict[str, Sequence] | None = None) -> list:
+    """A line per value of ``group`` through its points (sorted by ``x``), coloured by ``colors``.
+
+    Returns the point renderers (for hover). ``legend`` names each group in the legend (None:
+    no legend). ``size`` is a number or a column of ``frame``. Up to ``MANY_LINES`` groups get
+    renderers of their own (a click on the legend hides one); past that, one multi-line and one
+    scatter draw them all.
+    """
+    frame = frame.sort_values([group, x], kind="stable")
+    extra = dict(extra or {})
+    groups = list(dict.fromkeys(frame[group]))
+    partial = bool(legend) and not set(groups) <= set(legend)  # some groups named elsewhere: a renderer each
+    if len(groups) <= MANY_LINES or partial:
+        points = []
+        for key in groups:
+            mask = (frame[group] == key).to_numpy()
+            rows = frame[mask]
+            more = {name: np.asarray(values)[mask] for name, values in extra.items()}
+            source = _source(rows, (*columns, *([size] if isinstance(size, str) else [])), **more)
+            named = {"legend_label": legend[key]} if legend and key in legend else {}
+            fig.line(x, y, source=source, color=colors[key], line_width=line_width, line_dash=line_dash,
+                     alpha=line_alpha, **named)
+            points.append(fig.scatter(x, y, source=source, color=colors[key], size=size, alpha=point_alpha, **named))
+        return points
+    # A field name of its own per call: Bokeh merges legend items of one field name across renderers,
+    # which it refuses when their sources differ (two kinds of memory in one figure).
+    legend_field = "legend_name" if not fig.renderers else f"legend_name_{len(fig.renderers)}"
+    lines = frame.groupby(group, sort=False)
+    fig.multi_line(xs=[list(rows[x]) for _, rows in lines], ys=[list(rows[y]) for _, rows in lines],
+                   line_color=[colors[key] for key, _ in lines], line_width=line_width, line_dash=line_dash,
+                   line_alpha=line_alpha)
+    extra["point_color"] = [colors[key] for key in frame[group]]
+    if legend:
+        extra[legend_field] = [legend[key] for key in frame[group]]
+    source = _source(frame, (*columns, *([size] if isinstance(size, str) else [])), **extra)
+    named = {"legend_field": legend_field} if legend else {}
+    return [fig.scatter(x, y, source=source, color="point_color", size=size, alpha=point_alpha, **named)]
+
+
 # --------------------------------------------------------------------------- throughput
 
 _THROUGHPUT_COLUMNS = ("model", "device", "batch_size", "throughput", "latency_ms_median", "device_mem")
@@ -269,17 +318,14 @@ _THROUGHPUT_HOVER = [*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATE
 
 
 def _throughput_lines(fig, frame: pd.DataFrame, line_column: str, colors: dict[str, str],
-                      memory_scale: float, with_legend: bool) -> None:
+                      memory_scale: float, with_legend: bool) -> list:
     """Throughput against batch size: a line per value of ``line_column``, sized markers."""
-    for line, rows in frame.groupby(line_column, sort=False):
-        rows = rows.sort_values("batch_size")
-        sizes = (_marker_sizes(rows["device_mem"], memory_scale) if "device_mem" in rows
-                 else np.full(len(rows), 6.0))
-        source = _source(rows, _THROUGHPUT_COLUMNS, marker_size=sizes)
-        legend = {"legend_label": line} if with_legend else {}
-        fig.line("batch_size", "throughput", source=source, color=colors[line], line_width=2, **legend)
-        fig.scatter("batch_size", "throughput", source=source, color=colors[line],
-                    size="marker_size", alpha=0.7, **legend)
+    sizes = (_marker_sizes(frame["device_mem"], memory_scale) if "device_mem" in frame
+             else np.full(len(frame), 6.0))
+    frame = frame.assign(marker_size=sizes)
+    legend = {key: key for key in frame[line_column]} if with_legend else None
+    return _lines_and_points(fig, frame, "batch_size", "throughput", line_column, colors, _THROUGHPUT_COLUMNS,
+                             legend=legend, size="marker_size", point_alpha=0.7)
 
 
 def batch_size_vs_throughput(data: pd.DataFrame):
@@ -297,10 +343,10 @@ def batch_size_vs_throughput(data: pd.DataFrame):
                        y_axis_label="throughput (images/s)")
     if frame.empty:
         return _no_data(fig)
-    _throughput_lines(fig, frame, "series", _colors(frame["series"]), _memory_scale(frame), True)
+    points = _throughput_lines(fig, frame, "series", _colors(frame["series"]), _memory_scale(frame), True)
     _batch_size_axis(fig, frame["batch_size"])
     _plain_numbers(fig.yaxis, frame["throughput"])
-    fig.add_tools(HoverTool(tooltips=_THROUGHPUT_HOVER))
+    fig.add_tools(HoverTool(renderers=points, tooltips=_THROUGHPUT_HOVER))
     _outside_legend(fig)
     return fig
 
@@ -333,7 +379,7 @@ def batch_size_vs_throughput_grid(data: pd.DataFrame, models: Iterable[str], nco
         if rows.empty:
             figures.append(_no_data(fig))
             continue
-        _throughput_lines(fig, rows, "line", colors, scale, several_lines)
+        points = _throughput_lines(fig, rows, "line", colors, scale, several_lines)
         _batch_size_axis(fig, rows["batch_size"], most_labels=6)
         fig.yaxis.formatter = NumeralTickFormatter(format="0,0.[0]")
         if several_lines:
@@ -341,7 +387,7 @@ def batch_size_vs_throughput_grid(data: pd.DataFrame, models: Iterable[str], nco
             fig.legend.label_text_font_size = "7pt"
             fig.legend.click_policy = "hide"
             fig.legend.background_fill_alpha = 0.6
-        fig.add_tools(HoverTool(tooltips=_THROUGHPUT_HOVER))
+        fig.add_tools(HoverTool(renderers=points, tooltips=_THROUGHPUT_HOVER))
         figures.append(fig)
     return gridplot(figures, ncols=max(1, min(ncols, len(figures))))
 
@@ -349,8 +395,8 @@ def batch_size_vs_throughput_grid(data: pd.DataFrame, models: Iterable[str], nco
 def latency_vs_throughput(data: pd.DataFrame):
     """Throughput against the latency of one batch, both on log axes, one line per model.
 
-    Each point is a batch size; following a line shows what a larger batch buys
-    in throughput and costs in latency.
+    Each point is a batch size, written beside it; following a line shows what a
+    larger batch buys in throughput and costs in latency.
     """
     frame = _records(data, ("model", "batch_size", "throughput", "latency_ms_median"),
                      "latency_vs_throughput", task="throughput",
@@ -363,17 +409,19 @@ def latency_vs_throughput(data: pd.DataFrame):
     if frame.empty:
         return _no_data(fig)
     colors = _colors(frame["series"])
-    for series, rows in frame.groupby("series", sort=False):
-        rows = rows.sort_values("batch_size")
-        source = _source(rows, ("model", "device", "batch_size", "throughput", "latency_ms_median",
-                                "latency_ms_p90", "latency_ms_p99"))
-        fig.line("latency_ms_median", "throughput", source=source, color=colors[series],
-                 legend_label=series, line_width=2)
-        fig.scatter("latency_ms_median", "throughput", source=source, color=colors[series],
-                    legend_label=series, size=7)
+    frame = frame.sort_values(["series", "batch_size"], kind="stable")
+    points = _lines_and_points(fig, frame, "latency_ms_median", "throughput", "series", colors,
+                               ("model", "device", "batch_size", "throughput", "latency_ms_median",
+                                "latency_ms_p90", "latency_ms_p99"), legend={k: k for k in frame["series"]})
+    # Which point is which batch size, written beside it (hover says it too): one label set for all.
+    labels = _source(frame, ("latency_ms_median", "throughput"),
+                     batch_label=[f"{b:g}" for b in frame["batch_size"]],
+                     label_color=[colors[k] for k in frame["series"]])
+    fig.add_layout(LabelSet(x="latency_ms_median", y="throughput", text="batch_label", source=labels,
+                            x_offset=4, y_offset=-12, text_font_size="7pt", text_color="label_color"))
     _plain_numbers(fig.xaxis, frame["latency_ms_median"])
     _plain_numbers(fig.yaxis, frame["throughput"])
-    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATENCY,
+    fig.add_tools(HoverTool(renderers=points, tooltips=[*_HOVER_MODEL, _HOVER_BATCH, _HOVER_THROUGHPUT, _HOVER_LATENCY,
                                       ("latency (p90)", "@latency_ms_p90{0,0.000} ms"),
                                       ("latency (p99)", "@latency_ms_p99{0,0.000} ms")]))
     _outside_legend(fig)
@@ -472,14 +520,10 @@ def roofline(data: pd.DataFrame):
                  f"{roof['peak_bandwidth_gbs']:,.0f} GB/s" + (f" ({roof['device']})" if frame["device"].nunique() > 1 else ""))
         fig.line("x", "y", source=source, color="#555555", line_width=2, line_dash="dashed", legend_label=label)
     colors = _colors(frame["series"])
-    points = []
-    for series, rows in frame.groupby("series", sort=False):
-        rows = rows.sort_values("batch_size")
-        source = _source(rows, ("model", "device", "precision", "batch_size", "arithmetic_intensity",
-                                "achieved_tflops", "mfu", "bound", "roofline_fraction", "throughput"))
-        fig.line("arithmetic_intensity", "achieved_tflops", source=source, color=colors[series], alpha=0.5)
-        points.append(fig.scatter("arithmetic_intensity", "achieved_tflops", source=source,
-                                  color=colors[series], legend_label=series, size=7))
+    points = _lines_and_points(fig, frame, "arithmetic_intensity", "achieved_tflops", "series", colors,
+                               ("model", "device", "precision", "batch_size", "arithmetic_intensity",
+                                "achieved_tflops", "mfu", "bound", "roofline_fraction", "throughput"),
+                               legend={k: k for k in frame["series"]}, line_width=1, line_alpha=0.5)
     fig.add_tools(HoverTool(renderers=points, tooltips=[
         *_HOVER_MODEL, ("precision", "@precision"), _HOVER_BATCH,
         ("intensity", "@arithmetic_intensity{0,0.0} FLOP/byte"), ("achieved", "@achieved_tflops{0,0.00} TFLOP/s"),
@@ -628,20 +672,39 @@ def batch_size_vs_memory(data: pd.DataFrame):
     memory = pd.concat(parts, ignore_index=True)
     if memory.empty:
         return _no_data(fig)
-    # Two precisions of one model would otherwise be two lines of one colour.
-    by_variant = memory["variant"].nunique() > 1
-    colors = _colors(memory["variant"] if by_variant else [label for _, label in kinds])
+    # A colour per line of records (model, device where several, configuration where it varies), a dash
+    # per kind of memory: four models or two precisions would otherwise be lines of one colour.
+    several_series = memory["series"].nunique() > 1
+    several_kinds = len(kinds) > 1
+    # One model on one device: its lines differ only in configuration, which names them.
+    one_model = memory["model"].nunique() == 1 and memory["device"].nunique() == 1
+    colors = _colors(memory["series"] if several_series else [label for _, label in kinds])
     dashes = {"reserved (torch cache)": "dashed", "in use (NVML)": "dotted"}
-    for (kind, _series), rows in memory.groupby(["kind", "series"], sort=False):
-        rows = rows.sort_values("batch_size")
-        variant = rows["variant"].iloc[0]
-        color, legend = (colors[variant], f"{variant} · {kind}") if by_variant else (colors[kind], kind)
-        source = _source(rows, ("model", "device", "batch_size", "memory_mb", "kind", "variant"))
-        fig.line("batch_size", "memory_mb", source=source, color=color, legend_label=legend,
-                 line_width=2, line_dash=dashes.get(kind, "solid"), alpha=0.8)
-        fig.scatter("batch_size", "memory_mb", source=source, color=color, legend_label=legend, size=5)
-    config = [("configuration", "@variant")] if by_variant else []
-    fig.add_tools(HoverTool(tooltips=[*_HOVER_MODEL, *config, _HOVER_BATCH, ("memory", "@kind"),
+    points = []
+    # Many lines of several kinds: the legend names each line once and the title says which dash is which.
+    compact = several_series and several_kinds and memory["series"].nunique() > 3
+    if compact:
+        fig.title.text += " (" + ", ".join(f"{dashes.get(kind, 'solid')}: {kind}"
+                                           for kind in dict.fromkeys(memory["kind"])) + ")"
+    named: set[str] = set()
+    for kind, rows in memory.groupby("kind", sort=False):  # a dash per kind of memory
+        if several_series:
+            names = {series: (variant if one_model and variant else series)
+                     for series, variant in zip(rows["series"], rows["variant"])}
+            legend = {series: f"{name} · {kind}" if several_kinds and not compact else name
+                      for series, name in names.items()}
+            if compact:  # each line named once, under the first kind it is drawn in
+                legend = {series: name for series, name in legend.items() if series not in named}
+                named.update(legend)
+            line_colors = colors
+        else:
+            legend = {series: kind for series in rows["series"]}
+            line_colors = {series: colors[kind] for series in rows["series"]}
+        points += _lines_and_points(fig, rows, "batch_size", "memory_mb", "series", line_colors,
+                                    ("model", "device", "batch_size", "memory_mb", "kind", "variant"),
+                                    legend=legend, size=5, line_dash=dashes.get(kind, "solid"), line_alpha=0.8)
+    config = [("configuration", "@variant")] if memory["variant"].nunique() > 1 else []
+    fig.add_tools(HoverTool(renderers=points, tooltips=[*_HOVER_MODEL, *config, _HOVER_BATCH, ("memory", "@kind"),
                                       ("amount", "@memory_mb{0,0.0} MB")]))
     fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
     fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
@@ -676,7 +739,11 @@ def throughput_vs_accuracy(data: pd.DataFrame):
     frame = _latest(frame, ("series", "batch_size"))
     batch_sizes = pd.to_numeric(frame["batch_size"], errors="coerce").dropna().unique()
     on_batch = f", batch size {batch_sizes[0]:g}" if len(batch_sizes) == 1 else ""
-    fig = _wide_figure(title="Accuracy against throughput" + _on_devices(frame) + on_batch,
+    sources = set(frame["accuracy_source"].dropna().astype(str)) if "accuracy_source" in frame.columns else set()
+    # A published figure is not a measurement: the figure says so, as `dlmark ls` does.
+    published = (", published accuracy" if sources == {"published"} else
+                 ", accuracy published for some (hover)" if "published" in sources else "")
+    fig = _wide_figure(title="Accuracy against throughput" + _on_devices(frame) + on_batch + published,
                        x_axis_type="log", x_axis_label="throughput (images/s)",
                        y_axis_label="top-1 accuracy")
     if frame.empty:
@@ -694,7 +761,7 @@ def throughput_vs_accuracy(data: pd.DataFrame):
     points = []
     for group, rows in frame.groupby("group", sort=False):
         source = _source(rows, ("model", "device", "batch_size", "throughput", "accuracy",
-                                "device_mem", "marker_size", "group"))
+                                "device_mem", "marker_size", "group", "accuracy_source"))
         points.append(fig.scatter("throughput", "accuracy", source=source, size="marker_size",
                                   color=colors[group], alpha=0.75, legend_label=group))
     several_devices = frame["device"].nunique() > 1
@@ -709,7 +776,8 @@ def throughput_vs_accuracy(data: pd.DataFrame):
     accuracy_format = "@accuracy{0.00%}" if as_fraction else "@accuracy{0.00}"
     fig.add_tools(HoverTool(renderers=points, tooltips=[
         *_HOVER_MODEL, ("family", "@group"), _HOVER_BATCH, _HOVER_THROUGHPUT,
-        ("top-1 accuracy", accuracy_format), _HOVER_MEMORY]))
+        ("top-1 accuracy", accuracy_format),
+        *([("accuracy from", "@accuracy_source")] if "accuracy_source" in frame.columns else []), _HOVER_MEMORY]))
     _outside_legend(fig)
     return fig
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dlmark.analysis.compare import compare, pair_cells
+from dlmark.analysis.compare import HEADER, compare, pair_cells
 from dlmark.cli import main
 from dlmark.cli.compare import load_side
 from dlmark.report.compare_page import COLOURS, NO_VERDICT_COLOUR, drawn_pairs, ratio_figure
@@ -88,10 +88,10 @@ def site(sides, tmp_path_factory):
     return out, result, factors
 
 
-def _tbody_rows(html: str, table_id: str) -> list[list[str]]:
-    body = re.search(rf'<table class="sortable" id="{table_id}">.*?<tbody>(.*?)</tbody>', html, re.S)
-    assert body, f"no table {table_id}"
-    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in re.findall(r"<tr>.*?</tr>", body.group(1), re.S)]
+def _table(out, name: str):
+    from dlmark.report.datatable import read_table
+
+    return read_table(out / "data" / f"{name}.js")
 
 
 def test_the_comparison_knows_the_changes(site):
@@ -105,18 +105,22 @@ def test_the_comparison_knows_the_changes(site):
 def test_page_holds_the_compare_table_and_the_unpaired_records(site):
     out, result, _ = site
     html = (out / "compare.html").read_text()
-    rows = _tbody_rows(html, "comparison-table")
-    # Every pair, with dlmark compare's cells (HTML-escaped), in its order.
-    assert len(rows) == len(result.pairs)
-    import html as html_lib
-
-    assert [[html_lib.unescape(c) for c in row] for row in rows] == [pair_cells(p) for p in result.pairs]
-    assert {row[-1] for row in rows} == {"same", "slower", "faster", "noisy"}
-    assert re.search(r'<td class="verdict verdict-slower">slower</td>', html)
-    baseline_only = _tbody_rows(html, "unpaired-baseline-table")
-    candidate_only = _tbody_rows(html, "unpaired-candidate-table")
+    pairs = _table(out, "compare-pairs")
+    # Every pair, with dlmark compare's cells, in its order; numbers as numbers (they sort).
+    assert len(pairs) == len(result.pairs) and list(pairs.columns) == list(HEADER)
+    numeric = {"baseline/s": "baseline_throughput", "candidate/s": "candidate_throughput",
+               "p": "p_value", "p (adj)": "p_adjusted"}
+    for (_, row), p in zip(pairs.iterrows(), result.pairs):
+        for header, cell in zip(HEADER, pair_cells(p)):
+            if header in numeric and getattr(p, numeric[header]) is not None:
+                assert row[header] == pytest.approx(getattr(p, numeric[header]), rel=1e-3, abs=1e-4)
+            else:
+                assert row[header] == cell, header
+    assert set(pairs["verdict"]) == {"same", "slower", "faster", "noisy"}
+    baseline_only = _table(out, "compare-unpaired-baseline")
+    candidate_only = _table(out, "compare-unpaired-candidate")
     assert len(baseline_only) == 1 and len(candidate_only) == 1
-    assert candidate_only[0][3] == "9999" and candidate_only[0][-1] == "run-b0002"
+    assert candidate_only["batch size"][0] == 9999 and candidate_only["run"][0] == "run-b0002"
     assert "Only in the baseline (1)" in html and "Only in the candidate (1)" in html
     # The summary line is dlmark compare's.
     assert re.search(r'id="compare-summary">\d+ pairs: ', html)
@@ -177,10 +181,9 @@ def test_two_runs_of_one_folder(sides, tmp_path, capsys):
     assert main(["report", f"{both}@run-b", "-o", str(site), "--baseline", f"{both}@run-a"]) == 0
     out = capsys.readouterr().out
     assert "comparison with" in out
-    html = (site / "compare.html").read_text()
-    rows = _tbody_rows(html, "comparison-table")
+    verdicts = list(_table(site, "compare-pairs")["verdict"])
     expected = compare(load_side("baseline", str(root / "base")), load_side("candidate", str(root / "cand")))
-    assert [row[-1] for row in rows] == [p.verdict or p.reason for p in expected.pairs]
+    assert verdicts == [p.verdict or p.reason for p in expected.pairs]
     # The site itself is the whole folder: both runs.
     assert "2 runs" in out
     # A run that is not there names the ones that are.
@@ -201,9 +204,9 @@ def test_comparison_page_in_chromium(site, browser):  # noqa: F811
     factors = browser.execute_script(
         "return Array.from(Bokeh.documents[0].roots()[0].y_range.factors)")
     assert len(factors) == len(result.pairs)
-    cells = browser.find_elements(By.CSS_SELECTOR, "#comparison-table tbody tr td:last-child")
+    cells = browser.find_elements(By.CSS_SELECTOR, "#compare-pairs tbody tr td:last-child")
     assert [c.text for c in cells] == [p.verdict or p.reason for p in result.pairs]
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#unpaired-candidate-table tbody tr")) == 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#compare-unpaired-candidate tbody tr")) == 1
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
     # A screenshot for a person to look at: kept where DLMARK_ARTIFACTS points.
@@ -220,12 +223,12 @@ def test_comparison_page_in_chromium(site, browser):  # noqa: F811
 
 def test_pairs_without_a_ratio_are_in_the_table_not_the_figure(tmp_path):
     from dlmark.records.load import load_records
-    from dlmark.report.compare_page import comparison_table
+    from dlmark.report.compare_page import comparison_frame
 
     old = [{"device": "Tesla V100-SXM2-16GB", "model": "AlexNet", "batch_size": 64, "throughput": 4000.0}]
     (tmp_path / "a.json").write_text(json.dumps(old))
     result = compare(load_records(tmp_path / "a.json"), load_records(tmp_path / "a.json"))
     assert ratio_figure(result) is None and drawn_pairs(result) == []
-    [row] = comparison_table(result).rows
-    assert row[-1].text == "no samples" and row[-1].css == "verdict verdict-no-verdict"
-    assert row[2].sort == repr(4000.0)  # numbers sort by their raw values
+    [row] = comparison_frame(result).to_dict("records")
+    assert row["verdict"] == "no samples"
+    assert row["baseline/s"] == 4000.0  # numbers stay numbers: the page sorts them by value

@@ -10,10 +10,12 @@ def register(subparsers) -> None:
     """Add ``report`` to the ``dlmark`` command's subparsers."""
     report = subparsers.add_parser(
         "report", help="build a static HTML report site from a results folder",
-        description="Build a static site (index, CNN page with interactive plots, CSV download) "
-                    "that opens offline and can be published as it is.")
-    report.add_argument("results", help="results folder written by `dlmark run --out` (RESULTS@RUN_ID: the "
-                                         "comparison page judges that run only)")
+        description="Build a static site that opens offline and can be published as it is: an index "
+                    "with every model and configuration in a searchable, sortable, paginated table, "
+                    "a page of interactive plots for all networks and one per model family, and a "
+                    "CSV download. Subfolders of RESULTS are read too.")
+    report.add_argument("results", help="results folder written by `dlmark run --out` (subfolders included; "
+                                         "RESULTS@RUN_ID: the comparison page judges that run only)")
     report.add_argument("-o", "--out", default="site", help="site folder to write (default: site)")
     report.add_argument("--baseline", metavar="BASELINE",
                         help="add a comparison page against these results (folder, file, glob or RESULTS@RUN_ID), "
@@ -40,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         result = compare(load_side("baseline", args.baseline), load_side("candidate", args.results),
                          axis=args.axis, threshold=parse_fraction(args.threshold))
         pages = (page(result, args.baseline, args.results),)
-    summary = build_site(split_side(args.results)[0], args.out, pages=pages)
+    summary = build_site(split_side(args.results)[0], args.out, extra_pages=pages)
     print(summary.line())
     if args.baseline:
         from dlmark.analysis.compare import summary_line

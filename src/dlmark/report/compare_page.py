@@ -9,12 +9,15 @@ records of each side that found no partner.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dlmark.analysis.compare import HEADER, VERDICTS, Comparison, Pair, pair_cells, summary_line
 
-from .site import Cell, ExtraPage, Table
+from .datatable import Column
+from .site import Figure, Page, SiteContext
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILE = "compare.html"
 TITLE = "Comparison with the baseline"
@@ -91,54 +94,63 @@ def ratio_figure(result: Comparison):
     return fig
 
 
-def comparison_table(result: Comparison) -> Table:
-    """``dlmark compare``'s table: its columns and cells, numbers sortable by their raw values."""
+def comparison_frame(result: Comparison) -> "pd.DataFrame":
+    """``dlmark compare``'s table: its columns and cells; numbers as numbers, so that they sort."""
+    import pandas as pd
+
     rows = []
     for p in result.pairs:
-        row = []
+        row = {}
         for header, text in zip(HEADER, pair_cells(p)):
             attribute = _NUMERIC.get(header)
-            value = getattr(p, attribute) if attribute else None
-            css = "num" if attribute else ""
-            if header == "verdict":
-                css = f"verdict verdict-{(p.verdict or NO_VERDICT).replace(' ', '-')}"
-            row.append(Cell(text, repr(float(value)) if isinstance(value, (int, float)) else None, css))
+            value = getattr(p, attribute) if attribute and header != "ratio [95% CI]" else None
+            row[header] = value if isinstance(value, (int, float)) else text
         rows.append(row)
-    return Table("comparison-table", list(HEADER), rows, [h in _NUMERIC for h in HEADER])
+    return pd.DataFrame(rows, columns=list(HEADER))
 
 
-def unpaired_table(table_id: str, records: list[dict[str, Any]]) -> Table:
+#: Columns of the comparison table: text, or a number with its digits.
+_DIGITS = {"baseline/s": 2, "candidate/s": 2, "p": 4, "p (adj)": 4}
+UNPAIRED_COLUMNS = ("model", "task", "scenario", "batch size", "precision", "runtime", "compile mode", "device",
+                    "threads", "status", "run")
+
+
+def unpaired_frame(records: list[dict[str, Any]]) -> "pd.DataFrame":
     """One row per record found on one side only, by the fields that pair records."""
+    import pandas as pd
+
     from dlmark.backends.registry import label as runtime_label
 
-    columns = ("model", "task", "scenario", "batch size", "precision", "runtime", "compile mode", "device",
-               "threads", "status", "run")
     rows = []
     for r in sorted(records, key=lambda r: (str(r.get("model")), str(r.get("device")), r.get("batch_size") or 0)):
-        values = (r.get("model"), r.get("task"), r.get("scenario") or (r.get("extra_config") or {}).get("scenario"),
-                  r.get("batch_size"), r.get("precision") or "fp32", runtime_label(r), r.get("compile_mode") or "eager",
-                  r.get("device"), r.get("threads"), r.get("status"), r.get("run_id"))
-        rows.append([Cell("" if v is None else str(v), repr(float(v)) if name in ("batch size", "threads")
-                          and isinstance(v, (int, float)) else None, "num" if name in ("batch size", "threads") else "")
-                     for name, v in zip(columns, values)])
-    return Table(table_id, list(columns), rows, [c in ("batch size", "threads") for c in columns])
+        rows.append(dict(zip(UNPAIRED_COLUMNS, (
+            r.get("model"), r.get("task"), r.get("scenario") or (r.get("extra_config") or {}).get("scenario"),
+            r.get("batch_size"), r.get("precision") or "fp32", runtime_label(r), r.get("compile_mode") or "eager",
+            r.get("device"), r.get("threads"), r.get("status"), r.get("run_id")))))
+    return pd.DataFrame(rows, columns=list(UNPAIRED_COLUMNS))
 
 
-def page(result: Comparison, baseline: str, candidate: str) -> ExtraPage:
-    """The comparison page for ``report.site.build_site(..., pages=...)``; ``baseline`` and ``candidate``
-    name the two sides as the user gave them."""
-    def write(render: Callable[..., None], site_dir: Path, context: dict[str, Any]) -> None:
-        from bokeh.embed import components
-
+def page(result: Comparison, baseline: str, candidate: str) -> Callable[[SiteContext], Page]:
+    """A builder of the comparison page for ``report.site.build_site(..., extra_pages=...)``;
+    ``baseline`` and ``candidate`` name the two sides as the user gave them."""
+    def build(ctx: SiteContext) -> Page:
         fig = ratio_figure(result)
-        script, div = components(fig) if fig is not None else ("", "")
         drawn = drawn_pairs(result)
-        render("compare.html", site_dir / FILE, **{**context, "page": FILE}, summary=summary_line(result),
-               baseline=baseline, candidate=candidate, figure_div=div, bokeh_script=script,
-               drawn=len(drawn), undrawn=len(result.pairs) - len(drawn), counts=result.counts(),
-               threshold=result.threshold, table=comparison_table(result),
-               unpaired_baseline=unpaired_table("unpaired-baseline-table", result.unpaired_baseline),
-               unpaired_candidate=unpaired_table("unpaired-candidate-table", result.unpaired_candidate),
-               geomean=[(model, g) for model, g in result.geomean.items() if g is not None],
-               warnings=result.warnings, colours=COLOURS, no_verdict_colour=NO_VERDICT_COLOUR)
-    return ExtraPage(FILE, TITLE, write)
+        figure = Figure("Candidate / baseline per configuration", model=fig,
+                        note="No pair has a ratio to draw (see the table for why).")
+        pairs = ctx.table("compare-pairs", comparison_frame(result),
+                          [Column(h, h, _DIGITS.get(h)) for h in HEADER])
+        numeric = {"batch size": 0, "threads": 0}
+        unpaired = [ctx.table(f"compare-unpaired-{side}", unpaired_frame(records),
+                              [Column(c, c, numeric.get(c)) for c in UNPAIRED_COLUMNS])
+                    for side, records in (("baseline", result.unpaired_baseline),
+                                          ("candidate", result.unpaired_candidate))]
+        context = {"summary": summary_line(result), "baseline": baseline, "candidate": candidate,
+                   "figure": figure, "drawn": len(drawn), "undrawn": len(result.pairs) - len(drawn),
+                   "threshold": result.threshold, "pairs": pairs, "unpaired_baseline": unpaired[0],
+                   "unpaired_candidate": unpaired[1],
+                   "geomean": [(model, g) for model, g in result.geomean.items() if g is not None],
+                   "warnings": result.warnings}
+        return Page(file=FILE, title=TITLE, template="compare.html", context=context,
+                    figures=[figure] if fig is not None else [], tables=[pairs, *unpaired])
+    return build
