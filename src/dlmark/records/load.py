@@ -23,13 +23,20 @@ from dlmark.records.store import read_file
 SKIPPED_DIRS = (".dlmark-index", "loadgen")
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Every JSON file under ``folder``, subfolders too (``runs/rt`` under ``runs/``), sorted by path."""
+def _walk_folders(folder: Path) -> list[tuple[Path, list[str]]]:
+    """(folder, its JSON file names, sorted) for ``folder`` and each subfolder a walk enters that has any."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
-        found.extend(Path(root) / f for f in files if f.endswith(".json") and not f.startswith("."))
-    return sorted(found)
+        names = sorted(f for f in files if f.endswith(".json") and not f.startswith("."))
+        if names:
+            found.append((Path(root), names))
+    return found
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every JSON file under ``folder``, subfolders too (``runs/rt`` under ``runs/``), sorted by path."""
+    return sorted(root / name for root, names in _walk_folders(folder) for name in names)
 
 
 def result_files(pattern: str | os.PathLike) -> list[Path]:
@@ -62,6 +69,65 @@ def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel:
             warnings.warn(f"no result files match {os.fspath(one)!r}", stacklevel=stacklevel)
         files.extend(matched)
     return files
+
+
+#: One folder's part of a load, as ``index.load_files_grouped`` takes it: (folder, file names,
+#: the paths as the caller named them or None for ``folder / name``, whether it is the whole folder).
+Group = tuple[Path, list[str], "list[Path] | None", bool]
+
+
+def _selection(pattern: str | os.PathLike | Iterable[str | os.PathLike],
+               stacklevel: int) -> tuple[list[Group], list[tuple[int, int]] | None]:
+    """The files a pattern names, grouped by folder, and the order of their rows: (group, file) pairs.
+
+    The same files and order as ``_files``, without a Path per file (at zoo scale the
+    Path objects and their sorting cost more than the index load): a folder is its
+    walk's folders, a glob within one folder its names. The order is None for one group.
+    """
+    patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
+    groups: list[Group] = []
+    order: list[tuple[int, int]] = []
+    for one in patterns:
+        text = os.fspath(one)
+        start = len(groups)
+        if os.path.isdir(text):
+            folders = _walk_folders(Path(text))
+            groups.extend((folder, names, None, True) for folder, names in folders)
+            if len(folders) == 1:
+                order.extend((start, i) for i in range(len(folders[0][1])))
+            elif folders:  # sorted by path, as _walk sorts: subfolders' files among the folder's
+                keyed = sorted((folder.parts + (name,), start + g, i)
+                               for g, (folder, names) in enumerate(folders) for i, name in enumerate(names))
+                order.extend((g, i) for _, g, i in keyed)
+        elif glob.has_magic(text) and not glob.has_magic(os.path.dirname(text)):
+            names = sorted(os.path.basename(p) for p in glob.glob(text))
+            if names:  # one folder: its names sorted are the paths sorted
+                groups.append((Path(os.path.dirname(text)), names, None, False))
+                order.extend((start, i) for i in range(len(names)))
+        else:
+            by_folder: dict[str, int] = {}
+            for path in result_files(one):
+                key = os.fspath(path.parent)
+                g = by_folder.get(key)
+                if g is None:
+                    g = by_folder[key] = len(groups)
+                    groups.append((path.parent, [], [], False))
+                order.append((g, len(groups[g][1])))
+                groups[g][1].append(path.name)
+                groups[g][2].append(path)
+        if len(groups) == start:
+            warnings.warn(f"no result files match {text!r}", stacklevel=stacklevel)
+    return groups, (order if len(groups) > 1 else None)
+
+
+def _load_frame(pattern, with_samples: bool, stacklevel: int):
+    """The index's frame of what a pattern names (not derived), or None when it names no file."""
+    from dlmark.records import index
+
+    groups, order = _selection(pattern, stacklevel + 1)
+    if not groups:
+        return None
+    return index.load_files_grouped(groups, None, with_samples, order=order)
 
 
 def _frame_records(frame) -> list[dict[str, Any]]:
@@ -114,12 +180,9 @@ def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], deriv
     Read through the index; ``with_samples=False`` leaves out the heavy per-sample
     fields (``index.SAMPLE_FIELDS``: block times, trials), which listing does not need.
     """
-    from dlmark.records import index
-
-    files = _files(pattern, stacklevel=3)
-    if not files:
+    frame = _load_frame(pattern, with_samples, stacklevel=3)
+    if frame is None:
         return []
-    frame = index.load_files(files, with_samples=with_samples)
     return _frame_records(derive_frame(frame) if derive else frame)
 
 
@@ -150,7 +213,7 @@ def derive_frame(frame):
     added = [c for c in DERIVED_FIELDS if c in derived.columns]
     if not added:
         return frame
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # copy-on-write: the caller's frame keeps its columns, none is copied
     for column in added:
         frame[column] = derived[column]
     return frame
@@ -165,14 +228,14 @@ def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike], with_
     energy per sample) are computed as the results are read. ``with_samples=False``
     leaves out the heavy per-sample fields (block times, trials) for a faster load.
     """
-    from dlmark.records import index
-
-    files = _files(pattern, stacklevel=3)
-    if not files:
+    frame = _load_frame(pattern, with_samples, stacklevel=3)
+    if frame is None:
         import pandas as pd
 
+        from dlmark.records import index
+
         return pd.DataFrame(columns=index.EMPTY_COLUMNS)
-    return derive_frame(index.load_files(files, with_samples=with_samples))
+    return derive_frame(frame)
 
 
 def require_results(pattern, with_samples: bool = True) -> "Any":
