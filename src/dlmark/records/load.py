@@ -13,7 +13,7 @@ import glob
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from dlmark.errors import UserError
 from dlmark.records.store import read_file
@@ -25,13 +25,15 @@ SKIPPED_DIRS = (".dlmark-index", "loadgen")
 
 def _walk_folders(folder: Path) -> list[tuple[Path, list[str]]]:
     """(folder, its JSON file names, sorted) for ``folder`` and each subfolder a walk enters that has any."""
-    found = []
+    return list(_walk_lazily(folder))
+
+
+def _walk_lazily(folder: Path) -> Iterator[tuple[Path, list[str]]]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
         names = sorted(f for f in files if f.endswith(".json") and not f.startswith("."))
         if names:
-            found.append((Path(root), names))
-    return found
+            yield Path(root), names
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -58,6 +60,16 @@ def result_files(pattern: str | os.PathLike) -> list[Path]:
         shards = sorted(Path(p) for p in glob.glob(glob.escape(str(path.with_suffix(""))) + "__*.json"))
         found.extend(p for p in shards if p != path)
     return found
+
+
+def has_result_files(pattern: str | os.PathLike) -> bool:
+    """Whether ``result_files(pattern)`` names any file, found without listing them all."""
+    text = os.fspath(pattern)
+    if os.path.isdir(text):
+        return next(_walk_lazily(Path(text)), None) is not None
+    if glob.has_magic(text):
+        return next(glob.iglob(text), None) is not None
+    return bool(result_files(text))
 
 
 def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel: int) -> list[Path]:
