@@ -291,6 +291,11 @@ def derive(frame):
             frame[column] = pd.Series(full, index=index, dtype=object) if text else full
             continue
         # A value an older record stored is kept where nothing can be derived (as derive_records does).
+        if column in frame and frame[column].dtype == np.float64 and not text and values.dtype.kind == "f":
+            full = frame[column].to_numpy(dtype=float, copy=True)  # floats stay floats, NaN stays NaN
+            full[np.flatnonzero(is_thr)[valid]] = values[valid]
+            frame[column] = full
+            continue
         thr = np.empty(int(is_thr.sum()), dtype=object)
         if column in frame:
             stored = frame[column].to_numpy(dtype=object)[is_thr]

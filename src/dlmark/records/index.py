@@ -375,8 +375,13 @@ def _rows_to_table(rows: list[dict]):
     import pyarrow as pa
 
     groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
+    where: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        keys = tuple(row)
+        if keys not in groups:
+            groups[keys], where[keys] = [], []
+        groups[keys].append(row)
+        where[keys].append(i)
     ordered: dict[str, None] = {}
     for keys in groups:
         ordered.update(dict.fromkeys(keys))
@@ -403,7 +408,13 @@ def _rows_to_table(rows: list[dict]):
                pa.array(sigs)]
     signatures = [[k for k in keys if k not in _INTERNAL] for keys in groups]
     schema = pa.schema(fields, metadata={b"dlmark_signatures": json.dumps(signatures).encode()})
-    return pa.Table.from_arrays(arrays, schema=schema)
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    if len(groups) > 1:
+        # Back in the order the rows came (the files' order): a load of a folder indexed in
+        # one go then needs no reordering of every column.
+        grouped = np.concatenate([np.asarray(w, dtype=np.int64) for w in where.values()])
+        table = table.take(pa.array(np.argsort(grouped, kind="stable")))
+    return table
 
 
 # ------------------------------------------------------------------ the index on disk
@@ -837,7 +848,12 @@ class _Snapshot:
             names = {c: None for c in names if c not in SAMPLE_FIELDS}
         sig_sets = [set(s) for s in all_sigs]
         row_ranks = ranks[order]
+        # A folder indexed in one build holds its rows in file order already: no reordering copy.
+        in_order = bool(len(order) == 0 or (order[0] == 0 and (np.diff(order) == 1).all()))
         take = pa.array(order)
+
+        def ordered(arr):
+            return arr if in_order else arr.take(take)
         data = {}
         native_names, native_arrays = [], []
         for name in names:
@@ -865,14 +881,14 @@ class _Snapshot:
                 data[name] = _object_series(np.full(len(order), None, dtype=object), absent)
             elif kind == "mixed":
                 values = [v for chunk, k in chunks for v in _python_values(chunk, k)]
-                data[name] = _object_series([values[i] for i in order], absent)
+                data[name] = _object_series(values if in_order else [values[i] for i in order], absent)
             elif kind == "bool":
-                data[name] = _object_series(arr.take(take).to_numpy(zero_copy_only=False), absent)
+                data[name] = _object_series(ordered(arr).to_numpy(zero_copy_only=False), absent)
             else:
-                data[name] = _object_series(_python_values(arr.take(take), kind), absent)
+                data[name] = _object_series(_python_values(ordered(arr), kind), absent)
         if native_arrays:
             native = pa.Table.from_arrays(native_arrays, names=[f"c{i}" for i in range(len(native_names))])
-            converted = native.take(take).to_pandas()
+            converted = ordered(native).to_pandas()
             for i, name in enumerate(native_names):
                 data[name] = converted[f"c{i}"]
         return pd.DataFrame(data, copy=False)

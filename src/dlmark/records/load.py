@@ -66,10 +66,29 @@ def has_result_files(pattern: str | os.PathLike) -> bool:
     """Whether ``result_files(pattern)`` names any file, found without listing them all."""
     text = os.fspath(pattern)
     if os.path.isdir(text):
-        return next(_walk_lazily(Path(text)), None) is not None
+        return _any_json(text)
     if glob.has_magic(text):
         return next(glob.iglob(text), None) is not None
     return bool(result_files(text))
+
+
+def _any_json(folder: str) -> bool:
+    """Whether the walk of ``folder`` would find a JSON file: the first one ends the search."""
+    subfolders = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    if name not in SKIPPED_DIRS and not entry.is_symlink():  # os.walk does not follow links
+                        subfolders.append(entry.path)
+                elif name.endswith(".json"):
+                    return True
+    except OSError:
+        return False
+    return any(_any_json(sub) for sub in subfolders)
 
 
 def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel: int) -> list[Path]:
