@@ -334,8 +334,18 @@ def test_two_writers_and_a_reader_at_once_lose_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_the_scale_benchmark_runs_at_a_small_size(tmp_path):
+    """``make test`` runs scripts/scale_bench.py at 300 records: its table row is complete and its figures sane."""
     done = subprocess.run([sys.executable, str(SRC.parent / "scripts" / "scale_bench.py"), "--sizes", "300",
-                           "--work", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                           "--work", str(tmp_path), "--ls"], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=str(SRC)))
     assert done.returncode == 0, done.stderr
-    assert "| 300 |" in done.stdout
+    lines = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    row = dict(zip(header, (c.strip() for c in lines[2].strip("|").split("|"))))
+    assert len(lines) == 3 and len(row) == len(header) and row["records"] == "300", done.stdout
+    assert f"dlmark from {SRC}" in done.stdout  # the dlmark measured is the one on PYTHONPATH
+    seconds = {k: float(v) for k, v in row.items() if k.endswith(" s")}
+    assert all(0 < v < 120 for v in seconds.values()), row  # every step timed, none hung
+    assert float(row["warm / loop"]) == pytest.approx(seconds["warm load s"] / seconds["json loop s"], rel=0.05, abs=2e-3)
+    assert float(row["index MB"]) > 0 and float(row["json MB"]) > 0
+    assert not list(tmp_path.glob("records-*"))  # the synthetic folder is deleted unless --keep

@@ -678,34 +678,36 @@ def _unified_kind(kinds: set[str]) -> str:
 
 
 def _python_values(arr, kind: str) -> list:
-    values = arr.to_pylist()
     if kind == "null":
         return [None] * len(arr)
-    if kind == "json":
-        # Decode each distinct text once; each row still gets its own list or dict, as json.load gives.
-        cache: dict[str, tuple] = {}
-        out = []
-        append = out.append
-        for v in values:
-            if v is None:
-                append(None)
-                continue
-            hit = cache.get(v)
-            if hit is None:
-                decoded = json.loads(v)
-                if isinstance(decoded, list):
-                    copy = list if _flat(decoded) else None
-                elif isinstance(decoded, dict):
-                    copy = dict if _flat(decoded.values()) else None
-                else:
-                    copy = False
-                hit = cache[v] = (decoded, copy)
-                append(decoded)
-                continue
-            decoded, copy = hit
-            append(decoded if copy is False else copy(decoded) if copy is not None else json.loads(v))
+    if kind != "json":
+        return arr.to_pylist()
+    import pyarrow as pa
+
+    # Decode each distinct text once; each row still gets its own list or dict, as json.load gives.
+    # Only the rows with a value are visited: most such fields belong to one task's records.
+    out: list = [None] * len(arr)
+    if arr.null_count == len(arr):
         return out
-    return values
+    rows = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False)) if arr.null_count else None
+    texts = (arr if rows is None else arr.take(pa.array(rows))).to_pylist()
+    cache: dict[str, tuple] = {}
+    for i, v in zip(range(len(arr)) if rows is None else rows.tolist(), texts):
+        hit = cache.get(v)
+        if hit is None:
+            decoded = json.loads(v)
+            if isinstance(decoded, list):
+                copy = list if _flat(decoded) else None
+            elif isinstance(decoded, dict):
+                copy = dict if _flat(decoded.values()) else None
+            else:
+                copy = False
+            cache[v] = (decoded, copy)
+            out[i] = decoded
+            continue
+        decoded, copy = hit
+        out[i] = decoded if copy is False else copy(decoded) if copy is not None else json.loads(v)
+    return out
 
 
 def _flat(values) -> bool:
@@ -911,19 +913,23 @@ class _Snapshot:
 
 
 def load_files_grouped(groups: list[tuple[Path, list[str], list[Path] | None, bool]],
-                       columns: Sequence[str] | None, with_samples: bool, order: list | None = None):
-    """The rows of each (folder, names, paths as given, whole folder?) group, in the given order."""
+                       columns: Sequence[str] | None, with_samples: bool, order=None):
+    """The rows of each (folder, names, paths as given, whole folder?) group, in the given order:
+    ``order`` holds a (group, position in its names) pair per row, as a list or an (n, 2) array."""
     snap = _Snapshot(columns, with_samples)
     offsets, total = [], 0
     for folder, names, paths, full in groups:
         offsets.append(total)
         total += len(names)
     snap.file_paths = [None] * total
-    if order is not None:
-        rank_lists = [[] for _ in groups]
-        for new_rank, (g, i) in enumerate(order):
-            rank_lists[g].append(new_rank)
-        ranks_of = [np.array(r, dtype=np.int64) for r in rank_lists]
+    if order is not None:  # (group, file of the group) per row position: each group's files' ranks
+        pairs = np.asarray(order, dtype=np.int64).reshape(-1, 2)
+        ranks_of = []
+        for g in range(len(groups)):
+            mine = np.flatnonzero(pairs[:, 0] == g)
+            ranks = np.empty(len(groups[g][1]), dtype=np.int64)
+            ranks[pairs[mine, 1]] = mine
+            ranks_of.append(ranks)
     else:
         ranks_of = [np.arange(offsets[g], offsets[g] + len(groups[g][1]), dtype=np.int64)
                     for g in range(len(groups))]

@@ -107,17 +107,23 @@ def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel:
 Group = tuple[Path, list[str], "list[Path] | None", bool]
 
 
-def _selection(pattern: str | os.PathLike | Iterable[str | os.PathLike],
-               stacklevel: int) -> tuple[list[Group], list[tuple[int, int]] | None]:
-    """The files a pattern names, grouped by folder, and the order of their rows: (group, file) pairs.
+def _selection(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel: int):
+    """The files a pattern names, grouped by folder, and the order of their rows.
 
     The same files and order as ``_files``, without a Path per file (at zoo scale the
     Path objects and their sorting cost more than the index load): a folder is its
-    walk's folders, a glob within one folder its names. The order is None for one group.
+    walk's folders, a glob within one folder its names. Returns the groups and an
+    (n, 2) array of (group, position in its names) per row, or None for one group.
     """
+    import numpy as np
+
     patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
     groups: list[Group] = []
-    order: list[tuple[int, int]] = []
+    order: list = []  # chunks of (group, position) pairs
+
+    def in_turn(g: int, count: int):
+        return np.stack([np.full(count, g, dtype=np.int64), np.arange(count, dtype=np.int64)], axis=1)
+
     for one in patterns:
         text = os.fspath(one)
         start = len(groups)
@@ -125,30 +131,33 @@ def _selection(pattern: str | os.PathLike | Iterable[str | os.PathLike],
             folders = _walk_folders(Path(text))
             groups.extend((folder, names, None, True) for folder, names in folders)
             if len(folders) == 1:
-                order.extend((start, i) for i in range(len(folders[0][1])))
+                order.append(in_turn(start, len(folders[0][1])))
             elif folders:  # sorted by path, as _walk sorts: subfolders' files among the folder's
                 keyed = sorted((folder.parts + (name,), start + g, i)
                                for g, (folder, names) in enumerate(folders) for i, name in enumerate(names))
-                order.extend((g, i) for _, g, i in keyed)
+                order.append(np.array([(g, i) for _, g, i in keyed], dtype=np.int64).reshape(-1, 2))
         elif glob.has_magic(text) and not glob.has_magic(os.path.dirname(text)):
             names = sorted(os.path.basename(p) for p in glob.glob(text))
             if names:  # one folder: its names sorted are the paths sorted
                 groups.append((Path(os.path.dirname(text)), names, None, False))
-                order.extend((start, i) for i in range(len(names)))
+                order.append(in_turn(start, len(names)))
         else:
             by_folder: dict[str, int] = {}
+            pairs = []
             for path in result_files(one):
                 key = os.fspath(path.parent)
                 g = by_folder.get(key)
                 if g is None:
                     g = by_folder[key] = len(groups)
                     groups.append((path.parent, [], [], False))
-                order.append((g, len(groups[g][1])))
+                pairs.append((g, len(groups[g][1])))
                 groups[g][1].append(path.name)
                 groups[g][2].append(path)
+            if pairs:
+                order.append(np.array(pairs, dtype=np.int64))
         if len(groups) == start:
             warnings.warn(f"no result files match {text!r}", stacklevel=stacklevel)
-    return groups, (order if len(groups) > 1 else None)
+    return groups, (np.concatenate(order) if len(groups) > 1 else None)
 
 
 def _load_frame(pattern, with_samples: bool, stacklevel: int):
