@@ -299,11 +299,11 @@ def _parse(folder: Path, names: Sequence[str], caught: list,
     info: dict[str, tuple[int, str | None]] = {}
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
+        prefix = str(folder / "x")[:-1]  # str(folder / name), without a Path per file
         for name in names:
-            path = folder / name
-            path_text = str(path)
+            path_text = prefix + name
             before = len(seen)
-            records = read_file(path)
+            records = read_file(path_text)
             problem = None
             for w in seen[before:]:
                 text = str(w.message)
