@@ -349,3 +349,18 @@ def test_the_scale_benchmark_runs_at_a_small_size(tmp_path):
     assert float(row["warm / loop"]) == pytest.approx(seconds["warm load s"] / seconds["json loop s"], rel=0.05, abs=2e-3)
     assert float(row["index MB"]) > 0 and float(row["json MB"]) > 0
     assert not list(tmp_path.glob("records-*"))  # the synthetic folder is deleted unless --keep
+
+
+def test_every_row_gets_its_own_lists_and_dicts_as_json_load_gives(tmp_path):
+    """Equal nested values (the same trials, shapes, configs in many files) are decoded once but never shared."""
+    store = Store(tmp_path, "cnn.py")
+    for i in range(3):
+        store.write(record(i * 4 + 2, task="max_batch_size", input_shape=[3, 224, 224], extra_config={"a": 1},
+                           trials=[{"batch_size": 2, "status": "ok"}, {"batch_size": 4, "status": "oom"}]))
+    for _ in range(2):  # first build, then warm
+        df = ix.load_index(tmp_path, with_samples=True)
+        assert df.trials.tolist() == [[{"batch_size": 2, "status": "ok"}, {"batch_size": 4, "status": "oom"}]] * 3
+        for column in ("trials", "input_shape", "extra_config"):
+            a, b = df[column].iloc[0], df[column].iloc[1]
+            assert a == b and a is not b, column
+        assert df.trials.iloc[0][0] is not df.trials.iloc[1][0]

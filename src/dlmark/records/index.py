@@ -697,7 +697,7 @@ def _python_values(arr, kind: str) -> list:
         if hit is None:
             decoded = json.loads(v)
             if isinstance(decoded, list):
-                copy = list if _flat(decoded) else None
+                copy = list if _flat(decoded) else _copy_records if _records_list(decoded) else None
             elif isinstance(decoded, dict):
                 copy = dict if _flat(decoded.values()) else None
             else:
@@ -712,6 +712,15 @@ def _python_values(arr, kind: str) -> list:
 
 def _flat(values) -> bool:
     return all(not isinstance(x, (list, dict)) for x in values)
+
+
+def _records_list(values: list) -> bool:
+    """A list of flat dicts (a max-batch search's trials): copied dict by dict, far faster than parsing again."""
+    return all(isinstance(x, dict) and _flat(x.values()) for x in values)
+
+
+def _copy_records(values: list) -> list:
+    return [dict(x) for x in values]
 
 
 def _merge_segments(tables: list):
