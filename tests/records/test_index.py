@@ -364,3 +364,28 @@ def test_every_row_gets_its_own_lists_and_dicts_as_json_load_gives(tmp_path):
             a, b = df[column].iloc[0], df[column].iloc[1]
             assert a == b and a is not b, column
         assert df.trials.iloc[0][0] is not df.trials.iloc[1][0]
+
+
+def test_a_big_build_parses_in_worker_processes_and_gives_the_same_rows(tmp_path, monkeypatch):
+    """Past PARALLEL_FROM files a build's batches are parsed by `records.segment_worker` processes:
+    the same rows, the same warnings about unreadable files, a newer record still refused."""
+    write_folder(tmp_path, n=30)
+    write_2018(tmp_path)
+    (tmp_path / "cnn.py__benchmark_throughput__broken.json").write_text('{"model": "cut off')
+    monkeypatch.setattr(ix, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(ix, "SEGMENT_FILES", 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with pytest.warns(UserWarning, match="broken.json"):
+        built = ix.load_index(tmp_path, with_samples=True)
+    stats = ix.index_stats(tmp_path)
+    assert stats["files"] == 32 and stats["segments"] == 4  # 32 files in batches of 8, two workers at a time
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = reference(tmp_path)
+    assert_same(built, want)
+    with pytest.warns(UserWarning, match="broken.json"):  # warm: the problem is kept and named again
+        assert_same(ix.load_index(tmp_path, with_samples=True), want)
+    newer = dict(json.loads(sorted(tmp_path.glob("cnn.py__*.json"))[0].read_text()), schema_version=99)
+    (tmp_path / "cnn.py__benchmark_throughput__newer.json").write_text(json.dumps(newer))
+    with pytest.raises(UserError, match="schema version 99"):
+        quiet(ix.rebuild, tmp_path)

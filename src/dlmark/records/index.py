@@ -17,6 +17,7 @@ updated incrementally, and rebuilt whenever it cannot be trusted.
 # outweigh the reader lock.
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
@@ -53,6 +54,9 @@ MAX_SEGMENTS = 12
 #: without its size or coarse mtime changing (the "racy git" problem): such an
 #: entry is parsed again on the next load until it is older.
 RACY_NS = 2_000_000_000
+#: A build of this many changed files or more parses them in up to BUILD_WORKERS processes.
+PARALLEL_FROM = 20_000
+BUILD_WORKERS = 4
 #: How long a loader waits for another process's index update before it reads
 #: the changed files itself without writing the index.
 LOCK_WAIT_S = 5.0
@@ -546,18 +550,9 @@ class _Index:
             table = table.filter(keep)
         now = time.time_ns()
         entries = []
-        for start in range(0, len(changed), SEGMENT_FILES):
-            batch = changed[start:start + SEGMENT_FILES]
-            with _no_gc():
-                rows, info = _parse(self.folder, batch, caught)
-                rows_table = _rows_to_table(rows) if rows else None
-                del rows
-            segment = None
-            if rows_table is not None:
-                segment = f"seg-{uuid.uuid4().hex}.parquet"
-                size = self._write_parquet(rows_table, segment)
-                segments[segment] = {"rows": rows_table.num_rows, "bytes": size}
-                del rows_table
+        for batch, (segment, count, size, info) in self._segments_of(changed, caught):
+            if segment is not None:
+                segments[segment] = {"rows": count, "bytes": size}
             for name in batch:
                 stat = stats.get(name)
                 count, problem = info[name]
@@ -572,6 +567,59 @@ class _Index:
         manifest = self.write_manifest(table, segments)
         self._collect_garbage(segments)
         return manifest
+
+    def _segments_of(self, changed: list[str], caught: list):
+        """(batch of names, (segment, rows, bytes, info)) for the changed files, a segment per batch.
+
+        A big build (a folder indexed for the first time, a rebuild) parses its batches in
+        worker processes, a few at once: parsing is most of a build, and the plain
+        ``json.load`` loop it is held against uses one core. Any other update parses here.
+        """
+        workers = min(BUILD_WORKERS, os.cpu_count() or 1)
+        if len(changed) < PARALLEL_FROM or workers < 2:
+            for start in range(0, len(changed), SEGMENT_FILES):
+                batch = changed[start:start + SEGMENT_FILES]
+                segment, count, size, info, warned = build_segment(self.folder, batch)
+                caught.extend(warned)
+                yield batch, (segment, count, size, info)
+            return
+        per = min(SEGMENT_FILES, -(-len(changed) // workers))
+        batches = [changed[start:start + per] for start in range(0, len(changed), per)]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:  # threads that each wait on one worker process
+            for batch, done in zip(batches, pool.map(self._parse_elsewhere, batches)):
+                if done is None:  # the worker failed (killed, out of memory): parse the batch here
+                    segment, count, size, info, warned = build_segment(self.folder, batch)
+                    caught.extend(warned)
+                    yield batch, (segment, count, size, info)
+                    continue
+                for category, message in done["warnings"]:
+                    kind = getattr(builtins, category, UserWarning)
+                    kind = kind if isinstance(kind, type) and issubclass(kind, Warning) else UserWarning
+                    caught.append(warnings.WarningMessage(kind(message), kind, __file__, 0))
+                info = {name: (count, problem) for name, (count, problem) in done["info"].items()}
+                yield batch, (done["segment"], done["rows"], done["bytes"], info)
+
+    def _parse_elsewhere(self, names: list[str]) -> dict | None:
+        """``build_segment`` in a worker process (``records.segment_worker``): its answer, or None."""
+        import subprocess
+        import sys
+
+        import dlmark
+        from dlmark.errors import UserError
+
+        src = str(Path(dlmark.__file__).resolve().parents[1])  # the dlmark this process runs
+        env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        try:
+            done = subprocess.run([sys.executable, "-m", "dlmark.records.segment_worker", str(self.folder)],
+                                  input=json.dumps(names), capture_output=True, text=True, env=env)
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            return None
+        if done.returncode == 2 and "user_error" in answer:
+            raise UserError(answer["user_error"])
+        return answer if done.returncode == 0 else None
 
     def _compact(self, table, segments: dict) -> tuple:
         import pyarrow as pa
@@ -618,6 +666,24 @@ class _Index:
         for path in self.dir.iterdir():
             if path.name not in keep:
                 _unlink(path)
+
+
+def build_segment(folder: Path, names: Sequence[str]) -> tuple[str | None, int, int, dict, list]:
+    """Parse the named files of ``folder`` into one new segment file (named by no manifest yet).
+
+    Returns (segment or None when they have no rows, rows, bytes, name -> (row count,
+    problem), the parse's warnings other than a file's own problem).
+    """
+    caught: list = []
+    index = _Index(Path(folder))
+    with _no_gc():
+        rows, info = _parse(index.folder, names, caught)
+        table = _rows_to_table(rows) if rows else None
+        del rows
+    if table is None:
+        return None, 0, 0, info, caught
+    segment = f"seg-{uuid.uuid4().hex}.parquet"
+    return segment, table.num_rows, index._write_parquet(table, segment), info, caught
 
 
 @contextlib.contextmanager
