@@ -81,6 +81,13 @@ def plain_loop(folder: Path) -> int:
     return rows
 
 
+def dlmark_src() -> str:
+    """The folder the dlmark being measured is imported from."""
+    import dlmark
+
+    return str(Path(dlmark.__file__).resolve().parents[1])
+
+
 def timed(fn, *args, **kwargs):
     t = time.perf_counter()
     value = fn(*args, **kwargs)
@@ -114,6 +121,8 @@ def bench_size(size: int, work: Path, seeds: list[dict], with_ls: bool, keep: bo
 
     row["load_results_s"], df = timed(load_results, folder)
     assert len(df) == rows
+    row["load_results_light_s"], df = timed(load_results, folder, with_samples=False)
+    assert len(df) == rows
     row["load_records_s"], _ = timed(load_records, folder)
     make_folder(folder, 1000, seeds, start=size, seed=1)
     time.sleep(ix.RACY_NS / 1e9)  # so the new files are not "racy" (re-read on the next load)
@@ -124,7 +133,8 @@ def bench_size(size: int, work: Path, seeds: list[dict], with_ls: bool, keep: bo
     row["index_mb"] = ix.index_stats(folder)["bytes"] / 1e6
     row["json_mb"] = sum(p.stat().st_size for p in folder.glob("*.json")) / 1e6
     if with_ls:
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # The same dlmark as this process imported (PYTHONPATH=/other/checkout/src measures that one).
+        env = dict(os.environ, PYTHONPATH=dlmark_src() + os.pathsep + os.environ.get("PYTHONPATH", ""))
         t = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "dlmark.cli", "ls", str(folder)], capture_output=True,
                               text=True, env=env, timeout=3600)
@@ -220,9 +230,11 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     import pandas  # noqa: F401  imported before any timing: every reader pays it once per process
     import pyarrow.parquet  # noqa: F401
-    print(f"# {len(seeds)} real records as seeds; load average at start {load_average()}; {os.cpu_count()} CPUs")
+    print(f"# {len(seeds)} real records as seeds; dlmark from {dlmark_src()}; load average at start "
+          f"{load_average()}; {os.cpu_count()} CPUs")
     header = ("records", "models", "json loop s", "first build s", "warm load s", "warm / loop", "build / loop",
-              "add 1,000 s", "rebuild s", "add / rebuild", "with samples s", "load_results s", "load_records s", "ls s", "index MB", "json MB", "load avg")
+              "add 1,000 s", "rebuild s", "add / rebuild", "with samples s", "load_results s", "load_results / loop",
+              "load_results no samples s", "load_records s", "ls s", "index MB", "json MB", "load avg")
     print("| " + " | ".join(header) + " |")
     print("|" + "---:|" * len(header))
     ok = True
@@ -233,7 +245,8 @@ def main(argv=None) -> int:
         ls = f"{r['ls_s']:.1f}" + ("" if r.get("ls_rc") == 0 else f" (rc {r.get('ls_rc')})") if "ls_s" in r else "-"
         print(f"| {size:,} | {r['models']:,} | {r['json_loop_s']:.2f} | {r['build_s']:.2f} | {r['warm_s']:.3f} | "
               f"{warm_ratio:.3f} | {build_ratio:.2f} | {r['add_1000_s']:.3f} | {r['rebuild_s']:.2f} | {add_ratio:.3f} | "
-              f"{r['warm_samples_s']:.2f} | {r['load_results_s']:.2f} | {r['load_records_s']:.2f} | {ls} | {r['index_mb']:.1f} | {r['json_mb']:.0f} | "
+              f"{r['warm_samples_s']:.2f} | {r['load_results_s']:.2f} | {r['load_results_s'] / r['json_loop_s']:.3f} | "
+              f"{r['load_results_light_s']:.2f} | {r['load_records_s']:.2f} | {ls} | {r['index_mb']:.1f} | {r['json_mb']:.0f} | "
               f"{r['load_before']} -> {r['load_after']} |", flush=True)
         ok &= warm_ratio <= 0.05 and build_ratio <= 1.5 and (size < 20000 or add_ratio <= 0.02)
     if args.formats:

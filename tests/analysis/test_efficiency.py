@@ -171,3 +171,99 @@ def test_cuda_graph_mode_computes_what_eager_computes():
     for batch in (4, 8, 4):
         x = eager.make_inputs(batch, seed=batch)
         torch.testing.assert_close(graphed.run(x.clone()), eager.run(x))
+
+
+def _derive_record_by_record(frame):
+    """The per-record derive (``derive_records`` on each row's dict): what the column-wise ``derive`` must equal."""
+    import pandas as pd
+
+    if frame.empty or "task" not in frame:
+        return frame
+    is_peak = frame["task"] == "peak"
+    is_thr = frame["task"] == "throughput"
+    if not is_thr.any():
+        return frame
+    peak_rows = hardware._without_nan(frame[is_peak].to_dict("records")) if is_peak.any() else []
+    rows = hardware._without_nan(frame[is_thr].to_dict("records"))
+    derived = hardware.derive_records(peak_rows + rows)[len(peak_rows):]
+    frame = frame.copy()
+    for column in hardware.DERIVED_FIELDS:
+        values = pd.Series([r.get(column) for r in derived], index=frame.index[is_thr], dtype=object)
+        if column not in ("peak_source", "bound"):
+            values = pd.to_numeric(values, errors="coerce")
+        full = frame[column].astype(object) if column in frame else pd.Series(None, index=frame.index, dtype=object)
+        full.loc[is_thr] = values
+        frame[column] = full if column in ("peak_source", "bound") else pd.to_numeric(full, errors="coerce")
+    return frame
+
+
+def _assert_same_frames(got, want):
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(got, want)
+    for column in want.columns:  # also None against NaN, and int against float, which assert_frame_equal forgives
+        if want[column].dtype == object:
+            assert [type(v) for v in got[column]] == [type(v) for v in want[column]], column
+
+
+def _varied_records():
+    """Throughput records of every kind derive meets: GPUs in and out of the table, CPUs with and without a
+    measured peak, missing and zero inputs, failed runs, other tasks, a stored figure from schema 1."""
+    cpu_peaks = [
+        {"task": "peak", "status": "ok", "device": "AMD EPYC", "timestamp": "2026-01", "peak_tflops_fp32": 1.5,
+         "peak_bandwidth_gbs": 40.0},
+        {"task": "peak", "status": "ok", "device": "AMD EPYC", "timestamp": "2026-03", "peak_tflops_fp32": 2,
+         "peak_bandwidth_gbs": 50},  # the newest, in ints as JSON may hold them
+        {"task": "peak", "status": "error", "device": "AMD EPYC", "timestamp": "2027-01", "peak_tflops_fp32": 9.0},
+        {"task": "peak", "status": "ok", "device": "NVIDIA H200", "timestamp": "2026-02", "peak_tflops_bf16": 700.0},
+    ]
+    records = []
+    devices = [("NVIDIA H200", "cuda:0"), ("NVIDIA A100-SXM4-80GB", "cuda:1"), ("Tesla T4", "cuda:0"),
+               ("AMD EPYC", "cpu"), ("Intel Xeon", "cpu"), ("NVIDIA A10G", "cuda:0"), (None, None)]
+    precisions = ["fp32", "bf16", "amp-bf16", "fp16", "fp8", "tf32", "", None, "int8"]
+    for i in range(160):
+        device, spec = devices[i % len(devices)]
+        r = _record(device=device, device_spec=spec, precision=precisions[i % len(precisions)],
+                    batch_size=[1, 8, 256, 0, None][i % 5], flops_per_sample=[8e9, 0, None, 4.1e9][i % 4],
+                    throughput=[20_000.0, 1234.5, None][i % 3], params=[25_000_000, 0, None, 3][i % 4],
+                    activation_elements_per_sample=[45e6, 0.0, None][i % 3])
+        if i % 6 == 0:
+            r.update(energy_j=51.2 + i, num_blocks=[10, 2.5, 0][i // 6 % 3], iters_per_block=2)
+        if i % 11 == 0:
+            r["status"] = "oom"
+        if i % 13 == 0:
+            r["task"] = "max_batch_size"
+        if i % 17 == 0:
+            r["mfu"] = 0.25  # a schema-1 record's stored figure: kept where nothing is derivable
+        if i % 19 == 0:
+            r["peak_source"] = "table"
+        records.append(r)
+    return cpu_peaks[:2] + records[:80] + cpu_peaks[2:] + records[80:]
+
+
+def test_the_column_wise_derive_equals_deriving_record_by_record():
+    pd = pytest.importorskip("pandas")
+    records = _varied_records()
+    frame = pd.DataFrame(records)
+    _assert_same_frames(hardware.derive(frame), _derive_record_by_record(frame))
+    # Of the throughput rows only (a reader's selection, another index), and with no peak records.
+    thr = frame[frame.task == "throughput"].iloc[::2]
+    _assert_same_frames(hardware.derive(thr), _derive_record_by_record(thr))
+    no_peaks = pd.DataFrame([r for r in records if r["task"] != "peak" and r.get("status") == "ok"])
+    _assert_same_frames(hardware.derive(no_peaks), _derive_record_by_record(no_peaks))
+    derived = hardware.derive(frame)
+    assert derived.mfu.notna().sum() > 10 and (derived.peak_source == hardware.MEASURED).any()
+    assert set(derived.bound.dropna()) == {"compute", "memory"} and derived.energy_j_per_sample.notna().any()
+
+
+def test_the_column_wise_derive_equals_deriving_record_by_record_on_the_committed_results():
+    pd = pytest.importorskip("pandas")
+    from pathlib import Path
+
+    from dlmark.records.load import load_json_records
+
+    results = Path(__file__).resolve().parents[2] / "results"
+    records = load_json_records(results)
+    assert len(records) > 500
+    frame = pd.DataFrame(records)
+    _assert_same_frames(hardware.derive(frame), _derive_record_by_record(frame))

@@ -334,8 +334,58 @@ def test_two_writers_and_a_reader_at_once_lose_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_the_scale_benchmark_runs_at_a_small_size(tmp_path):
+    """``make test`` runs scripts/scale_bench.py at 300 records: its table row is complete and its figures sane."""
     done = subprocess.run([sys.executable, str(SRC.parent / "scripts" / "scale_bench.py"), "--sizes", "300",
-                           "--work", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                           "--work", str(tmp_path), "--ls"], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=str(SRC)))
     assert done.returncode == 0, done.stderr
-    assert "| 300 |" in done.stdout
+    lines = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    row = dict(zip(header, (c.strip() for c in lines[2].strip("|").split("|"))))
+    assert len(lines) == 3 and len(row) == len(header) and row["records"] == "300", done.stdout
+    assert f"dlmark from {SRC}" in done.stdout  # the dlmark measured is the one on PYTHONPATH
+    seconds = {k: float(v) for k, v in row.items() if k.endswith(" s")}
+    assert all(0 < v < 120 for v in seconds.values()), row  # every step timed, none hung
+    assert float(row["warm / loop"]) == pytest.approx(seconds["warm load s"] / seconds["json loop s"], rel=0.05, abs=2e-3)
+    assert float(row["index MB"]) > 0 and float(row["json MB"]) > 0
+    assert not list(tmp_path.glob("records-*"))  # the synthetic folder is deleted unless --keep
+
+
+def test_every_row_gets_its_own_lists_and_dicts_as_json_load_gives(tmp_path):
+    """Equal nested values (the same trials, shapes, configs in many files) are decoded once but never shared."""
+    store = Store(tmp_path, "cnn.py")
+    for i in range(3):
+        store.write(record(i * 4 + 2, task="max_batch_size", input_shape=[3, 224, 224], extra_config={"a": 1},
+                           trials=[{"batch_size": 2, "status": "ok"}, {"batch_size": 4, "status": "oom"}]))
+    for _ in range(2):  # first build, then warm
+        df = ix.load_index(tmp_path, with_samples=True)
+        assert df.trials.tolist() == [[{"batch_size": 2, "status": "ok"}, {"batch_size": 4, "status": "oom"}]] * 3
+        for column in ("trials", "input_shape", "extra_config"):
+            a, b = df[column].iloc[0], df[column].iloc[1]
+            assert a == b and a is not b, column
+        assert df.trials.iloc[0][0] is not df.trials.iloc[1][0]
+
+
+def test_a_big_build_parses_in_worker_processes_and_gives_the_same_rows(tmp_path, monkeypatch):
+    """Past PARALLEL_FROM files a build's batches are parsed by `records.segment_worker` processes:
+    the same rows, the same warnings about unreadable files, a newer record still refused."""
+    write_folder(tmp_path, n=30)
+    write_2018(tmp_path)
+    (tmp_path / "cnn.py__benchmark_throughput__broken.json").write_text('{"model": "cut off')
+    monkeypatch.setattr(ix, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(ix, "SEGMENT_FILES", 8)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with pytest.warns(UserWarning, match="broken.json"):
+        built = ix.load_index(tmp_path, with_samples=True)
+    stats = ix.index_stats(tmp_path)
+    assert stats["files"] == 32 and stats["segments"] == 4  # 32 files in batches of 8, two workers at a time
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = reference(tmp_path)
+    assert_same(built, want)
+    with pytest.warns(UserWarning, match="broken.json"):  # warm: the problem is kept and named again
+        assert_same(ix.load_index(tmp_path, with_samples=True), want)
+    newer = dict(json.loads(sorted(tmp_path.glob("cnn.py__*.json"))[0].read_text()), schema_version=99)
+    (tmp_path / "cnn.py__benchmark_throughput__newer.json").write_text(json.dumps(newer))
+    with pytest.raises(UserError, match="schema version 99"):
+        quiet(ix.rebuild, tmp_path)

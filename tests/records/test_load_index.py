@@ -147,3 +147,28 @@ def test_deriving_over_the_input_columns_equals_deriving_over_the_whole_frame(tm
     Store(tmp_path / "other", "cnn.py").write(record(batch_size=2))
     frame = load_files(sorted(tmp_path.glob("*.json")) + sorted((tmp_path / "other").glob("*.json")))
     pd.testing.assert_frame_equal(derive_frame(frame), derive(frame))
+
+
+def test_load_results_gives_the_json_files_rows_in_their_order_for_folders_globs_and_lists(tmp_path, monkeypatch):
+    """The selection without a Path per file keeps what the files name: the rows, their order (by path,
+    a subfolder's files among the folder's), ``_file`` as the caller named it, the derived figures."""
+    from dlmark.analysis.efficiency import derive
+    from tests.records.test_index import assert_same, json_frame
+
+    store = Store(tmp_path, "cnn.py")
+    for b in (1, 2, 4):
+        store.write(record(batch_size=b, model=f"Net-{b}"))
+    (tmp_path / "aaa.json").write_text(json.dumps([{"model": "Old", "device": "V100", "batch_size": 8}, None]))
+    (tmp_path / "zzz.json").write_text(json.dumps({"model": "Odd", "device": "V100", "batch_size": 16}))
+    (tmp_path / "m").mkdir()  # sorts between aaa.json and zzz.json, and after the cnn.py__ files
+    Store(tmp_path / "m", "cnn.py").write(record(batch_size=32, model="Sub"))
+    monkeypatch.chdir(tmp_path)
+    patterns = [str(tmp_path), "./", ".", "m", "./cnn.py__benchmark_throughput*json", str(tmp_path / "*.json"),
+                [str(tmp_path / "m"), "zzz.json", "./aaa.json", str(tmp_path)], "m/*.json"]
+    for pattern in patterns:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = derive(json_frame(pattern))
+            for _ in range(2):  # a first build, then warm
+                assert_same(load_results(pattern), want)
+    assert load_results(".").model.tolist() == ["Old", "Net-1", "Net-2", "Net-4", "Sub", "Odd"]

@@ -259,27 +259,191 @@ def derive_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def derive(frame):
     """``derive_records`` over a DataFrame (what ``load_results`` returns): the one place
-    every reader (ls, plot, report, pareto) gets MFU, roofline and energy per sample from."""
+    every reader (ls, plot, report, pareto) gets MFU, roofline and energy per sample from.
+
+    Computed over whole columns, not record by record: the values (and dtypes) are
+    those ``derive_records`` gives for the frame's records (``tests/analysis`` checks it).
+    """
+    import numpy as np
     import pandas as pd
 
     if frame.empty or "task" not in frame:
         return frame
-    is_peak = frame["task"] == "peak"
-    is_thr = (frame["task"] == "throughput")
+    is_thr = (frame["task"] == "throughput").to_numpy(dtype=bool, na_value=False)
     if not is_thr.any():
         return frame
-    peak_rows = _without_nan(frame[is_peak].to_dict("records")) if is_peak.any() else []
-    rows = _without_nan(frame[is_thr].to_dict("records"))
-    derived = derive_records(peak_rows + rows)[len(peak_rows):]
-    frame = frame.copy()
+    is_peak = frame["task"] == "peak"
+    peaks = newest_peaks(_without_nan(frame[is_peak].to_dict("records"))) if is_peak.any() else {}
+    derived = _derived_columns(frame, is_thr, peaks)
+    frame = frame.copy(deep=False)  # copy-on-write (pandas >= 3): the caller's frame is not changed
+    index = frame.index
     for column in DERIVED_FIELDS:
-        values = pd.Series([r.get(column) for r in derived], index=frame.index[is_thr], dtype=object)
-        if column not in ("peak_source", "bound"):
-            values = pd.to_numeric(values, errors="coerce")
-        full = frame[column].astype(object) if column in frame else pd.Series(None, index=frame.index, dtype=object)
-        full.loc[is_thr] = values
-        frame[column] = full if column in ("peak_source", "bound") else pd.to_numeric(full, errors="coerce")
+        values, valid = derived[column]
+        text = column in ("peak_source", "bound")
+        if column not in frame and (text or values.dtype.kind == "f"):
+            # Nothing stored to fall back on: the derived values where computable, else None in a
+            # throughput row and NaN in any other (as pandas fills the column derive_records' rows lack).
+            full = np.full(len(frame), np.nan, dtype=object if text else float)
+            rows = np.flatnonzero(is_thr)
+            if text:
+                full[rows] = None
+            full[rows[valid]] = values[valid]
+            frame[column] = pd.Series(full, index=index, dtype=object) if text else full
+            continue
+        # A value an older record stored is kept where nothing can be derived (as derive_records does).
+        if column in frame and frame[column].dtype == np.float64 and not text and values.dtype.kind == "f":
+            full = frame[column].to_numpy(dtype=float, copy=True)  # floats stay floats, NaN stays NaN
+            full[np.flatnonzero(is_thr)[valid]] = values[valid]
+            frame[column] = full
+            continue
+        thr = np.empty(int(is_thr.sum()), dtype=object)
+        if column in frame:
+            stored = frame[column].to_numpy(dtype=object)[is_thr]
+            thr[:] = [None if isinstance(v, float) and v != v else v for v in stored]
+        else:
+            thr[:] = None
+        thr[valid] = values[valid]
+        thr_values = pd.Series(thr, index=index[is_thr], dtype=object)
+        if not text:
+            thr_values = pd.to_numeric(thr_values, errors="coerce")
+        full = frame[column].astype(object) if column in frame else pd.Series(None, index=index, dtype=object)
+        full.loc[is_thr] = thr_values
+        frame[column] = full if text else pd.to_numeric(full, errors="coerce")
     return frame
+
+
+def _numbers(frame, column: str, rows: np.ndarray) -> np.ndarray:
+    """A column's values in ``rows`` as floats, NaN where absent or not a number (the record's None)."""
+    import numpy as np
+    import pandas as pd
+
+    if column not in frame:
+        return np.full(int(rows.sum()), np.nan)
+    series = frame[column]
+    if pd.api.types.is_numeric_dtype(series.dtype):  # int, float and bool columns, numpy or nullable
+        return series.to_numpy(dtype=float, na_value=np.nan)[rows]
+    values = series.to_numpy(dtype=object)[rows]
+    return np.fromiter((float(v) if isinstance(v, (int, float, np.number)) else np.nan for v in values),
+                       dtype=float, count=len(values))
+
+
+def _codes(frame, column: str, rows: np.ndarray) -> tuple[np.ndarray, list]:
+    """(code per row in ``rows``, -1 where missing; the distinct values) of a column."""
+    import numpy as np
+    import pandas as pd
+
+    if column not in frame:
+        return np.full(int(rows.sum()), -1, dtype=np.int64), []
+    codes, uniques = pd.factorize(frame[column].to_numpy(dtype=object)[rows])
+    return codes.astype(np.int64), list(uniques)
+
+
+def _exact(values: np.ndarray, floats: np.ndarray) -> np.ndarray:
+    """Per-configuration values as floats when they all are (or None), else as the objects (an int stays an int)."""
+    return floats if all(v is None or type(v) is float for v in values) else values
+
+
+def _truthy(x: np.ndarray) -> np.ndarray:
+    """Where a number the records hold is truthy in Python: present and not zero."""
+    import numpy as np
+
+    return ~np.isnan(x) & (x != 0)
+
+
+def _derived_columns(frame, is_thr: np.ndarray, peaks: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Field -> (values, computable) over the throughput rows: ``efficiency_fields`` column-wise.
+
+    Per-configuration work (the peak a device and precision are held against) is done
+    once per distinct (device, precision, device kind), the arithmetic over arrays.
+    """
+    import numpy as np
+
+    n = int(is_thr.sum())
+    ok = np.zeros(n, dtype=bool)
+    if "status" in frame:
+        ok = (frame["status"] == "ok").to_numpy(dtype=bool, na_value=False)[is_thr]
+    number = {c: _numbers(frame, c, is_thr) for c in ("flops_per_sample", "throughput", "params",
+                                                       "activation_elements_per_sample", "batch_size", "energy_j",
+                                                       "num_blocks", "iters_per_block")}
+    flops, throughput, batch = number["flops_per_sample"], number["throughput"], number["batch_size"]
+
+    # The per-configuration figures: (device, precision or fp32, cuda?) -> peak, bandwidth, source, bytes.
+    device, devices = _codes(frame, "device", is_thr)
+    precision, precisions = _codes(frame, "precision", is_thr)
+    spec, specs = _codes(frame, "device_spec", is_thr)
+    precision_names = [p or "fp32" for p in precisions] + ["fp32"]  # the last: a record without one
+    device_names = list(devices) + [None]
+    cuda_spec = np.array([str(s or "").startswith("cuda") for s in specs] + [False], dtype=bool)
+    device = np.where(device < 0, len(devices), device)
+    precision = np.where(precision < 0, len(precisions), precision)
+    cuda = cuda_spec[np.where(spec < 0, len(specs), spec)]
+    keys = (device * len(precision_names) + precision) * 2 + cuda
+    combos, combo_of_row = np.unique(keys, return_inverse=True)
+    combo_of_row = combo_of_row.reshape(-1)
+    m = len(combos)
+    go = np.zeros(m, dtype=bool)
+    peak_obj, bandwidth_obj, source_obj = (np.full(m, None, dtype=object) for _ in range(3))
+    weight_bytes, activation_bytes = np.full(m, np.nan), np.full(m, np.nan)
+    for i, key in enumerate(combos.tolist()):
+        name = device_names[key // 2 // len(precision_names)]
+        prec = precision_names[key // 2 % len(precision_names)]
+        measured = peaks.get(name)
+        if measured is None and not key % 2:
+            continue  # the table holds GPUs only; a CPU gets peaks from `dlmark peak --device cpu`
+        go[i] = True
+        peak_obj[i], bandwidth_obj[i], source_obj[i] = peak_for(name, prec, measured)
+        weight_bytes[i], activation_bytes[i] = _WEIGHT_BYTES.get(prec, 4), _ACTIVATION_BYTES.get(prec, 4)
+    as_float = np.vectorize(lambda v: float(v) if isinstance(v, (int, float)) else np.nan, otypes=[float])
+    peak_f = as_float(peak_obj) if m else np.empty(0)
+    bandwidth_f = as_float(bandwidth_obj) if m else np.empty(0)
+
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def put(name, values, valid):
+        out[name] = (values, valid)
+
+    with np.errstate(all="ignore"):
+        blocks, iters = number["num_blocks"], number["iters_per_block"]
+        timed = (blocks > 0) & (iters > 0) & (batch > 0)  # NaN compares False
+        samples = np.trunc(blocks) * np.trunc(iters) * np.trunc(batch)
+        energy = ok & timed & ~np.isnan(number["energy_j"])
+        put("energy_j_per_sample", number["energy_j"] / samples, energy)
+        has_achieved = ok & _truthy(flops) & _truthy(throughput)
+        achieved = flops * throughput / 1e12
+        put("achieved_tflops", achieved, has_achieved)
+        row_go = ok & go[combo_of_row]
+        peak, bandwidth = peak_f[combo_of_row], bandwidth_f[combo_of_row]
+        has_peak = row_go & np.array([v is not None for v in peak_obj], dtype=bool)[combo_of_row]
+        put("peak_tflops", _exact(peak_obj, peak_f)[combo_of_row], has_peak)
+        put("peak_source", source_obj[combo_of_row], row_go & np.array([v is not None for v in source_obj],
+                                                                        dtype=bool)[combo_of_row])
+        has_bandwidth = row_go & np.array([v is not None for v in bandwidth_obj], dtype=bool)[combo_of_row]
+        put("peak_bandwidth_gbs", _exact(bandwidth_obj, bandwidth_f)[combo_of_row], has_bandwidth)
+        put("mfu", achieved / peak, has_achieved & row_go & _truthy(peak))
+        params, activations = number["params"], number["activation_elements_per_sample"]
+        moved = params * weight_bytes[combo_of_row] / batch + activations * activation_bytes[combo_of_row]
+        has_moved = row_go & _truthy(params) & ~np.isnan(activations) & _truthy(batch)
+        put("bytes_per_sample_est", moved, has_moved)
+        has_intensity = has_moved & _truthy(flops) & _truthy(moved)
+        intensity = flops / moved
+        put("arithmetic_intensity", intensity, has_intensity)
+        has_ridge = has_intensity & _truthy(peak) & _truthy(bandwidth)
+        ridge = peak * 1e12 / (bandwidth * 1e9)
+        put("ridge_intensity", ridge, has_ridge)
+        bound = np.where(intensity >= ridge, "compute", "memory").astype(object)
+        put("bound", bound, has_ridge)
+        attainable = intensity * bandwidth * 1e9 / 1e12
+        # min(peak, attainable) as Python gives it: the peak itself (an int, if measured so) unless attainable is lower.
+        lower = attainable < peak
+        roof = np.where(lower, attainable, peak)
+        if any(type(v) is not float for v in peak_obj if v is not None):
+            roof_obj = peak_obj[combo_of_row].copy()
+            roof_obj[lower] = attainable[lower]
+            put("roofline_tflops", roof_obj, has_ridge)
+        else:
+            put("roofline_tflops", roof, has_ridge)
+        put("roofline_fraction", achieved / roof, has_ridge & has_achieved & _truthy(roof))
+    return out
 
 
 def _without_nan(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

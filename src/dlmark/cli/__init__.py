@@ -73,14 +73,14 @@ def _require_results(args: Any) -> None:
     """One line, exit 2, when a reader command's results argument names no result file."""
     if args.command not in READERS:
         return
-    from dlmark.records.load import result_files
+    from dlmark.records.load import has_result_files
 
     where = str(args.results)
     if args.command == "report":  # RESULTS@RUN_ID: the folder is checked here, the run when it is read
         from dlmark.cli.compare import split_side
 
         where = split_side(where)[0]
-    if not result_files(where):
+    if not has_result_files(where):
         if not glob.has_magic(where) and not os.path.exists(where):
             raise UserError(f"no such results folder or file: {where}")
         raise UserError(f"no result files in {where}; `dlmark run --out {where}` writes them")

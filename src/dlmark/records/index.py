@@ -17,6 +17,7 @@ updated incrementally, and rebuilt whenever it cannot be trusted.
 # outweigh the reader lock.
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
@@ -53,6 +54,9 @@ MAX_SEGMENTS = 12
 #: without its size or coarse mtime changing (the "racy git" problem): such an
 #: entry is parsed again on the next load until it is older.
 RACY_NS = 2_000_000_000
+#: A build of this many changed files or more parses them in up to BUILD_WORKERS processes.
+PARALLEL_FROM = 20_000
+BUILD_WORKERS = 4
 #: How long a loader waits for another process's index update before it reads
 #: the changed files itself without writing the index.
 LOCK_WAIT_S = 5.0
@@ -299,11 +303,11 @@ def _parse(folder: Path, names: Sequence[str], caught: list,
     info: dict[str, tuple[int, str | None]] = {}
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
+        prefix = str(folder / "x")[:-1]  # str(folder / name), without a Path per file
         for name in names:
-            path = folder / name
-            path_text = str(path)
+            path_text = prefix + name
             before = len(seen)
-            records = read_file(path)
+            records = read_file(path_text)
             problem = None
             for w in seen[before:]:
                 text = str(w.message)
@@ -375,8 +379,13 @@ def _rows_to_table(rows: list[dict]):
     import pyarrow as pa
 
     groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
+    where: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        keys = tuple(row)
+        if keys not in groups:
+            groups[keys], where[keys] = [], []
+        groups[keys].append(row)
+        where[keys].append(i)
     ordered: dict[str, None] = {}
     for keys in groups:
         ordered.update(dict.fromkeys(keys))
@@ -403,7 +412,13 @@ def _rows_to_table(rows: list[dict]):
                pa.array(sigs)]
     signatures = [[k for k in keys if k not in _INTERNAL] for keys in groups]
     schema = pa.schema(fields, metadata={b"dlmark_signatures": json.dumps(signatures).encode()})
-    return pa.Table.from_arrays(arrays, schema=schema)
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    if len(groups) > 1:
+        # Back in the order the rows came (the files' order): a load of a folder indexed in
+        # one go then needs no reordering of every column.
+        grouped = np.concatenate([np.asarray(w, dtype=np.int64) for w in where.values()])
+        table = table.take(pa.array(np.argsort(grouped, kind="stable")))
+    return table
 
 
 # ------------------------------------------------------------------ the index on disk
@@ -535,18 +550,9 @@ class _Index:
             table = table.filter(keep)
         now = time.time_ns()
         entries = []
-        for start in range(0, len(changed), SEGMENT_FILES):
-            batch = changed[start:start + SEGMENT_FILES]
-            with _no_gc():
-                rows, info = _parse(self.folder, batch, caught)
-                rows_table = _rows_to_table(rows) if rows else None
-                del rows
-            segment = None
-            if rows_table is not None:
-                segment = f"seg-{uuid.uuid4().hex}.parquet"
-                size = self._write_parquet(rows_table, segment)
-                segments[segment] = {"rows": rows_table.num_rows, "bytes": size}
-                del rows_table
+        for batch, (segment, count, size, info) in self._segments_of(changed, caught):
+            if segment is not None:
+                segments[segment] = {"rows": count, "bytes": size}
             for name in batch:
                 stat = stats.get(name)
                 count, problem = info[name]
@@ -561,6 +567,59 @@ class _Index:
         manifest = self.write_manifest(table, segments)
         self._collect_garbage(segments)
         return manifest
+
+    def _segments_of(self, changed: list[str], caught: list):
+        """(batch of names, (segment, rows, bytes, info)) for the changed files, a segment per batch.
+
+        A big build (a folder indexed for the first time, a rebuild) parses its batches in
+        worker processes, a few at once: parsing is most of a build, and the plain
+        ``json.load`` loop it is held against uses one core. Any other update parses here.
+        """
+        workers = min(BUILD_WORKERS, os.cpu_count() or 1)
+        if len(changed) < PARALLEL_FROM or workers < 2:
+            for start in range(0, len(changed), SEGMENT_FILES):
+                batch = changed[start:start + SEGMENT_FILES]
+                segment, count, size, info, warned = build_segment(self.folder, batch)
+                caught.extend(warned)
+                yield batch, (segment, count, size, info)
+            return
+        per = min(SEGMENT_FILES, -(-len(changed) // workers))
+        batches = [changed[start:start + per] for start in range(0, len(changed), per)]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:  # threads that each wait on one worker process
+            for batch, done in zip(batches, pool.map(self._parse_elsewhere, batches)):
+                if done is None:  # the worker failed (killed, out of memory): parse the batch here
+                    segment, count, size, info, warned = build_segment(self.folder, batch)
+                    caught.extend(warned)
+                    yield batch, (segment, count, size, info)
+                    continue
+                for category, message in done["warnings"]:
+                    kind = getattr(builtins, category, UserWarning)
+                    kind = kind if isinstance(kind, type) and issubclass(kind, Warning) else UserWarning
+                    caught.append(warnings.WarningMessage(kind(message), kind, __file__, 0))
+                info = {name: (count, problem) for name, (count, problem) in done["info"].items()}
+                yield batch, (done["segment"], done["rows"], done["bytes"], info)
+
+    def _parse_elsewhere(self, names: list[str]) -> dict | None:
+        """``build_segment`` in a worker process (``records.segment_worker``): its answer, or None."""
+        import subprocess
+        import sys
+
+        import dlmark
+        from dlmark.errors import UserError
+
+        src = str(Path(dlmark.__file__).resolve().parents[1])  # the dlmark this process runs
+        env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        try:
+            done = subprocess.run([sys.executable, "-m", "dlmark.records.segment_worker", str(self.folder)],
+                                  input=json.dumps(names), capture_output=True, text=True, env=env)
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            return None
+        if done.returncode == 2 and "user_error" in answer:
+            raise UserError(answer["user_error"])
+        return answer if done.returncode == 0 else None
 
     def _compact(self, table, segments: dict) -> tuple:
         import pyarrow as pa
@@ -607,6 +666,24 @@ class _Index:
         for path in self.dir.iterdir():
             if path.name not in keep:
                 _unlink(path)
+
+
+def build_segment(folder: Path, names: Sequence[str]) -> tuple[str | None, int, int, dict, list]:
+    """Parse the named files of ``folder`` into one new segment file (named by no manifest yet).
+
+    Returns (segment or None when they have no rows, rows, bytes, name -> (row count,
+    problem), the parse's warnings other than a file's own problem).
+    """
+    caught: list = []
+    index = _Index(Path(folder))
+    with _no_gc():
+        rows, info = _parse(index.folder, names, caught)
+        table = _rows_to_table(rows) if rows else None
+        del rows
+    if table is None:
+        return None, 0, 0, info, caught
+    segment = f"seg-{uuid.uuid4().hex}.parquet"
+    return segment, table.num_rows, index._write_parquet(table, segment), info, caught
 
 
 @contextlib.contextmanager
@@ -667,38 +744,49 @@ def _unified_kind(kinds: set[str]) -> str:
 
 
 def _python_values(arr, kind: str) -> list:
-    values = arr.to_pylist()
     if kind == "null":
         return [None] * len(arr)
-    if kind == "json":
-        # Decode each distinct text once; each row still gets its own list or dict, as json.load gives.
-        cache: dict[str, tuple] = {}
-        out = []
-        append = out.append
-        for v in values:
-            if v is None:
-                append(None)
-                continue
-            hit = cache.get(v)
-            if hit is None:
-                decoded = json.loads(v)
-                if isinstance(decoded, list):
-                    copy = list if _flat(decoded) else None
-                elif isinstance(decoded, dict):
-                    copy = dict if _flat(decoded.values()) else None
-                else:
-                    copy = False
-                hit = cache[v] = (decoded, copy)
-                append(decoded)
-                continue
-            decoded, copy = hit
-            append(decoded if copy is False else copy(decoded) if copy is not None else json.loads(v))
+    if kind != "json":
+        return arr.to_pylist()
+    import pyarrow as pa
+
+    # Decode each distinct text once; each row still gets its own list or dict, as json.load gives.
+    # Only the rows with a value are visited: most such fields belong to one task's records.
+    out: list = [None] * len(arr)
+    if arr.null_count == len(arr):
         return out
-    return values
+    rows = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False)) if arr.null_count else None
+    texts = (arr if rows is None else arr.take(pa.array(rows))).to_pylist()
+    cache: dict[str, tuple] = {}
+    for i, v in zip(range(len(arr)) if rows is None else rows.tolist(), texts):
+        hit = cache.get(v)
+        if hit is None:
+            decoded = json.loads(v)
+            if isinstance(decoded, list):
+                copy = list if _flat(decoded) else _copy_records if _records_list(decoded) else None
+            elif isinstance(decoded, dict):
+                copy = dict if _flat(decoded.values()) else None
+            else:
+                copy = False
+            cache[v] = (decoded, copy)
+            out[i] = decoded
+            continue
+        decoded, copy = hit
+        out[i] = decoded if copy is False else copy(decoded) if copy is not None else json.loads(v)
+    return out
 
 
 def _flat(values) -> bool:
     return all(not isinstance(x, (list, dict)) for x in values)
+
+
+def _records_list(values: list) -> bool:
+    """A list of flat dicts (a max-batch search's trials): copied dict by dict, far faster than parsing again."""
+    return all(isinstance(x, dict) and _flat(x.values()) for x in values)
+
+
+def _copy_records(values: list) -> list:
+    return [dict(x) for x in values]
 
 
 def _merge_segments(tables: list):
@@ -837,7 +925,12 @@ class _Snapshot:
             names = {c: None for c in names if c not in SAMPLE_FIELDS}
         sig_sets = [set(s) for s in all_sigs]
         row_ranks = ranks[order]
+        # A folder indexed in one build holds its rows in file order already: no reordering copy.
+        in_order = bool(len(order) == 0 or (order[0] == 0 and (np.diff(order) == 1).all()))
         take = pa.array(order)
+
+        def ordered(arr):
+            return arr if in_order else arr.take(take)
         data = {}
         native_names, native_arrays = [], []
         for name in names:
@@ -865,14 +958,14 @@ class _Snapshot:
                 data[name] = _object_series(np.full(len(order), None, dtype=object), absent)
             elif kind == "mixed":
                 values = [v for chunk, k in chunks for v in _python_values(chunk, k)]
-                data[name] = _object_series([values[i] for i in order], absent)
+                data[name] = _object_series(values if in_order else [values[i] for i in order], absent)
             elif kind == "bool":
-                data[name] = _object_series(arr.take(take).to_numpy(zero_copy_only=False), absent)
+                data[name] = _object_series(ordered(arr).to_numpy(zero_copy_only=False), absent)
             else:
-                data[name] = _object_series(_python_values(arr.take(take), kind), absent)
+                data[name] = _object_series(_python_values(ordered(arr), kind), absent)
         if native_arrays:
             native = pa.Table.from_arrays(native_arrays, names=[f"c{i}" for i in range(len(native_names))])
-            converted = native.take(take).to_pandas()
+            converted = ordered(native).to_pandas()
             for i, name in enumerate(native_names):
                 data[name] = converted[f"c{i}"]
         return pd.DataFrame(data, copy=False)
@@ -895,19 +988,23 @@ class _Snapshot:
 
 
 def load_files_grouped(groups: list[tuple[Path, list[str], list[Path] | None, bool]],
-                       columns: Sequence[str] | None, with_samples: bool, order: list | None = None):
-    """The rows of each (folder, names, paths as given, whole folder?) group, in the given order."""
+                       columns: Sequence[str] | None, with_samples: bool, order=None):
+    """The rows of each (folder, names, paths as given, whole folder?) group, in the given order:
+    ``order`` holds a (group, position in its names) pair per row, as a list or an (n, 2) array."""
     snap = _Snapshot(columns, with_samples)
     offsets, total = [], 0
     for folder, names, paths, full in groups:
         offsets.append(total)
         total += len(names)
     snap.file_paths = [None] * total
-    if order is not None:
-        rank_lists = [[] for _ in groups]
-        for new_rank, (g, i) in enumerate(order):
-            rank_lists[g].append(new_rank)
-        ranks_of = [np.array(r, dtype=np.int64) for r in rank_lists]
+    if order is not None:  # (group, file of the group) per row position: each group's files' ranks
+        pairs = np.asarray(order, dtype=np.int64).reshape(-1, 2)
+        ranks_of = []
+        for g in range(len(groups)):
+            mine = np.flatnonzero(pairs[:, 0] == g)
+            ranks = np.empty(len(groups[g][1]), dtype=np.int64)
+            ranks[pairs[mine, 1]] = mine
+            ranks_of.append(ranks)
     else:
         ranks_of = [np.arange(offsets[g], offsets[g] + len(groups[g][1]), dtype=np.int64)
                     for g in range(len(groups))]

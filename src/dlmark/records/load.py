@@ -13,7 +13,7 @@ import glob
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from dlmark.errors import UserError
 from dlmark.records.store import read_file
@@ -23,13 +23,22 @@ from dlmark.records.store import read_file
 SKIPPED_DIRS = (".dlmark-index", "loadgen")
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Every JSON file under ``folder``, subfolders too (``runs/rt`` under ``runs/``), sorted by path."""
-    found = []
+def _walk_folders(folder: Path) -> list[tuple[Path, list[str]]]:
+    """(folder, its JSON file names, sorted) for ``folder`` and each subfolder a walk enters that has any."""
+    return list(_walk_lazily(folder))
+
+
+def _walk_lazily(folder: Path) -> Iterator[tuple[Path, list[str]]]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
-        found.extend(Path(root) / f for f in files if f.endswith(".json") and not f.startswith("."))
-    return sorted(found)
+        names = sorted(f for f in files if f.endswith(".json") and not f.startswith("."))
+        if names:
+            yield Path(root), names
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every JSON file under ``folder``, subfolders too (``runs/rt`` under ``runs/``), sorted by path."""
+    return sorted(root / name for root, names in _walk_folders(folder) for name in names)
 
 
 def result_files(pattern: str | os.PathLike) -> list[Path]:
@@ -53,6 +62,35 @@ def result_files(pattern: str | os.PathLike) -> list[Path]:
     return found
 
 
+def has_result_files(pattern: str | os.PathLike) -> bool:
+    """Whether ``result_files(pattern)`` names any file, found without listing them all."""
+    text = os.fspath(pattern)
+    if os.path.isdir(text):
+        return _any_json(text)
+    if glob.has_magic(text):
+        return next(glob.iglob(text), None) is not None
+    return bool(result_files(text))
+
+
+def _any_json(folder: str) -> bool:
+    """Whether the walk of ``folder`` would find a JSON file: the first one ends the search."""
+    subfolders = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    if name not in SKIPPED_DIRS and not entry.is_symlink():  # os.walk does not follow links
+                        subfolders.append(entry.path)
+                elif name.endswith(".json"):
+                    return True
+    except OSError:
+        return False
+    return any(_any_json(sub) for sub in subfolders)
+
+
 def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel: int) -> list[Path]:
     patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
     files: list[Path] = []
@@ -62,6 +100,74 @@ def _files(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel:
             warnings.warn(f"no result files match {os.fspath(one)!r}", stacklevel=stacklevel)
         files.extend(matched)
     return files
+
+
+#: One folder's part of a load, as ``index.load_files_grouped`` takes it: (folder, file names,
+#: the paths as the caller named them or None for ``folder / name``, whether it is the whole folder).
+Group = tuple[Path, list[str], "list[Path] | None", bool]
+
+
+def _selection(pattern: str | os.PathLike | Iterable[str | os.PathLike], stacklevel: int):
+    """The files a pattern names, grouped by folder, and the order of their rows.
+
+    The same files and order as ``_files``, without a Path per file (at zoo scale the
+    Path objects and their sorting cost more than the index load): a folder is its
+    walk's folders, a glob within one folder its names. Returns the groups and an
+    (n, 2) array of (group, position in its names) per row, or None for one group.
+    """
+    import numpy as np
+
+    patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
+    groups: list[Group] = []
+    order: list = []  # chunks of (group, position) pairs
+
+    def in_turn(g: int, count: int):
+        return np.stack([np.full(count, g, dtype=np.int64), np.arange(count, dtype=np.int64)], axis=1)
+
+    for one in patterns:
+        text = os.fspath(one)
+        start = len(groups)
+        if os.path.isdir(text):
+            folders = _walk_folders(Path(text))
+            groups.extend((folder, names, None, True) for folder, names in folders)
+            if len(folders) == 1:
+                order.append(in_turn(start, len(folders[0][1])))
+            elif folders:  # sorted by path, as _walk sorts: subfolders' files among the folder's
+                keyed = sorted((folder.parts + (name,), start + g, i)
+                               for g, (folder, names) in enumerate(folders) for i, name in enumerate(names))
+                order.append(np.array([(g, i) for _, g, i in keyed], dtype=np.int64).reshape(-1, 2))
+        elif glob.has_magic(text) and not glob.has_magic(os.path.dirname(text)):
+            names = sorted(os.path.basename(p) for p in glob.glob(text))
+            if names:  # one folder: its names sorted are the paths sorted
+                groups.append((Path(os.path.dirname(text)), names, None, False))
+                order.append(in_turn(start, len(names)))
+        else:
+            by_folder: dict[str, int] = {}
+            pairs = []
+            for path in result_files(one):
+                key = os.fspath(path.parent)
+                g = by_folder.get(key)
+                if g is None:
+                    g = by_folder[key] = len(groups)
+                    groups.append((path.parent, [], [], False))
+                pairs.append((g, len(groups[g][1])))
+                groups[g][1].append(path.name)
+                groups[g][2].append(path)
+            if pairs:
+                order.append(np.array(pairs, dtype=np.int64))
+        if len(groups) == start:
+            warnings.warn(f"no result files match {text!r}", stacklevel=stacklevel)
+    return groups, (np.concatenate(order) if len(groups) > 1 else None)
+
+
+def _load_frame(pattern, with_samples: bool, stacklevel: int):
+    """The index's frame of what a pattern names (not derived), or None when it names no file."""
+    from dlmark.records import index
+
+    groups, order = _selection(pattern, stacklevel + 1)
+    if not groups:
+        return None
+    return index.load_files_grouped(groups, None, with_samples, order=order)
 
 
 def _frame_records(frame) -> list[dict[str, Any]]:
@@ -114,12 +220,9 @@ def load_records(pattern: str | os.PathLike | Iterable[str | os.PathLike], deriv
     Read through the index; ``with_samples=False`` leaves out the heavy per-sample
     fields (``index.SAMPLE_FIELDS``: block times, trials), which listing does not need.
     """
-    from dlmark.records import index
-
-    files = _files(pattern, stacklevel=3)
-    if not files:
+    frame = _load_frame(pattern, with_samples, stacklevel=3)
+    if frame is None:
         return []
-    frame = index.load_files(files, with_samples=with_samples)
     return _frame_records(derive_frame(frame) if derive else frame)
 
 
@@ -150,10 +253,15 @@ def derive_frame(frame):
     added = [c for c in DERIVED_FIELDS if c in derived.columns]
     if not added:
         return frame
-    frame = frame.copy()
-    for column in added:
-        frame[column] = derived[column]
-    return frame
+    import pandas as pd
+
+    # One concatenation, not a column at a time (pandas warns of a fragmented frame past 100 inserts);
+    # a derived field the records also hold takes the derived value, in its place.
+    stored = [c for c in added if c in frame.columns]
+    joined = pd.concat([frame.drop(columns=stored) if stored else frame, derived[added]], axis=1)
+    if not stored:
+        return joined
+    return joined[list(frame.columns) + [c for c in added if c not in frame.columns]]
 
 
 def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike], with_samples: bool = True):
@@ -165,14 +273,14 @@ def load_results(pattern: str | os.PathLike | Iterable[str | os.PathLike], with_
     energy per sample) are computed as the results are read. ``with_samples=False``
     leaves out the heavy per-sample fields (block times, trials) for a faster load.
     """
-    from dlmark.records import index
-
-    files = _files(pattern, stacklevel=3)
-    if not files:
+    frame = _load_frame(pattern, with_samples, stacklevel=3)
+    if frame is None:
         import pandas as pd
 
+        from dlmark.records import index
+
         return pd.DataFrame(columns=index.EMPTY_COLUMNS)
-    return derive_frame(index.load_files(files, with_samples=with_samples))
+    return derive_frame(frame)
 
 
 def require_results(pattern, with_samples: bool = True) -> "Any":

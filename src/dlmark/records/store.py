@@ -129,7 +129,7 @@ class Store:
         return {key: record for key, (_, record) in done.items()}
 
 
-def read_file(path: Path) -> list[dict[str, Any]]:
+def read_file(path: Path | str) -> list[dict[str, Any]]:
     """Records of one result file, upgraded; a file that cannot be read warns and yields none."""
     try:
         with open(path) as f:

@@ -1,0 +1,33 @@
+"""One worker of a parallel index build: the named files of a folder parsed into one segment.
+
+    python -m dlmark.records.segment_worker FOLDER < names.json
+
+Prints one JSON line: the segment it wrote (not yet named by any manifest: the
+parent, which holds the index lock, names it or leaves it as debris), its row
+count and size, each file's row count and problem, and the warnings of the parse.
+A record of a newer dlmark is ``{"user_error": message}`` and exit code 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    from dlmark.errors import UserError
+    from dlmark.records import index
+
+    folder, names = Path(sys.argv[1]), json.load(sys.stdin)
+    try:
+        segment, rows, size, info, caught = index.build_segment(folder, names)
+    except UserError as exc:
+        print(json.dumps({"user_error": str(exc)}))
+        return 2
+    print(json.dumps({"segment": segment, "rows": rows, "bytes": size, "info": info,
+                      "warnings": [[w.category.__name__, str(w.message)] for w in caught]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
