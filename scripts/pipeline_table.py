@@ -25,7 +25,7 @@ from pathlib import Path
 from dlmark.cli import main as dlmark_main
 from dlmark.records.load import load_records
 
-META = Path("pipeline-table") / "meta.json"
+META = Path("pipeline-table") / "meta.txt"  # JSON, but not a .json: readers take every *.json for a record
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,3 +138,13 @@ def test_resume_recomputes_keys_written_under_another_key_scheme(tmp_path):
     current = record()
     store.write(dict(current, job_key="written-by-an-old-scheme", job_key_scheme=0, status="ok"))
     assert list(store.finished_keys()) == [schema.job_key(current)]
+
+
+def test_whole_numbers_of_the_environment_load_as_ints_beside_a_missing_value(tmp_path):
+    # `dlmark compare --axis env.threads` printed "1.0 -> 2": one record had no env.threads.
+    from dlmark.records.load import load_records
+
+    for i, env in enumerate(({"threads": 1, "torch": "2.14.1"}, {"torch": "2.14.1"})):
+        (tmp_path / f"r{i}.json").write_text(json.dumps({**record(batch_size=i + 1), "env": env}))
+    threads = [r["env"].get("threads") for r in load_records(tmp_path)]
+    assert sorted(threads, key=str) == [1, None] and all(isinstance(t, int) for t in threads if t is not None)

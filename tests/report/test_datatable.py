@@ -35,3 +35,11 @@ def test_a_hostile_name_stays_a_json_string(tmp_path):
     text = (tmp_path / "data" / "x.js").read_text()
     assert text.startswith('(window.DLMARK_TABLES = window.DLMARK_TABLES || {})["x"] = {')
     assert text.count("\n") == 1
+
+
+def test_a_whole_number_pandas_made_float_shows_as_an_int(tmp_path):
+    # An int column beside a missing value is float64: the environment table showed `cudnn 92400.0`.
+    frame = pd.DataFrame({"cudnn": [92400, None], "threads": [2.0, 2.5]})
+    write_table(tmp_path, "env", frame, [Column("cudnn", "cudnn"), Column("threads", "threads")])
+    back = read_table(tmp_path / "data" / "env.js")
+    assert list(back["cudnn"]) == ["92400", None] and list(back["threads"]) == ["2", "2.5"]

@@ -189,8 +189,10 @@ def _frame_records(frame) -> list[dict[str, Any]]:
     for name in names:
         values = frame[name].tolist()
         field = BY_NAME.get(name)
-        if field is not None and field.type == "int" and frame[name].dtype.kind == "f":
-            # An int column with a missing value became float64; the records held ints.
+        if frame[name].dtype.kind == "f" and (field is not None and field.type == "int" or name in env_key and all(
+                v != v or v.is_integer() for v in values)):
+            # An int column with a missing value became float64; the records held ints. (The env
+            # holds versions and counts, never a measurement: a whole number there was an int.)
             values = [v if v != v else int(v) for v in values]
         columns.append(values)
     records = []

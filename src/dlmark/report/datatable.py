@@ -60,7 +60,9 @@ def _missing(value: Any) -> bool:
 
 def _text(values: pd.Series) -> tuple[list[Any], list[str]]:
     """Codes into a dictionary of distinct texts; None where a row has no value (or an empty one)."""
-    texts = [None if _missing(v) or v == "" else str(v) for v in values.tolist()]
+    # A whole number pandas made float (an int column beside a missing value: threads, cudnn) reads as an int.
+    texts = [None if _missing(v) or v == "" else str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+             for v in values.tolist()]
     codes, uniques = pd.factorize(pd.Series(texts, dtype=object), sort=False)  # None -> -1
     return [None if c < 0 else int(c) for c in codes.tolist()], [str(u) for u in uniques]
 
