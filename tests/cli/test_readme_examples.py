@@ -82,6 +82,13 @@ SMALL: dict[str, Small] = {
     # docs/compare.md: two folders of committed records stand for the user's two runs
     "dlmark report runs/pr --baseline runs/main -o site":
         Small(paths={"runs/pr": CPU_B, "runs/main": CPU_A}, expect="comparison with"),
+    # docs/results-at-scale.md: ls's filters and sorts on a committed folder
+    'dlmark ls runs/ --task throughput --device "NVIDIA H200"': Small(paths={"runs/": "results/h200-cnn-sweep-2"},
+                                                                    expect="NVIDIA H200"),
+    'dlmark ls runs/ --where env.torch=2.9.1 --where "batch_size>=64"':
+        Small(paths={"runs/": "results/h200-cnn-sweep-2"}),
+    'dlmark ls runs/ --where "mfu>0.3" --sort=-mfu --limit 20': Small(paths={"runs/": "results/h200-cnn-sweep-2"}),
+    "dlmark ls runs/ --sort model,-throughput": Small(paths={"runs/": "results/h200-cnn-sweep-2"}, expect="AlexNet"),
     "dlmark compare runs/main runs/my-branch": Small(paths={"runs/main": CPU_A, "runs/my-branch": CPU_B}, expect="pairs"),
     "dlmark compare runs/torch-2.10 runs/torch-2.11 --axis env.torch":
         Small(paths={"runs/torch-2.10": CPU_A, "runs/torch-2.11": CPU_B}, expect="pairs"),
@@ -156,6 +163,13 @@ SKIPPED: dict[str, str] = {
     "dlmark run --task throughput --input images ...": "a pattern: `...` stands for the other options",
     "PYTHONPATH=src python scripts/pipeline_table.py --out runs/pipeline-cpu.json":
         "how the page's table was measured (minutes of timing on an idle machine), not a step for the reader",
+    "PYTHONPATH=src python scripts/pipeline_table.py --out results/cpu-tables-1/pipeline --threads 2":
+        "how the page's idle-machine table was measured (6 minutes of timing), not a step for the reader",
+    # docs/report.md
+    "PYTHONPATH=src python scripts/report_bench.py --sizes 2000,20000,150000":
+        "how the page's scale table was measured (synthetic folders of up to 150,000 records, an hour)",
+    "python scripts/report_bench.py --src /path/to/other/checkout/src --sizes 2000":
+        "the same against another checkout (a placeholder path)",
     # docs/plots.md
     "dlmark plot KIND RESULTS -o FILE.png|FILE.html [--model M] [--device D] [--precision P] [--scale S]":
         "a synopsis; README's four `dlmark plot` commands run it",
