@@ -136,13 +136,15 @@ def test_ctrl_c_stops_every_lane_and_keeps_finished_records(tmp_path, fast_timin
         """Progress stream: once both lanes have begun a batch-8 job, press Ctrl-C (a real SIGINT)."""
 
         def __init__(self):
-            self.started = 0
+            self.started, self.pressed = 0, False
 
         def write(self, text):
-            if " b=8 " in text:
-                self.started += 1
-                if self.started == 2:
-                    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+            # Two lanes' progress lines can arrive in one write: count them, and press once. (Counting
+            # writes waited forever when both came together: the hanging job is 900 s from its timeout.)
+            self.started += text.count(" b=8 ")
+            if self.started >= 2 and not self.pressed:
+                self.pressed = True
+                threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
 
         def flush(self):
             pass
