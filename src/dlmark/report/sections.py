@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from .datatable import _missing  # lists (fallback_ops) are values, not missing
+
 from dlmark import plot
 from dlmark.analysis.int8 import REPORT_COLUMNS as INT8_COLUMNS, int8_rows
 from dlmark.analysis.pipeline import REPORT_COLUMNS as PIPELINE_COLUMNS, SAME_CONFIGURATION, pipeline_rows
@@ -21,13 +23,6 @@ _REFERENCE_COLUMNS = (*SAME_CONFIGURATION, "task", "status", "throughput", "in_f
 def _rows_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Records as dicts without the frame's missing values (what the analysis functions read)."""
     return [{k: v for k, v in r.items() if not _missing(v)} for r in frame.to_dict("records")]
-
-
-def _missing(value: Any) -> bool:
-    try:
-        return value is None or bool(pd.isna(value))
-    except (TypeError, ValueError):  # lists (fallback_ops) are values
-        return False
 
 
 def _where(data: pd.DataFrame, **equal: str) -> pd.DataFrame:

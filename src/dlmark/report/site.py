@@ -36,7 +36,7 @@ import pandas as pd
 from .. import __version__, plot
 from ..errors import UserError
 from ..analysis.tradeoff import accuracy_frames
-from .datatable import Column, DataTable, write_table
+from .datatable import Column, DataTable, _missing, write_table
 from .families import family_key, family_name, slug
 from .sections import in_flight_column, report_sections
 
@@ -158,13 +158,6 @@ def _with_labels(data: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ formatting
-
-
-def _missing(value: Any) -> bool:
-    try:
-        return value is None or bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _yes_no(values: pd.Series) -> pd.Series:
