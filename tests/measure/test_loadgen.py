@@ -312,3 +312,43 @@ def test_mlperf_rules_run_cut_short_is_recorded_as_not_compliant(tmp_path):
     assert rec["samples_per_query"] == 8 and {n for n, _ in runner.runs} == {8}  # MLPerf's query size wins
     assert not rec["valid"] and not rec["mlperf_compliant"]
     assert "Min duration not satisfied" in rec["invalid_reasons"]
+
+
+@pytest.mark.slow  # imports torch
+def test_library_batches_keep_the_pool_s_layout_and_rows():
+    torch = pytest.importorskip("torch")
+    from dlmark.measure.loadgen import SampleLibrary
+
+    class ChannelsLastRunner:
+        def make_inputs(self, batch_size, seed=None):
+            x = torch.arange(batch_size * 3 * 2 * 2, dtype=torch.float32).reshape(batch_size, 3, 2, 2)
+            return x.contiguous(memory_format=torch.channels_last)
+
+        def synchronize(self):
+            pass
+
+    library = SampleLibrary(ChannelsLastRunner(), 5)
+    library.load([0, 1, 2, 3, 4])
+    batch = library.assemble([3, 1, 3])
+    assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+    pool = ChannelsLastRunner().make_inputs(5)
+    assert torch.equal(batch, pool[[3, 1, 3]])
+
+
+def test_responses_wait_for_the_runner_s_own_batch_when_it_can(tmp_path):
+    """A runner with ``wait_for`` is asked for each batch's outputs; one without is synchronized."""
+    class WaitingRunner(SleepingRunner):
+        def __init__(self):
+            super().__init__(0.001)
+            self.waited = []
+
+        def wait_for(self, outputs):
+            with self.lock:
+                self.waited.append(len(outputs))
+
+    waiting, plain = WaitingRunner(), SleepingRunner(0.001)
+    for runner in (waiting, plain):
+        run_scenario(runner, "offline", tmp_path, batch_size=4, sample_count=64, **TEST)
+    batches_in_test = [n for n, _ in waiting.runs][-len(waiting.waited):]
+    assert waiting.waited and waiting.waited == batches_in_test
+    assert plain.synchronized >= len(plain.runs) > 0

@@ -184,6 +184,13 @@ class PyTorchRunner:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def wait_for(self, outputs: Any) -> None:
+        """Block until the work queued so far on this thread's stream is done (not the whole device)."""
+        if self.device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record()
+            event.synchronize()
+
     def timer(self):
         if self.device.type == "cuda":
             return timing.CudaEventTimer(self.device)

@@ -20,8 +20,9 @@ A batch is assembled by copying the requested samples out of the preloaded
 pool into a new batch tensor (``index_select`` on the runner's device, ``take``
 for numpy runtimes). The copy is charged to the system under test on purpose:
 a server receives requests in separate buffers and must build each batch.
-Responses are completed only after ``runner.synchronize()``, so a result exists
-before LoadGen stops its clock.
+Responses are completed only once the batch's outputs exist (``wait_for``: the
+runner's ``wait_for``, else its ``synchronize``), so a result exists before
+LoadGen stops its clock.
 """
 from __future__ import annotations
 
@@ -120,6 +121,7 @@ class SampleLibrary:
         self._pool: Any = None
         self._rows: dict[int, int] = {}
         self._torch = None
+        self._memory_format = None
 
     def load(self, indices: list[int]) -> None:
         indices = sorted(set(indices) | set(self._rows))
@@ -130,6 +132,11 @@ class SampleLibrary:
             import torch
 
             self._torch = torch
+            # index_select returns a contiguous (NCHW) batch; a channels-last model must get
+            # the layout it was measured (and compiled) with.
+            channels_last = self._pool.dim() == 4 and not self._pool.is_contiguous() and \
+                self._pool.is_contiguous(memory_format=torch.channels_last)
+            self._memory_format = torch.channels_last if channels_last else None
         elif not hasattr(self._pool, "take") or not hasattr(self._pool, "ndim"):
             raise UserError(f"backend {getattr(self.runner, 'backend', '?')}: its inputs "
                             f"({type(self._pool).__name__}) cannot be batched from samples yet")
@@ -145,8 +152,17 @@ class SampleLibrary:
         """A new batch holding these samples, in this order (a real copy)."""
         rows = [self._rows[i] for i in indices]
         if self._torch is not None:
-            index = self._torch.tensor(rows, device=self._pool.device)
-            return self._pool.index_select(0, index)
+            torch = self._torch
+            index = torch.tensor(rows)
+            if self._pool.device.type == "cuda":
+                # A pageable host-to-device copy waits for the whole stream, that is for every
+                # batch already queued: from pinned memory it is queued behind them instead, and
+                # the next batch is launched while the GPU still runs the one before.
+                index = index.pin_memory().to(self._pool.device, non_blocking=True)
+            batch = self._pool.index_select(0, index)
+            if self._memory_format is not None:
+                batch = batch.contiguous(memory_format=self._memory_format)
+            return batch
         return self._pool.take(rows, axis=0)
 
 
@@ -196,7 +212,7 @@ class _SystemUnderTest:
                     self.padded_samples += self.pad_to - len(indices)
                     indices += [indices[0]] * (self.pad_to - len(indices))
                 out = self.runner.run(self.library.assemble(indices))
-                self.runner.synchronize()  # the result exists before LoadGen's clock stops
+                wait_for(self.runner, out)  # the result exists before LoadGen's clock stops
                 del out
             elif self.closed_loop:
                 time.sleep(STOP_PACE_S)
@@ -206,6 +222,18 @@ class _SystemUnderTest:
         finally:
             # Answered even on failure or stop: LoadGen waits for every response it issued.
             self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(r.response_id, 0, 0) for r in batch])
+
+
+def wait_for(runner: Any, outputs: Any) -> None:
+    """Block until ``outputs`` exist: the runner's own ``wait_for`` where it has one, else its
+    ``synchronize``. On a GPU that waits for this batch only: a device-wide synchronize would
+    also wait for the batch another worker queued after it, leaving the GPU idle while both
+    threads complete and launch again."""
+    wait = getattr(runner, "wait_for", None)
+    if wait is None:
+        runner.synchronize()
+    else:
+        wait(outputs)
 
 
 # -- LoadGen's settings
