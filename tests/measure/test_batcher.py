@@ -119,3 +119,76 @@ def test_an_error_in_run_batch_is_raised_by_close_and_work_goes_on():
     with pytest.raises(ValueError, match="boom"):
         batcher.close()
     assert [r.index for r in seen] == [0, 1]
+
+
+class FakeGpu:
+    """launch/finish of a device with a queue: a launch returns at once, the batch is done
+    ``service_s`` after the device finished the one before; finish waits for it."""
+
+    def __init__(self, service_s: float):
+        self.service_s = service_s
+        self.lock = threading.Lock()
+        self.free_at = 0.0
+        self.launched: list[list[Request]] = []
+        self.finished: list[list[Request]] = []
+        self.most_pending = 0
+
+    def launch(self, batch):
+        with self.lock:
+            self.free_at = max(self.free_at, time.perf_counter()) + self.service_s
+            self.launched.append(batch)
+            self.most_pending = max(self.most_pending, len(self.launched) - len(self.finished))
+            return self.free_at
+
+    def finish(self, batch, done_at):
+        time.sleep(max(0.0, done_at - time.perf_counter()))
+        with self.lock:
+            self.finished.append(batch)
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+def test_launching_ahead_keeps_at_most_n_pending_answers_each_once_in_order(in_flight):
+    gpu = FakeGpu(service_s=0.002)
+    batcher = DynamicBatcher(None, max_batch=4, max_queue_delay_ms=0.5, batches_in_flight=in_flight,
+                             launch=gpu.launch, finish=gpu.finish)
+    assert len(batcher._workers) == 1  # one launching thread, whatever the depth
+    for i in range(60):
+        batcher.submit([Request(i, i)])
+        if i % 7 == 0:
+            time.sleep(0.003)
+    batcher.close()
+    ids = [r.response_id for b in gpu.finished for r in b]
+    assert sorted(ids) == list(range(60)) and len(set(ids)) == 60
+    assert gpu.finished == gpu.launched  # finished oldest first
+    assert gpu.most_pending <= in_flight
+    assert max(len(b) for b in gpu.launched) <= 4
+
+
+def test_launching_ahead_overlaps_the_host_s_work_with_the_device_s():
+    """Host work per batch (sleep in launch) beside the device's: two pending hide it, one does not."""
+    host_s, device_s, batches = 0.004, 0.006, 40
+
+    class SlowHost(FakeGpu):
+        def launch(self, batch):
+            time.sleep(host_s)
+            return super().launch(batch)
+
+    elapsed = {}
+    for in_flight in (1, 2):
+        gpu = SlowHost(service_s=device_s)
+        batcher = DynamicBatcher(None, max_batch=1, max_queue_delay_ms=0, batches_in_flight=in_flight,
+                                 launch=gpu.launch, finish=gpu.finish)
+        t0 = time.perf_counter()
+        batcher.submit([Request(i, i) for i in range(batches)])
+        batcher.close()
+        elapsed[in_flight] = time.perf_counter() - t0
+    # One pending: host + device per batch (0.4 s); two: the device's pace (0.24 s).
+    assert elapsed[1] > batches * (host_s + device_s) * 0.9
+    assert elapsed[2] < elapsed[1] * 0.8
+
+
+def test_launch_and_finish_replace_run_batch_not_join_it():
+    with pytest.raises(ValueError):
+        DynamicBatcher(lambda b: None, max_batch=1, max_queue_delay_ms=0, launch=lambda b: None, finish=lambda b, h: None)
+    with pytest.raises(ValueError):
+        DynamicBatcher(None, max_batch=1, max_queue_delay_ms=0)
