@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dlmark.errors import UserError
+from tests.fixtures.jpeg_files import write_jpegs
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # imports torch and torchvision
@@ -15,21 +16,6 @@ pytestmark = pytest.mark.slow  # imports torch and torchvision
 TINY = "py:tests.fixtures.models:tiny_images"
 RECIPE = {"resize": 36, "crop": 32}  # tests.fixtures.models.TinyImageCNN's
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def write_jpegs(folder: Path, count: int = 5) -> list[Path]:
-    """A handful of small JPEGs of different shapes (so the resize and crop do work)."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(count):
-        pixels = rng.integers(0, 256, (40 + 7 * i, 60 - 5 * i, 3), dtype=np.uint8)
-        path = folder / f"img_{i}.jpg"
-        Image.fromarray(pixels).save(path, quality=90)
-        paths.append(path)
-    return paths
 
 
 def pil_reference(path: Path):
