@@ -7,8 +7,7 @@ QSL does, loading is not timed. Slot ``i`` of the library holds one image; with 
 than images they repeat, with more images than slots the slots take them spread evenly over
 the set (a folder sorted by class keeps its mix).
 
-Torch is imported inside functions: the driver imports ``dlmark.tasks.serving``, not this module,
-but keeps to the same rule.
+Torch is imported inside functions: the driver reads ``SERVING_DECODERS`` when it checks the options.
 """
 from __future__ import annotations
 
