@@ -126,6 +126,10 @@ SMALL: dict[str, Small] = {
     # docs/serving.md
     "dlmark ls runs --scenario server": Small(paths={"runs": "results/h200-serving-2"}, expect="Server QPS"),
     "dlmark plot latency-vs-load runs -o lat.html": Small(paths={"runs": "results/h200-serving-2"}),
+    "dlmark run --models ResNet-v1-18 --device cpu --scenario single-stream,offline --input images --images 32 "
+    "--batch-sizes 8": Small({"--models": "py:tests.fixtures.models:tiny_images", "--images": "8",  # ResNet-18 on
+                              "--serving-min-time": "1"}, expect="images (pil)"),  # 2 CPU cores: minutes of queries
+    "dlmark ls runs --scenario offline,single-stream": Small(paths={"runs": "results/h200-serving-2"}, expect="samples"),
 }
 
 GPU = "needs a CUDA GPU"
@@ -190,6 +194,8 @@ SKIPPED: dict[str, str] = {
     "--latency-bound-ms 15 --max-batch 8 --pad-batches": GPU,
     "dlmark run ... --scenario server --target-qps 1200": "a pattern: `...` stands for the GPU command above",
     "dlmark run ... --scenario offline --batch-sizes 64,256": "a pattern: `...` stands for the GPU command above",
+    "dlmark run --models ResNet-v1-50 --device cuda --scenario offline,server --latency-bound-ms 15 "
+    "--input images:/data/imagenet/val": GPU + " and ImageNet",
 }
 
 

@@ -303,6 +303,35 @@ def test_tiny_torch_model_through_every_scenario(tiny_runner, tmp_path, scenario
         assert rec["samples_per_s"] > 0
 
 
+@pytest.fixture(scope="module")
+def tiny_images_runner():
+    from dlmark.backends import RunConfig, load
+
+    return load("pytorch", "py:tests.fixtures.models:tiny_images", RunConfig(threads=1))
+
+
+@pytest.mark.slow  # imports torch
+@pytest.mark.parametrize("scenario,extra", [("single-stream", {}), ("offline", dict(batch_size=8))])
+def test_a_run_on_decoded_images_is_valid_and_its_record_names_them(tiny_images_runner, tmp_path, scenario, extra):
+    from dlmark.inputs import jpegs
+    from dlmark.inputs.samples import ImageSamples
+    from tests.fixtures.jpeg_files import write_jpegs
+
+    write_jpegs(tmp_path / "jpegs")
+    images = ImageSamples.for_runner(tiny_images_runner, jpegs.open_folder(tmp_path / "jpegs"), "pil")
+    rec = run_scenario(tiny_images_runner, scenario, tmp_path, images=images, sample_count=16,
+                       **{**TEST, **extra})
+    assert rec["valid"], rec["invalid_reasons"]
+    assert rec["samples_source"] == "images" and rec["samples_distinct"] == 5 and rec["samples_repeat"]
+    assert rec["input_dir"] == str(tmp_path / "jpegs") and rec["decoder"] == "pil" and rec["sample_count"] == 16
+    assert rec["transform_path"] == "the model's PIL eval transform"
+
+
+def test_generated_samples_say_so(tmp_path):
+    rec = run_scenario(SleepingRunner(0.001), "single-stream", tmp_path, **TEST)
+    assert rec["samples_source"] == "generated" and "samples_distinct" not in rec
+
+
 def test_mlperf_rules_run_cut_short_is_recorded_as_not_compliant(tmp_path):
     runner = SleepingRunner(0.002)
     rec = run_scenario(runner, "multi-stream", tmp_path, mlperf_rules=True, samples_per_query=3, max_duration_s=0.5,

@@ -1,17 +1,29 @@
 """The serving summary: per model and configuration, each scenario's figure with LoadGen's verdict."""
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable
 
 from dlmark.backends.registry import label as runtime_label
 
 COLUMNS = [("model", "model"), ("device", "device"), ("runtime", "runtime"), ("precision", "precision"),
-           ("offline", "Offline samples/s"), ("single_stream", "SingleStream p90 ms"),
+           ("samples", "samples"), ("offline", "Offline samples/s"), ("single_stream", "SingleStream p90 ms"),
            ("multi_stream", "MultiStream p99 ms"), ("server", "Server QPS (p99 ms)"), ("notes", "not valid")]
 
 
 def _scenario(r: dict[str, Any]) -> str | None:
     return r.get("scenario") or (r.get("extra_config") or {}).get("scenario")
+
+
+def samples_label(r: dict[str, Any]) -> str:
+    """What the library held: ``generated``, or the images as ``--input`` named them and the decoder
+    (``images (pil)`` for the generated JPEG set, ``images:val (pil)`` for a folder, by its last part)."""
+    extra = r.get("extra_config") or {}
+    given = extra.get("input")
+    if not given:
+        return "generated"
+    folder = given.partition(":")[2]
+    return f"images{':' + os.path.basename(folder.rstrip('/')) if folder else ''} ({extra.get('decoder')})"
 
 
 def _verdict(r: dict[str, Any]) -> str:
@@ -34,9 +46,12 @@ def serving_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         if r.get("task") != "serving":
             continue
-        key = (r.get("model"), r.get("device"), r.get("backend"), r.get("precision"), r.get("layout"), r.get("compile_mode"))
+        # Generated and image samples are configurations of their own: rows of their own.
+        samples = samples_label(r)
+        key = (r.get("model"), r.get("device"), r.get("backend"), r.get("precision"), r.get("layout"),
+               r.get("compile_mode"), samples, (r.get("extra_config") or {}).get("input"))
         row = groups.setdefault(key, {"model": r.get("model"), "device": r.get("device"), "runtime": runtime_label(r),
-                                      "precision": r.get("precision"), "_best": {}, "notes": []})
+                                      "precision": r.get("precision"), "samples": samples, "_best": {}, "notes": []})
         scenario = _scenario(r)
         if scenario is None:
             continue

@@ -48,7 +48,8 @@ def register(commands) -> None:
     pipeline = run.add_argument_group("input pipeline (JPEG to logits, each stage measured; docs/pipeline.md)")
     pipeline.add_argument("--input", metavar="images[:DIR]",
                           help="measure the pipeline task on JPEG files: images (a generated ImageNet-like set) "
-                               "or images:DIR (your folder, read recursively)")
+                               "or images:DIR (your folder, read recursively); with --scenario, the serving "
+                               "scenarios' samples instead (docs/serving.md)")
     pipeline.add_argument("--decoder", default="pil", help="pil (default), torchvision (CPU) or nvjpeg (CUDA)")
     pipeline.add_argument("--pipeline-workers", metavar="N[,M...]",
                           help="DataLoader worker processes, swept like batch sizes (default 0: in-process)")

@@ -64,6 +64,19 @@ def tensor_transform(described: dict[str, Any]):
                        v2.Normalize(list(described["mean"]), list(described["std"]))])
 
 
+def transform_for(decoder, described: dict[str, Any], pil_transform_fn: Callable | None = None) -> tuple[Callable, str]:
+    """(the eval transform that takes ``decoder``'s output, which implementation it is: ``transform_path``).
+
+    A PIL image gets the model's own PIL transform when given (else the recipe's); a uint8
+    tensor gets the same recipe in ``torchvision.transforms.v2``, on the tensor's device.
+    """
+    if decoder.output == "pil":
+        if pil_transform_fn is not None:
+            return pil_transform_fn, "the model's PIL eval transform"
+        return pil_transform(described), "PIL eval transform (torchvision.transforms)"
+    return tensor_transform(described), f"torchvision.transforms.v2 on uint8 tensors ({decoder.device})"
+
+
 # ------------------------------------------------------------------ the loader's work
 
 
@@ -338,12 +351,7 @@ def measure_pipeline(images: ImageSet, forward: Callable[[Any], Any], *, decoder
     on_gpu_decoder = dec.name == "nvjpeg"
     if on_gpu_decoder and data_workers:
         raise UserError("decoder nvjpeg decodes in the main process on the GPU; use --data-workers 0 with it")
-    if dec.output == "pil":
-        transform = pil_transform_fn or pil_transform(described)
-        transform_path = "the model's PIL eval transform" if pil_transform_fn else "PIL eval transform (torchvision.transforms)"
-    else:
-        transform = tensor_transform(described)
-        transform_path = f"torchvision.transforms.v2 on uint8 tensors ({dec.device})"
+    transform, transform_path = transform_for(dec, described, pil_transform_fn)
 
     # Read and decode every file once before timing: an undecodable file is named now.
     encoded = [dec.prepare(data) for data in images.read()]

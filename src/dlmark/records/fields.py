@@ -606,6 +606,17 @@ FIELDS: tuple[Field, ...] = (
     _f('batcher_padded_samples', 'serving', 'samples', 'int',
        'every batch was padded to the batcher\'s size (one input shape); the padding is counted, never answered',
        'Serving records'),
+    _f('samples_source', 'serving', '', 'str',
+       'what the sample library holds: generated (seeded inputs) or images (decoded JPEGs through the '
+       "model's eval transform, `--input`; then also the pipeline's input_*, decoder*, eval_transform and "
+       'transform_path fields)',
+       'Serving records'),
+    _f('samples_distinct', 'serving', 'samples', 'int',
+       'images: distinct images among the library\'s sample_count slots',
+       'Serving records'),
+    _f('samples_repeat', 'serving', '', 'bool',
+       'images: the library has more slots than images, so images repeat',
+       'Serving records'),
     # input pipeline records (task == 'pipeline', docs/pipeline.md)
     # input pipeline records (task == 'pipeline', docs/pipeline.md)
     _f('e2e_throughput', 'pipeline', 'samples/s', 'float',

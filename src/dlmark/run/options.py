@@ -66,7 +66,8 @@ class RunOptions:
     # serving task: LoadGen scenarios, and the settings that change them (KNOBS)
     scenarios: list[str] = field(default_factory=list)
     serving: dict[str, Any] = field(default_factory=dict)
-    # pipeline task: --input images[:DIR] (None: no pipeline), the JPEG decoder, the DataLoader
+    # pipeline task (and the serving scenarios' samples): --input images[:DIR] (None: no pipeline,
+    # generated samples), the JPEG decoder, the DataLoader
     # worker counts swept (0: in-process), how many images (the generated set's size, a folder's limit)
     input: str | None = None
     decoder: str = "pil"
@@ -126,10 +127,20 @@ class RunOptions:
                                 "add --input images or --input images:DIR")
             return
         parse_input(self.input)
-        if "pipeline" not in self.tasks:
-            raise UserError("--input is for the pipeline task; add pipeline to --task")
+        if "pipeline" not in self.tasks and "serving" not in self.tasks:
+            raise UserError("--input is for the pipeline task and the serving scenarios; add pipeline to --task, "
+                            "or give --scenario")
         if self.decoder not in DECODERS:
             raise UserError(f"unknown decoder {self.decoder!r}; use one of {', '.join(DECODERS)}")
+        if "serving" in self.tasks:
+            from dlmark.inputs.samples import SERVING_DECODERS
+
+            if self.decoder not in SERVING_DECODERS:
+                raise UserError(f"the serving scenarios decode their samples once on the CPU, before LoadGen's test; "
+                                f"decoder {self.decoder} cannot: use --decoder {' or '.join(SERVING_DECODERS)}")
+            if "pipeline" not in self.tasks and self.pipeline_workers != [0]:
+                raise UserError("--pipeline-workers is for the pipeline task; the serving scenarios decode their "
+                                "samples once, untimed: drop it, or add pipeline to --task")
         if not self.pipeline_workers or any(not isinstance(w, int) or w < 0 for w in self.pipeline_workers):
             raise UserError("--pipeline-workers takes counts of 0 (in-process) or more, e.g. --pipeline-workers 0,1,2")
         if self.decoder == "nvjpeg" and any(self.pipeline_workers):
@@ -308,7 +319,8 @@ def build(suite: str | Suite = "quick", *, models: list[str] | None = None, task
         raise UserError("tf32 is a CUDA matmul mode; on a CPU it would measure fp32 again: use --precision fp32")
     if options.get("scenarios"):  # a scenario asks for the serving task: alone, or beside the tasks named
         tasks = list(dict.fromkeys([*(tasks or []), "serving"]))
-    if options.get("input"):  # so does an input for the pipeline
+    if options.get("input") and not options.get("scenarios"):  # so does an input for the pipeline
+        # (with a scenario the images are the serving scenarios' samples; --task pipeline adds the pipeline)
         tasks = list(dict.fromkeys([*(tasks or []), "pipeline"]))
     cap = max_batch_cap if max_batch_cap is not None else int(suite.max_batch_size.get("cap", DEFAULT_MAX_BATCH_CAP))
     modes = [None if m in (None, "none", "eager") else m for m in (compile_modes or [None])]

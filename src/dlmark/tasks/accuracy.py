@@ -94,7 +94,7 @@ def _data_workers(requested: int | None) -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def _model_behind(runner) -> tuple[Any, str | None, Any, dict[str, Any] | None]:
+def model_behind(runner) -> tuple[Any, str | None, Any, dict[str, Any] | None]:
     """(spec, weights, torch module or None, a py: model's own transform) of the runner's model.
 
     PyTorch holds the module; ONNX Runtime and OpenVINO keep what the task needs of it
@@ -137,7 +137,7 @@ def evaluate(runner, request: dict[str, Any]) -> dict[str, Any]:
     from dlmark.models.datasets import balanced_subset, open_imagenet
     from dlmark.models.datasets.images import ImageFiles, collate
 
-    spec, weights, module, custom = _model_behind(runner)
+    spec, weights, module, custom = model_behind(runner)
     if spec.source != "py" and weights != "pretrained":
         zoo.build(spec, pretrained="require")  # raises the UserError that names the missing file
         raise UserError(f"{spec.name}: pretrained weights were not loaded; accuracy of random weights is never reported")

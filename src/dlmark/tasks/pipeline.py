@@ -90,10 +90,15 @@ def folder_of(options) -> str | None:
     return os.path.abspath(os.path.expanduser(folder)) if folder else None
 
 
-def job_extra(options, data_workers: int) -> dict[str, Any]:
+def image_extra(options) -> dict[str, Any]:
+    """The images a job reads, as its key holds them: the input (a folder as an absolute path), decoder, count."""
     folder = folder_of(options)
     return {"input": f"images:{folder}" if folder else "images", "decoder": options.decoder,
-            "data_workers": int(data_workers), "images": int(options.pipeline_images)}
+            "images": int(options.pipeline_images)}
+
+
+def job_extra(options, data_workers: int) -> dict[str, Any]:
+    return {**image_extra(options), "data_workers": int(data_workers)}
 
 
 def plan_jobs(options, model, variant, planned: set) -> list:
@@ -109,7 +114,7 @@ def preflight(options) -> None:
     if "pipeline" not in options.tasks:
         return
     from dlmark.backends.registry import expand
-    from dlmark.inputs import decode, jpegs
+    from dlmark.inputs import decode
 
     others = sorted({backend for backend, _ in expand(options.runtimes, options.compile_modes)} - {"pytorch"})
     if others:
@@ -121,9 +126,18 @@ def preflight(options) -> None:
                             "use --decoder torchvision or --decoder pil, or --device cuda")
         # The GPU probe runs in the worker (a CUDA context here would hold GPU memory for the
         # whole run); here only that torchvision can decode, with its CPU decoder.
-        checker = decode.get_decoder("torchvision")
+        check_images(options, decode.get_decoder("torchvision"))
     else:
-        checker = decode.get_decoder(options.decoder)
+        check_images(options)
+
+
+def check_images(options, checker=None) -> None:
+    """Before any work: the decoder (``checker``, else ``--decoder``) is installed and works, and every
+    file of the folder the run would use is read and decoded once (a bad one is named).
+    The serving scenarios' preflight shares it."""
+    from dlmark.inputs import decode, jpegs
+
+    checker = checker or decode.get_decoder(options.decoder)
     folder = folder_of(options)
     if folder is None:
         return  # the generated set is made and cached by the first job's worker

@@ -17,6 +17,9 @@ from dlmark.errors import UserError
 # The scenarios and settings are validated with the run's options (run.options), before any work.
 from dlmark.run.options import KNOBS, SCENARIOS  # noqa: E402,F401  -- the task's own names for them
 
+#: The runtimes whose models come with an eval transform (``tasks.accuracy.model_behind``): they can serve images.
+IMAGE_RUNTIMES = ("pytorch", "onnxruntime", "openvino")
+
 
 # ----------------------------------------------------------------- worker side
 
@@ -28,16 +31,30 @@ def _settings(request: dict[str, Any]):
     return ServingSettings(**{k: v for k, v in (request.get("settings") or {}).items() if k in known})
 
 
+def _images(runner, request: dict[str, Any]):
+    """The decoded images the library holds (``--input``), or None for generated samples."""
+    samples = request.get("samples")
+    if not samples:
+        return None
+    from dlmark.inputs import jpegs
+    from dlmark.inputs.samples import ImageSamples
+
+    count = int(samples["images"])
+    images = jpegs.open_images(samples.get("folder"), limit=count, count=count)
+    return ImageSamples.for_runner(runner, images, samples["decoder"])
+
+
 def run_op(runner, request: dict[str, Any]) -> dict[str, Any]:
     from dlmark.measure.loadgen import run_scenario
 
-    return run_scenario(runner, request["scenario"], request["log_dir"], _settings(request), name=request["name"])
+    return run_scenario(runner, request["scenario"], request["log_dir"], _settings(request), name=request["name"],
+                        images=_images(runner, request))
 
 
 def estimate_op(runner, request: dict[str, Any]) -> dict[str, Any]:
     from dlmark.measure.loadgen import estimate_capacity
 
-    return estimate_capacity(runner, _settings(request))
+    return estimate_capacity(runner, _settings(request), images=_images(runner, request))
 
 
 WORKER_OPS = {"run": run_op, "estimate": estimate_op}
@@ -50,12 +67,28 @@ def preflight(options) -> None:
     from dlmark.measure.loadgen import _lg
 
     _lg()  # LoadGen installed, or one line naming the package
+    if options.input is None:
+        return
+    from dlmark.backends.registry import expand
+    from dlmark.tasks.pipeline import check_images
+
+    others = sorted({backend for backend, _ in expand(options.runtimes, options.compile_modes)} - set(IMAGE_RUNTIMES))
+    if others:
+        raise UserError(f"the serving scenarios feed decoded images to pytorch, onnxruntime or openvino; "
+                        f"{', '.join(others)} cannot take them yet: drop --input, or use another --backend")
+    if "pipeline" not in options.tasks:  # else the pipeline task's preflight has checked them
+        check_images(options)
 
 
 def plan_jobs(options, model, variant, planned: set) -> list:
     from dlmark.run.plan import job
 
     knobs = {k: v for k, v in sorted(options.serving.items()) if v is not None}
+    if options.input is not None:
+        # The images are part of the configuration (and of the job key): generated samples' keys stay.
+        from dlmark.tasks.pipeline import image_extra
+
+        knobs.update(image_extra(options))
     jobs = []
     for scenario in options.scenarios:
         if scenario == "offline":
@@ -112,11 +145,19 @@ def _fields(answer: dict[str, Any], ctx) -> dict[str, Any]:
     return fields
 
 
+def _samples_for(job) -> dict[str, Any] | None:
+    """What the worker's library loads: the job's images (``--input``), or None for generated samples."""
+    extra = job.extra
+    if not extra.get("input"):
+        return None
+    return {"folder": extra["input"].partition(":")[2] or None, "decoder": extra["decoder"], "images": extra["images"]}
+
+
 def _run_one(job, lane, ctx, facts: dict[str, Any]) -> dict[str, Any] | None:
     from dlmark.run.jobs import run_job, task_request
 
     request = task_request("serving", "run", scenario=job.extra["scenario"], settings=_settings_for(job),
-                           log_dir=str(_log_dir(ctx)), name=job.key(lane.device, ctx.host))
+                           log_dir=str(_log_dir(ctx)), name=job.key(lane.device, ctx.host), samples=_samples_for(job))
     return run_job(ctx, lane, job, facts, request, as_fields=lambda answer: _fields(answer, ctx),
                    scenario=job.extra["scenario"])
 
@@ -131,7 +172,8 @@ def _search(job, group, lane, ctx, facts: dict[str, Any]) -> None:
     bound = float(job.extra["latency_bound_ms"])
     settings = _settings_for(job)
     try:
-        estimate = lane.worker.request(task_request("serving", "estimate", settings=settings), ctx.options.timeout_s)
+        estimate = lane.worker.request(task_request("serving", "estimate", settings=settings, samples=_samples_for(job)),
+                                       ctx.options.timeout_s)
     except WorkerFailed as exc:
         if not ctx.stop.is_set():
             lane.worker.restart()
