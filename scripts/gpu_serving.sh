@@ -19,12 +19,11 @@ trap pack EXIT
 limit=()
 [[ -n "${LIMIT_S:-}" ]] && limit=(timeout --signal=INT --kill-after=20 "$LIMIT_S")
 COMMON=(--models "${MODEL:-ResNet-v1-50}" --device "$DEVICE" --out "$RESULTS" --batch-sizes 256)
-# Two batches in flight, kept by one thread that launches the next while the GPU runs the one
-# before (results/h200-serving-3/-4 ran Server with one: two threads per batch only contended);
-# the batcher's largest batch still finishes twice within the bound: 128 for the tuned
-# configuration (about 5 ms), 16 for fp32 eager (6.7 ms).
+# Offline and SingleStream run two batches in flight; Server one, with a batcher whose largest batch
+# still finishes twice within the bound: 128 for the tuned configuration (about 5 ms), 16 for fp32
+# eager (6.7 ms). A second batch in flight on the same CUDA stream only queues (BENCHMARKS.md).
 SERVING_MIN=(--pad-batches --serving-min-time "${SERVING_MIN_S:-5}")
-SERVER=(--scenario server --latency-bound-ms 15 --batches-in-flight "${SERVER_IN_FLIGHT:-2}" --max-queue-delay-ms "${QUEUE_DELAY_MS:-4}")
+SERVER=(--scenario server --latency-bound-ms 15 --batches-in-flight 1 --max-queue-delay-ms "${QUEUE_DELAY_MS:-4}")
 TUNED=(--precision fp16 --layout channels_last --compile default)
 {
     echo "# dlmark serving on $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
