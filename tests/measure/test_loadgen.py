@@ -381,34 +381,3 @@ def test_responses_wait_for_the_runner_s_own_batch_when_it_can(tmp_path):
     batches_in_test = [n for n, _ in waiting.runs][-len(waiting.waited):]
     assert waiting.waited and waiting.waited == batches_in_test
     assert plain.synchronized >= len(plain.runs) > 0
-
-
-def test_an_asynchronous_runner_is_kept_busy_by_one_thread_launching_ahead(tmp_path):
-    """run() queues the batch and returns (as CUDA does); Offline then runs at the device's pace."""
-    class QueueingRunner(SleepingRunner):
-        asynchronous = True
-
-        def __init__(self, service_s):
-            super().__init__(0.0)
-            self.service = service_s
-            self.free_at = 0.0
-            self.threads = set()
-
-        def run(self, inputs):
-            with self.lock:
-                self.threads.add(threading.current_thread().name)
-                self.free_at = max(self.free_at, time.perf_counter()) + self.service
-                return self.free_at
-
-        def wait_for(self, done_at):
-            time.sleep(max(0.0, done_at - time.perf_counter()))
-
-        def synchronize(self):
-            time.sleep(max(0.0, self.free_at - time.perf_counter()))
-
-    runner = QueueingRunner(0.004)
-    rec = run_scenario(runner, "offline", tmp_path, batch_size=8, batches_in_flight=2, **TEST)
-    assert rec["valid"], rec["invalid_reasons"]
-    assert rec["batches_in_flight_by"] == "one thread launching ahead"
-    assert len({t for t in runner.threads if t.startswith("dlmark-batcher")}) == 1
-    assert rec["samples_per_s"] == pytest.approx(8 / 0.004, rel=0.25)

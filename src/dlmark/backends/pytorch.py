@@ -184,11 +184,6 @@ class PyTorchRunner:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    @property
-    def asynchronous(self) -> bool:
-        """Whether ``run`` returns before its outputs are computed (CUDA queues the work)."""
-        return self.device.type == "cuda"
-
     def wait_for(self, outputs: Any) -> None:
         """Block until the work queued so far on this thread's stream is done (not the whole device)."""
         if self.device.type == "cuda":

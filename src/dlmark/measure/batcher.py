@@ -11,13 +11,6 @@ once.
 ``run_batch`` must answer (complete) its requests even when it fails: LoadGen
 waits for every response it issued. An exception it lets through is kept and
 re-raised by ``close``.
-
-For a runtime whose calls return before the work is done (PyTorch on a GPU),
-pass ``launch`` and ``finish`` instead of ``run_batch``: one worker launches up
-to ``batches_in_flight`` batches and finishes (waits for, answers) the oldest
-when that many are pending or nothing is ready to launch. Several launching
-threads would contend for the GIL: measured on an H200, two or three of them
-served no more than one.
 """
 from __future__ import annotations
 
@@ -25,7 +18,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -37,13 +30,9 @@ class Request:
 
 
 class DynamicBatcher:
-    def __init__(self, run_batch: Callable[[list[Request]], None] | None, max_batch: int,
+    def __init__(self, run_batch: Callable[[list[Request]], None], max_batch: int,
                  max_queue_delay_ms: float, batches_in_flight: int = 1, clock: Callable[[], float] = time.perf_counter,
-                 warm_up: Callable[[], None] | None = None, *,
-                 launch: Callable[[list[Request]], Any] | None = None,
-                 finish: Callable[[list[Request], Any], None] | None = None):
-        if (run_batch is None) == (launch is None or finish is None):
-            raise ValueError("give run_batch, or launch and finish")
+                 warm_up: Callable[[], None] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, not {max_batch}")
         if max_queue_delay_ms < 0:
@@ -51,9 +40,6 @@ class DynamicBatcher:
         if batches_in_flight < 1:
             raise ValueError(f"batches_in_flight must be >= 1, not {batches_in_flight}")
         self.run_batch = run_batch
-        self.launch = launch
-        self.finish = finish
-        self.launches_ahead = launch is not None
         self.max_batch = max_batch
         self.delay_s = max_queue_delay_ms / 1000.0
         self.batches_in_flight = batches_in_flight
@@ -70,10 +56,9 @@ class DynamicBatcher:
         # per-thread handles (cuDNN, cuBLAS), whose first use in a new thread took seconds on an
         # H200, and a stall at a run's start queues every query behind it.
         self._warm_up = warm_up
-        threads = 1 if self.launches_ahead else batches_in_flight
-        self._warmed = threading.Barrier(threads + 1)
+        self._warmed = threading.Barrier(batches_in_flight + 1)
         self._workers = [threading.Thread(target=self._work, name=f"dlmark-batcher-{i}", daemon=True)
-                         for i in range(threads)]
+                         for i in range(batches_in_flight)]
         for worker in self._workers:
             worker.start()
         self._warmed.wait()
@@ -111,12 +96,12 @@ class DynamicBatcher:
         return (len(self._queue) >= self.max_batch or now - enqueued >= self.delay_s
                 or seq < self._flush_below or self._closing)
 
-    def _take(self, wait: bool = True) -> list[Request] | None:
-        """The next batch, or None once closed and empty (or, with ``wait`` False, when none is ready now)."""
+    def _take(self) -> list[Request] | None:
+        """The next batch, or None once closed and empty."""
         with self._cond:
             while True:
                 if not self._queue:
-                    if self._closing or not wait:
+                    if self._closing:
                         return None
                     self._cond.wait()
                     continue
@@ -129,8 +114,6 @@ class DynamicBatcher:
                     if self._queue:
                         self._cond.notify_all()  # another idle worker may form the next batch
                     return [request for _, _, request in taken]
-                if not wait:
-                    return None
                 self._cond.wait(timeout=self._queue[0][1] + self.delay_s - now)
 
     def _work(self) -> None:
@@ -142,34 +125,12 @@ class DynamicBatcher:
                 self._errors.append(exc)
         finally:
             self._warmed.wait()
-        if self.launches_ahead:
-            self._launch_ahead()
-            return
         while (batch := self._take()) is not None:
-            self._guarded(self.run_batch, batch)
-
-    def _launch_ahead(self) -> None:
-        pending: collections.deque[tuple[list[Request], Any]] = collections.deque()
-        while True:
-            # With batches pending, a batch not ready yet is not waited for: the oldest is finished.
-            batch = self._take(wait=not pending)
-            if batch is None:
-                if not pending:
-                    return  # closed and empty
-                self._guarded(self.finish, *pending.popleft())
-                continue
-            handle = self._guarded(self.launch, batch)
-            pending.append((batch, handle))
-            if len(pending) >= self.batches_in_flight:
-                self._guarded(self.finish, *pending.popleft())
-
-    def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except BaseException as exc:  # noqa: BLE001 -- kept for close(); the worker goes on
-            with self._cond:
-                self._errors.append(exc)
-            return None
+            try:
+                self.run_batch(batch)
+            except BaseException as exc:  # noqa: BLE001 -- kept for close(); the worker goes on
+                with self._cond:
+                    self._errors.append(exc)
 
     # -- counters
     def stats(self) -> dict[str, float | int | None]:

@@ -10,8 +10,7 @@ How the system under test batches (every scenario goes through one
 ``DynamicBatcher``, whose worker threads live for the whole test):
 
 - offline: LoadGen issues every sample in one query; it is cut into batches of
-  ``batch_size``, ``batches_in_flight`` of them running at once (on a GPU, one
-  thread launches the next while the GPU runs the one before).
+  ``batch_size``, ``batches_in_flight`` of them running at once.
 - single-stream: one sample per query, run as a batch of one.
 - multi-stream: ``samples_per_query`` samples per query, run as one batch.
 - server: one sample per query, gathered until ``max_batch`` wait or the oldest
@@ -211,14 +210,7 @@ class _SystemUnderTest:
                 runner.synchronize()
                 del out
 
-        # A runner whose calls return before the work is done (a GPU) keeps batches in flight from
-        # one thread launching ahead; one that computes in the call needs a thread per batch.
-        self.launches_ahead = bool(getattr(runner, "asynchronous", False))
-        if self.launches_ahead:
-            self.batcher = DynamicBatcher(None, max_batch, delay_ms, in_flight, warm_up=warm_up,
-                                          launch=self._launch, finish=self._finish)
-        else:
-            self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight, warm_up=warm_up)
+        self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight, warm_up=warm_up)
         self.padded_samples = 0
 
     def issue_queries(self, samples) -> None:
@@ -228,33 +220,21 @@ class _SystemUnderTest:
         self.batcher.flush()
 
     def _run(self, batch: list[Request]) -> None:
-        self._finish(batch, self._launch(batch))
-
-    def _launch(self, batch: list[Request]) -> Any:
-        """The batch's outputs (maybe still being computed), or None when stopped or failed."""
         try:
             if not self.stop.is_set():
                 indices = [r.index for r in batch]
                 if self.pad_to and len(indices) < self.pad_to:
                     self.padded_samples += self.pad_to - len(indices)
                     indices += [indices[0]] * (self.pad_to - len(indices))
-                return self.runner.run(self.library.assemble(indices))
-            if self.closed_loop:
+                out = self.runner.run(self.library.assemble(indices))
+                wait_for(self.runner, out)  # the result exists before LoadGen's clock stops
+                del out
+            elif self.closed_loop:
                 time.sleep(STOP_PACE_S)
         except BaseException as exc:  # noqa: BLE001 -- kept and raised after LoadGen has returned
             self.errors.append(exc)
             self.stop.set()
-        return None
-
-    def _finish(self, batch: list[Request], outputs: Any) -> None:
-        try:
-            if outputs is not None:
-                wait_for(self.runner, outputs)  # the result exists before LoadGen's clock stops
-        except BaseException as exc:  # noqa: BLE001 -- kept and raised after LoadGen has returned
-            self.errors.append(exc)
-            self.stop.set()
         finally:
-            del outputs
             # Answered even on failure or stop: LoadGen waits for every response it issued.
             self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(r.response_id, 0, 0) for r in batch])
 
@@ -535,7 +515,6 @@ def run_scenario(runner: Any, scenario: str, log_dir: str | Path, settings: Serv
         rec["batch_size"] = s.batch_size
     if scenario in ("offline", "server"):
         rec["batches_in_flight"] = s.batches_in_flight
-        rec["batches_in_flight_by"] = "one thread launching ahead" if sut.launches_ahead else "a thread per batch"
     if scenario == "server":
         rec["max_batch"] = s.max_batch
         rec["max_queue_delay_ms"] = s.max_queue_delay_ms
