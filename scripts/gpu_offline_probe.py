@@ -2,9 +2,10 @@
 
     python scripts/gpu_offline_probe.py [--device cuda:0] [--model ResNet-v1-50] [--batch 256] [--tuned]
 
-Prints img/s for: a plain loop on one input; a loop that assembles each batch from the sample
-library; the same with a wait per batch (one thread, then N threads); LoadGen Offline with
-1..3 batches in flight; and whether a thread that waits for the GPU lets other Python threads run.
+Prints img/s for: a plain loop on one input; loops that assemble each batch from the sample
+library and wait for it, in the main thread or others, with 0-2 batches launched ahead of the
+wait; LoadGen Offline with 1..3 batches in flight; and whether a thread that waits for the GPU
+lets other Python threads run.
 """
 from __future__ import annotations
 
@@ -22,28 +23,44 @@ from dlmark.measure.loadgen import SampleLibrary, run_scenario, wait_for
 TUNED = {"precision": "fp16", "layout": "channels_last", "compile_mode": "default"}
 
 
-def rate(step, batch: int, threads: int = 1, min_s: float = 2.0) -> float:
-    """img/s of ``step()`` run back to back in ``threads`` threads for about ``min_s``."""
-    stop = threading.Event()
-    done = [0] * threads
+def rate(runner, make_batch, batch: int, *, threads: int = 1, ahead: int = 0, in_main: bool = True,
+         batches: int = 200) -> float:
+    """img/s of ``batches`` batches per thread, each waited for; ``ahead`` more launched before a wait.
 
-    def work(i: int) -> None:
-        while not stop.is_set():
-            step()
-            done[i] += 1
+    Each thread first runs three batches untimed: CUDA's per-thread handles (cuBLAS, cuDNN) cost
+    seconds on a thread's first use (results/h200-offline-probe-1 and -2 timed that, not the loop).
+    """
+    from collections import deque
 
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    sync()
-    began = time.perf_counter()
-    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    time.sleep(min_s)
-    stop.set()
-    for t in pool:
-        t.join()
-    sync()
-    return batch * sum(done) / (time.perf_counter() - began)
+    threads = 1 if in_main else threads
+    ready = threading.Barrier(threads + (0 if in_main else 1))
+
+    def work() -> None:
+        for _ in range(3):
+            wait_for(runner, runner.run(make_batch()))
+        ready.wait()
+        pending = deque()
+        for _ in range(batches):
+            pending.append(runner.run(make_batch()))
+            if len(pending) > ahead:
+                wait_for(runner, pending.popleft())
+        while pending:
+            wait_for(runner, pending.popleft())
+
+    if in_main:
+        runner.synchronize()
+        began = time.perf_counter()  # includes the three warm batches: 200 make them under 2%
+        work()
+    else:
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        ready.wait()
+        began = time.perf_counter()
+        for t in pool:
+            t.join()
+    runner.synchronize()
+    return batch * batches * threads / (time.perf_counter() - began)
 
 
 def main() -> None:
@@ -52,7 +69,7 @@ def main() -> None:
     ap.add_argument("--model", default="ResNet-v1-50")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--tuned", action="store_true")
-    ap.add_argument("--min-s", type=float, default=2.0)
+    ap.add_argument("--batches", type=int, default=200, help="batches per timed loop and thread")
     a = ap.parse_args()
     runner = load(a.model, RunConfig(device=a.device, **(TUNED if a.tuned else {})))
     b = a.batch
@@ -63,14 +80,14 @@ def main() -> None:
     for _ in range(3):
         wait_for(runner, runner.run(library.assemble(rows)))
     print(f"config {a.model} b{b} {'tuned' if a.tuned else 'fp32 eager'} on {a.device}, torch {torch.__version__}")
-    print(f"plain loop, one input:               {rate(lambda: runner.run(x), b, min_s=a.min_s):10.1f} img/s")
-    print(f"assembled each batch, no wait:       {rate(lambda: runner.run(library.assemble(rows)), b, min_s=a.min_s):10.1f}")
-
-    def served() -> None:
-        wait_for(runner, runner.run(library.assemble(rows)))
-
-    for n in (1, 2, 3):
-        print(f"assembled + wait per batch, {n} thr:  {rate(served, b, threads=n, min_s=a.min_s):10.1f}")
+    assembled = lambda: library.assemble(rows)  # noqa: E731
+    print(f"plain loop, one input, no wait:      {rate(runner, lambda: x, b, ahead=10**9, batches=a.batches):10.1f} img/s")
+    for label, kw in (("main thread, wait each", {}), ("main thread, 1 ahead", {"ahead": 1}),
+                      ("main thread, 2 ahead", {"ahead": 2}), ("worker thread, wait each", {"in_main": False}),
+                      ("worker thread, 1 ahead", {"in_main": False, "ahead": 1}),
+                      ("2 threads, wait each", {"threads": 2, "in_main": False}),
+                      ("3 threads, wait each", {"threads": 3, "in_main": False})):
+        print(f"assembled, {label:26s} {rate(runner, assembled, b, batches=a.batches, **kw):10.1f}")
 
     # Phases of one served batch, host side (one thread, after the GPU is idle).
     for name, fn in (("assemble", lambda: library.assemble(rows)),):
