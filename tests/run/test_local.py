@@ -133,26 +133,43 @@ def _our_workers() -> list[int]:
 @pytest.mark.slow
 def test_ctrl_c_stops_every_lane_and_keeps_finished_records(tmp_path, fast_timing):
     class Watch:
-        """Progress stream: once both lanes have begun a batch-8 job, press Ctrl-C (a real SIGINT)."""
+        """Progress stream: once the hanging lane has begun its batch-8 job, press Ctrl-C (a real SIGINT)."""
 
         def __init__(self):
-            self.started, self.pressed = 0, False
+            self.pressed = threading.Event()
+            # Pressed again after 60 s, so that a missed line or a lost Ctrl-C fails the test (below)
+            # instead of waiting out the hang's 900 s timeout.
+            self.fell_back = False
+            self.fallback = threading.Timer(60.0, self.press_again)
+            self.fallback.start()
+
+        def press_again(self):
+            self.fell_back = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+        def press(self):
+            if not self.pressed.is_set():
+                self.pressed.set()
+                threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
 
         def write(self, text):
-            # Two lanes' progress lines can arrive in one write: count them, and press once. (Counting
-            # writes waited forever when both came together: the hanging job is 900 s from its timeout.)
-            self.started += text.count(" b=8 ")
-            if self.started >= 2 and not self.pressed:
-                self.pressed = True
-                threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+            # Per line: several lanes' lines can come in one write, and under load the progress
+            # line of the fast lane's batch-8 job can be overwritten before it is written.
+            if any("hangs_above_limit" in line and " b=8 " in line for line in text.splitlines()):
+                self.press()
 
         def flush(self):
             pass
 
     began = time.monotonic()
     # One lane hangs at batch 8 (a 900 s timeout away); the other measures tiny at 1, 8, 16.
-    result = sweep.run(options([f"{FIX}:hangs_above_limit", f"{FIX}:tiny"], fast_timing, batch_sizes=[1, 8, 16]),
-                       tmp_path / "r", stream=Watch())
+    watch = Watch()
+    try:
+        result = sweep.run(options([f"{FIX}:hangs_above_limit", f"{FIX}:tiny"], fast_timing, batch_sizes=[1, 8, 16]),
+                           tmp_path / "r", stream=watch)
+    finally:
+        watch.fallback.cancel()
+    assert not watch.fell_back, f"no stop within 60 s (batch-8 line seen: {watch.pressed.is_set()})"
     assert result.interrupted
     assert time.monotonic() - began < 120  # the hang was not waited for
     assert _our_workers() == []  # no lane left a worker behind
