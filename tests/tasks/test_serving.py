@@ -23,6 +23,8 @@ def dlmark(*args, timeout=600):
     (["--scenario", "server", "--mlperf-rules", "--timeout", "300"], "cannot fit --timeout 300"),
     (["--latency-bound-ms", "15"], "need a scenario"),
     (["--scenario", "offline", "--latency-bound-ms", "15"], "add --scenario server"),
+    (["--scenario", "single-stream", "--serving-min-queries", "0"], "--serving-min-queries must be a positive integer"),
+    (["--scenario", "single-stream", "--serving-min-time", "-1"], "--serving-min-time must be a positive number"),
 ])
 def test_bad_serving_input_is_one_line_and_exit_2_before_any_work(tmp_path, args, message):
     out = tmp_path / "r"
@@ -48,7 +50,7 @@ def test_scenarios_write_records_with_loadgens_verdict_and_logs_beside_them(tmp_
     out = tmp_path / "r"
     done = dlmark("run", "--models", f"{FIX}:tiny", "--device", "cpu", "--out", str(out), "--quiet",
                   "--task", "throughput", "--scenario", "offline,single-stream", "--batch-sizes", "16",
-                  "--serving-min-time", "1", "--min-time", "0.5")
+                  "--serving-min-time", "1", "--serving-min-queries", "200", "--min-time", "0.5")
     assert done.returncode == 0, done.stderr[-2000:]
     records = [json.loads(p.read_text()) for p in out.glob("*.json")]
     serving = {r["scenario"]: r for r in records if r["task"] == "serving"}
@@ -64,5 +66,6 @@ def test_scenarios_write_records_with_loadgens_verdict_and_logs_beside_them(tmp_
     # machine they differed 6x under load; the agreement is measured side by side on the H200
     # (BENCHMARKS.md: Offline / throughput task 0.96 for fp32 eager).
     assert offline["samples_per_s"] > 0 and thr["throughput"] > 0
+    assert serving["single-stream"]["min_query_count"] == 200  # --serving-min-queries reached LoadGen
     listed = dlmark("ls", str(out), "--scenario", "offline,single-stream")
     assert listed.returncode == 0 and "Offline samples/s" in listed.stdout and "SingleStream p90 ms" in listed.stdout

@@ -66,6 +66,9 @@ def register(commands) -> None:
     serving.add_argument("--samples-per-query", type=int, help="multi-stream: samples per query (default 8)")
     serving.add_argument("--serving-min-time", type=float, dest="serving_min_time",
                          help="seconds LoadGen runs each scenario at least (default 10; not MLPerf-compliant)")
+    serving.add_argument("--serving-min-queries", type=int, dest="serving_min_queries",
+                         help="queries LoadGen issues each scenario at least (default 1024; fewer weakens the "
+                              "tail estimates, and LoadGen's early stopping may then call the run INVALID)")
     serving.add_argument("--pad-batches", action="store_true",
                          help="pad every batch to the batcher's size: one input shape (compiled models, cuDNN autotune)")
     serving.add_argument("--mlperf-rules", action="store_true",
@@ -130,6 +133,7 @@ def _serving_knobs(args: argparse.Namespace) -> dict[str, Any]:
     knobs = {"latency_bound_ms": args.latency_bound_ms, "target_qps": args.target_qps, "max_batch": args.max_batch,
              "max_queue_delay_ms": args.max_queue_delay_ms, "batches_in_flight": args.batches_in_flight,
              "samples_per_query": args.samples_per_query, "min_duration_s": args.serving_min_time,
+             "min_query_count": args.serving_min_queries,
              "mlperf_rules": args.mlperf_rules or None, "pad_batches": args.pad_batches or None}
     return {k: v for k, v in knobs.items() if v is not None}
 

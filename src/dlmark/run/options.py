@@ -219,6 +219,16 @@ def with_min_time(timing: dict[str, Any], min_time_s: float | None) -> dict[str,
     return merged
 
 
+
+#: Serving knobs whose command-line flag is not their name with dashes.
+_SERVING_FLAGS = {"min_duration_s": "--serving-min-time", "min_query_count": "--serving-min-queries",
+                  "latency_bound_ms": "--latency-bound-ms", "max_queue_delay_ms": "--max-queue-delay-ms"}
+
+
+def _serving_flag(name: str) -> str:
+    return _SERVING_FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 def _check_serving(options) -> None:
     """The serving task's scenarios and settings (tasks/serving.py runs them)."""
     for scenario in options.scenarios:
@@ -232,11 +242,11 @@ def _check_serving(options) -> None:
         value = knobs.get(name)
         if value is not None and (not isinstance(value, (int, float)) or value < 0 or
                                   (value == 0 and name in ("latency_bound_ms", "target_qps"))):
-            raise UserError(f"--{name.replace('_', '-').replace('-s', '')} must be a positive number, got {value!r}")
+            raise UserError(f"{_serving_flag(name)} must be a positive number, got {value!r}")
     for name in ("max_batch", "batches_in_flight", "samples_per_query", "min_query_count"):
         value = knobs.get(name)
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            raise UserError(f"{_serving_flag(name)} must be a positive integer, got {value!r}")
     if knobs.get("mlperf_rules") and options.timeout_s < MLPERF_MIN_DURATION_S + OVERHEAD_S:
         raise UserError(f"--mlperf-rules runs each scenario for at least {MLPERF_MIN_DURATION_S:.0f} s, which "
                         f"cannot fit --timeout {options.timeout_s:g}; give --timeout "
