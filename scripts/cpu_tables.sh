@@ -35,14 +35,13 @@ step compare-aa "$PYTHON" scripts/compare_false_positives.py "$RESULTS/compare-a
 # both cores for the model, SingleStream's median was 1.20x the throughput task's batch-1 median
 # (their threads preempt the model's, whose two threads then wait for each other); with one, 0.96.
 # 256 queries a scenario (not LoadGen's 1,024): a Server step of ResNet-v1-18 at ~10 QPS is 26 s.
-SERVING=(--backend pytorch,onnxruntime --device cpu --threads 1 --serving-min-time 8 --serving-min-queries 256
-         --out "$RESULTS/serving" --quiet)
+SERVING=(--backend pytorch,onnxruntime --device cpu --threads 1 --out "$RESULTS/serving" --quiet)
+SCENARIOS=(--scenario offline,single-stream,multi-stream,server --serving-min-time 8 --serving-min-queries 256
+           --batch-sizes 8 --samples-per-query 2 --max-batch 4)
 step serving-throughput dlmark run --models ResNet-v1-18,SqueezeNet-1.1 "${SERVING[@]}" --task throughput \
     --batch-sizes 1,8 --min-time 30
-step serving-resnet dlmark run --models ResNet-v1-18 "${SERVING[@]}" --batch-sizes 8 --samples-per-query 2 \
-    --scenario offline,single-stream,multi-stream,server --latency-bound-ms 400 --max-batch 4
-step serving-squeezenet dlmark run --models SqueezeNet-1.1 "${SERVING[@]}" --batch-sizes 8 --samples-per-query 2 \
-    --scenario offline,single-stream,multi-stream,server --latency-bound-ms 100 --max-batch 4
+step serving-resnet dlmark run --models ResNet-v1-18 "${SERVING[@]}" "${SCENARIOS[@]}" --latency-bound-ms 400
+step serving-squeezenet dlmark run --models SqueezeNet-1.1 "${SERVING[@]}" "${SCENARIOS[@]}" --latency-bound-ms 100
 selected serving && "$PYTHON" scripts/cpu_serving_table.py "$RESULTS/serving" > "$RESULTS/serving-table.md" 2>&1
 step pipeline "$PYTHON" scripts/pipeline_table.py --out "$RESULTS/pipeline" --threads 2
 step benchmark-app "$PYTHON" scripts/openvino_benchmark_app.py -t 10 --int8 --repeat 2 --folder "$RESULTS/benchmark-app"
