@@ -13,6 +13,7 @@ import pytest
 
 from dlmark.backends import envs
 from dlmark.records import schema
+from dlmark.records.load import load_records
 from dlmark.cli import main
 from tests.runtime_helpers import of, sweep
 
@@ -86,3 +87,22 @@ def test_missing_environment_is_one_line_naming_the_command(tmp_path, monkeypatc
                  "--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "dlmark env create mxnet" in err
+
+
+def test_serving_scenarios_run_in_the_mxnet_environment(tmp_path, mxnet_python, monkeypatch):
+    """LoadGen in the MXNet worker: the sample library batches NDArrays (MXNetRunner.gather)."""
+    has_loadgen = subprocess.run([mxnet_python, "-c", "import mlperf_loadgen"], capture_output=True).returncode == 0
+    if not has_loadgen:
+        pytest.skip("this MXNet environment was built before LoadGen joined it: dlmark env create mxnet --force")
+    monkeypatch.setenv("DLMARK_MXNET_PYTHON", mxnet_python)
+    out = tmp_path / "r"
+    code = main(["run", "--models", "SqueezeNet-1.1", "--backend", "mxnet", "--device", "cpu", "--out", str(out),
+                 "--scenario", "single-stream,offline", "--batch-sizes", "4", "--serving-min-time", "1",
+                 "--serving-min-queries", "32", "--quiet"])
+    assert code == 0
+    records = {r["scenario"]: r for r in load_records(str(out)) if r.get("task") == "serving"}
+    assert set(records) == {"single-stream", "offline"}
+    for r in records.values():
+        assert r["status"] == "ok" and r["backend"] == "mxnet" and isinstance(r["valid"], bool)
+        assert r["latency_ms_p50"] > 0 and (out / r["log_summary"]).exists()
+    assert records["offline"]["batch_size"] == 4 and records["offline"]["samples_per_s"] > 0

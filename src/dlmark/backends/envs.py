@@ -29,7 +29,7 @@ class EnvSpec:
 
 ENVS = {
     "mxnet": EnvSpec(
-        "mxnet", ("mxnet==1.9.1", "numpy==1.23.5"),
+        "mxnet", ("mxnet==1.9.1", "numpy==1.23.5", "mlcommons-loadgen"),  # LoadGen: the serving task
         "import mxnet, numpy; print(mxnet.__version__, numpy.__version__)",
         "MXNet 1.9.1 needs numpy < 1.24; dlmark's own stack needs numpy >= 1.24"),
 }

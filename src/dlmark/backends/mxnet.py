@@ -143,6 +143,10 @@ class MXNetRunner:
     def run(self, inputs: Any) -> Any:
         return self.net(inputs)
 
+    def gather(self, pool: Any, rows: list[int]) -> Any:
+        """A new batch of these rows of ``pool`` (the serving task's sample library)."""
+        return pool.take(mx.nd.array(rows, ctx=pool.context, dtype="int64"), axis=0)
+
     def to_numpy(self, out: Any) -> np.ndarray:
         return out.asnumpy()
 

@@ -57,7 +57,10 @@ def _lg():
     try:
         import mlperf_loadgen
     except ImportError:
-        raise UserError("serving scenarios need MLPerf LoadGen; install it with: pip install mlcommons-loadgen") from None
+        import sys
+
+        raise UserError(f"serving scenarios need MLPerf LoadGen in {sys.executable}; install it with: "
+                        f"{sys.executable} -m pip install mlcommons-loadgen") from None
     return mlperf_loadgen
 
 
@@ -124,6 +127,7 @@ class SampleLibrary:
         self._rows: dict[int, int] = {}
         self._torch = None
         self._memory_format = None
+        self._gather = None
 
     def load(self, indices: list[int]) -> None:
         indices = sorted(set(indices) | set(self._rows))
@@ -137,7 +141,9 @@ class SampleLibrary:
             # generated input is the template of the runner's own type, device, dtype and layout.
             self._pool = like(self.images.stack(indices, self.count), self.runner.make_inputs(1, seed=self.seed))
         self._rows = {index: row for row, index in enumerate(indices)}
-        if hasattr(self._pool, "index_select"):
+        # A runtime with its own array type says how to take rows of it (MXNet's NDArray).
+        self._gather = getattr(self.runner, "gather", None)
+        if self._gather is None and hasattr(self._pool, "index_select"):
             import torch
 
             from dlmark.inputs.samples import is_channels_last
@@ -146,7 +152,7 @@ class SampleLibrary:
             # index_select returns a contiguous (NCHW) batch; a channels-last model must get
             # the layout it was measured (and compiled) with.
             self._memory_format = torch.channels_last if is_channels_last(self._pool) else None
-        elif not hasattr(self._pool, "take") or not hasattr(self._pool, "ndim"):
+        elif self._gather is None and not (hasattr(self._pool, "take") and hasattr(self._pool, "ndim")):
             raise UserError(f"backend {getattr(self.runner, 'backend', '?')}: its inputs "
                             f"({type(self._pool).__name__}) cannot be batched from samples yet")
         self.runner.synchronize()
@@ -166,6 +172,8 @@ class SampleLibrary:
     def assemble(self, indices: list[int]) -> Any:
         """A new batch holding these samples, in this order (a real copy)."""
         rows = [self._rows[i] for i in indices]
+        if self._gather is not None:
+            return self._gather(self._pool, rows)
         if self._torch is not None:
             torch = self._torch
             index = torch.tensor(rows)
