@@ -30,6 +30,7 @@ def _verdict(r: dict | None) -> str:
 def table(records: list[dict]) -> list[dict]:
     ok = [r for r in records if r.get("status") == "ok"]
     throughput = {(_key(r), r["batch_size"]): r for r in ok if r.get("task") == "throughput"}
+    steps = {key for r in ok for key in r.get("search_step_keys") or []}
     rows: dict[tuple, dict] = {}
     for r in ok:
         if r.get("task") != "serving":
@@ -37,11 +38,15 @@ def table(records: list[dict]) -> list[dict]:
         row = rows.setdefault(_key(r), {})
         scenario = r.get("scenario")
         if scenario == "server" and r.get("server_qps_at_bound") is None:
-            continue  # a step of the search; the answer record names the figure
+            # A step of a search (the answer record names the figure), or one run at a stated load.
+            if r.get("job_key") not in steps:
+                row.setdefault("server-at-load", r)
+            continue
         row[scenario] = r
     out = []
     for key, row in sorted(rows.items(), key=lambda kv: [str(x) for x in kv[0]]):
-        offline, single, multi, server = (row.get(s) for s in ("offline", "single-stream", "multi-stream", "server"))
+        offline, single, multi, server, at_load = (row.get(s) for s in (
+            "offline", "single-stream", "multi-stream", "server", "server-at-load"))
         task_offline = throughput.get((key, offline["batch_size"])) if offline else None
         task_b1 = throughput.get((key, 1))
         out.append({
@@ -55,6 +60,8 @@ def table(records: list[dict]) -> list[dict]:
             "ms_p99": multi and (multi.get("latency_ms_p99"), _verdict(multi)),
             "server": server and (server["server_qps_at_bound"], server.get("latency_bound_ms"),
                                   server.get("latency_ms_p99"), _verdict(server)),
+            "server_at_load": at_load and (at_load.get("target_qps"), at_load.get("latency_bound_ms"),
+                                           at_load.get("latency_ms_p99"), _verdict(at_load)),
         })
     return out
 
@@ -69,6 +76,9 @@ def markdown(rows: list[dict]) -> str:
         ms = f"{r['ms_p99'][0]:.2f} {r['ms_p99'][1]}" if r["ms_p99"] else "-"
         server = (f"{r['server'][0]:,.1f} at {r['server'][1]:g} ms ({r['server'][2]:.1f}) {r['server'][3]}"
                   if r["server"] else "-")
+        if not r["server"] and r["server_at_load"]:  # one run at a stated load, not a search
+            qps, bound, p99, verdict = r["server_at_load"]
+            server = f"one run at {qps:g} QPS, bound {bound:g} ms: p99 {p99:.1f} {verdict}"
         ratio = lambda x: f"{x:.3f}" if x else "-"  # noqa: E731
         lines.append(f"| {r['model']} | {r['runtime']} | {r['precision']} | {r['threads'] or '-'} | {offline} | {ratio(r['offline_of_task'])} | {ss} "
                      f"| {ratio(r['ss_of_task'])} | {ms} | {server} |")
