@@ -49,8 +49,9 @@ step serving-resnet-server-pytorch dlmark run --models ResNet-v1-18 --backend py
     --scenario server --latency-bound-ms 400 --target-qps 6
 step serving-resnet-server-onnxruntime dlmark run --models ResNet-v1-18 --backend onnxruntime "${SERVING[@]}" \
     "${BATCHER[@]}" --scenario server --latency-bound-ms 400 --target-qps 10
+# 200 ms: a batch of 4 takes 122 ms under PyTorch here, and dlmark refuses a bound one batch cannot meet.
 step serving-squeezenet dlmark run --models SqueezeNet-1.1 --backend pytorch,onnxruntime "${SERVING[@]}" "${BATCHER[@]}" \
-    --scenario offline,single-stream,multi-stream,server --latency-bound-ms 100
+    --scenario offline,single-stream,multi-stream,server --latency-bound-ms 200
 selected serving && "$PYTHON" scripts/cpu_serving_table.py "$RESULTS/serving" > "$RESULTS/serving-table.md" 2>&1
 step pipeline "$PYTHON" scripts/pipeline_table.py --out "$RESULTS/pipeline" --threads 2
 step benchmark-app "$PYTHON" scripts/openvino_benchmark_app.py -t 10 --int8 --repeat 2 --folder "$RESULTS/benchmark-app"
