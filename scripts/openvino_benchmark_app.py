@@ -39,7 +39,11 @@ def export(name: str, folder: Path) -> Path:
 
 def benchmark_app(xml: Path, hint: str, nireq: int | None, seconds: int, threads: int | None) -> dict:
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
-    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", hint, "-t", str(seconds), "-infer_precision", "f32",
+    # benchmark_app takes -nthreads only with -hint none: then the latency hint's one stream is said.
+    if threads and hint != "latency":
+        raise SystemExit("--threads is compared for the latency hint only (benchmark_app: -hint none -nstreams 1)")
+    shown_hint = ["-hint", "none", "-nstreams", "1"] if threads else ["-hint", hint]
+    cmd = [tool, "-m", str(xml), "-d", "CPU", *shown_hint, "-t", str(seconds), "-infer_precision", "f32",
            "-ip", "f32"]  # benchmark_app feeds image inputs as u8 by default; dlmark's are f32
     if nireq:
         cmd += ["-nireq", str(nireq)]
