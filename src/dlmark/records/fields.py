@@ -519,6 +519,10 @@ FIELDS: tuple[Field, ...] = (
     _f('batches_in_flight', 'serving', '', 'int',
        'the dynamic batcher: largest batch, longest wait for one, batches run at once',
        'Serving records'),
+    _f('batches_in_flight_by', 'serving', '', 'str',
+       'only in records of the reverted launch-ahead batcher (8fb463c; results/h200-serving-7): '
+       'one thread launching ahead, or a thread per batch (what every other record did)',
+       'Serving records'),
     _f('duration_s', 'serving', 's', 'float',
        'wall time of the LoadGen test',
        'Serving records'),
