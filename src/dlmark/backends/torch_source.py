@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlmark.errors import UserError
 from dlmark.models import zoo
 from . import cache
 
@@ -50,6 +51,22 @@ class EvalSource:
     def of(cls, built: zoo.BuiltModel) -> "EvalSource":
         custom = getattr(built.module, "dlmark_eval_transform", None)
         return cls(built.spec, built.weights, dict(custom) if custom else None)
+
+
+def model_behind(runner) -> tuple[Any, str | None, Any, dict[str, Any] | None]:
+    """(spec, weights, torch module or None, a py: model's own transform) of the runner's model.
+
+    PyTorch holds the module; ONNX Runtime and OpenVINO keep what the task needs of it
+    (``torch_source.EvalSource``) and run their own exported, converted or quantized graph.
+    """
+    built = getattr(runner, "built", None)
+    if built is not None:
+        return built.spec, built.weights, built.module, None
+    source = getattr(runner, "eval_source", None)
+    if source is None:
+        raise UserError(f"accuracy is measured on pytorch, onnxruntime or openvino; {runner.backend} "
+                        f"has no model to feed images")
+    return source.spec, source.weights, None, source.custom_transform
 
 
 def cache_key(built: zoo.BuiltModel, **more: Any) -> dict[str, Any]:

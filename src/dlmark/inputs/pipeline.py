@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 from ..errors import UserError
 from ..measure.timing import PerfCounterTimer, TimingConfig, time_callable
 from ..measure.stats import summarize_latency
-from ..models.datasets.transforms import pil_transform
+from ..models.datasets.transforms import eval_transform, pil_transform
 from .decode import decode_all, get_decoder
 from .jpegs import ImageSet
 
@@ -328,7 +328,7 @@ def measure_pipeline(images: ImageSet, forward: Callable[[Any], Any], *, decoder
 
     ``forward(batch)`` runs the model on a batch already on ``device``;
     ``synchronize()`` waits for it (the Runner's). ``described`` is the eval
-    transform's description (``tasks.accuracy.eval_transform``); the pil
+    transform's description (``models.datasets.transforms.eval_transform``); the pil
     decoder uses ``pil_transform_fn`` (the model's own) when given. Each of
     ``rounds`` rounds times every stage and then the whole path with ``timing``;
     a figure pools its blocks over the rounds.
@@ -486,8 +486,6 @@ def measure_pipeline(images: ImageSet, forward: Callable[[Any], Any], *, decoder
 def measure_runner(runner, images: ImageSet, *, decoder: str = "pil", batch_size: int = 32, data_workers: int = 0,
                    timing: TimingConfig | None = None, rounds: int = DEFAULT_ROUNDS) -> dict[str, Any]:
     """``measure_pipeline`` for a loaded pytorch Runner: its model, device, dtype, layout and eval transform."""
-    from ..tasks.accuracy import eval_transform
-
     built = getattr(runner, "built", None)
     if built is None:
         raise UserError(f"the input pipeline is measured with the pytorch backend; {runner.backend} has no "

@@ -41,7 +41,7 @@ class ImageSamples:
         """The samples ``runner``'s model gets: its own eval transform (a torch model's, or the one an
         ONNX Runtime or OpenVINO runner keeps of the model it was exported from)."""
         from ..models.datasets.transforms import eval_transform
-        from ..tasks.accuracy import model_behind
+        from ..backends.torch_source import model_behind
         from .decode import get_decoder
         from .pipeline import transform_for
 

@@ -16,6 +16,7 @@ import os
 import time
 from typing import Any
 
+from ..backends import torch_source
 from ..errors import UserError
 # Each model's evaluation transform lives with the data sets: int8 calibration (backends.int8)
 # reads images as this task does, and backends import no task.
@@ -94,22 +95,6 @@ def _data_workers(requested: int | None) -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def model_behind(runner) -> tuple[Any, str | None, Any, dict[str, Any] | None]:
-    """(spec, weights, torch module or None, a py: model's own transform) of the runner's model.
-
-    PyTorch holds the module; ONNX Runtime and OpenVINO keep what the task needs of it
-    (``torch_source.EvalSource``) and run their own exported, converted or quantized graph.
-    """
-    built = getattr(runner, "built", None)
-    if built is not None:
-        return built.spec, built.weights, built.module, None
-    source = getattr(runner, "eval_source", None)
-    if source is None:
-        raise UserError(f"accuracy is measured on pytorch, onnxruntime or openvino; {runner.backend} "
-                        f"has no model to feed images")
-    return source.spec, source.weights, None, source.custom_transform
-
-
 def _forward(runner, images):
     """Logits (a CPU or device torch tensor) of one batch of images, on the runner's own inputs."""
     import numpy as np
@@ -137,7 +122,7 @@ def evaluate(runner, request: dict[str, Any]) -> dict[str, Any]:
     from dlmark.models.datasets import balanced_subset, open_imagenet
     from dlmark.models.datasets.images import ImageFiles, collate
 
-    spec, weights, module, custom = model_behind(runner)
+    spec, weights, module, custom = torch_source.model_behind(runner)
     if spec.source != "py" and weights != "pretrained":
         zoo.build(spec, pretrained="require")  # raises the UserError that names the missing file
         raise UserError(f"{spec.name}: pretrained weights were not loaded; accuracy of random weights is never reported")

@@ -17,7 +17,7 @@ from dlmark.errors import UserError
 # The scenarios and settings are validated with the run's options (run.options), before any work.
 from dlmark.run.options import KNOBS, SCENARIOS  # noqa: E402,F401  -- the task's own names for them
 
-#: The runtimes whose models come with an eval transform (``tasks.accuracy.model_behind``): they can serve images.
+#: The runtimes whose models come with an eval transform (``backends.torch_source.model_behind``): they can serve images.
 IMAGE_RUNTIMES = ("pytorch", "onnxruntime", "openvino")
 
 
