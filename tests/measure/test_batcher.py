@@ -93,7 +93,7 @@ def test_many_threads_no_request_lost_or_answered_twice_never_larger_than_max(in
     for p in producers:
         p.join()
     batcher.close()
-    ids = [r.response_id for _, b in rec.batches for r in b]
+    ids = [r.id for _, b in rec.batches for r in b]
     assert len(ids) == per_thread * threads
     assert len(set(ids)) == len(ids)
     sizes = [len(b) for _, b in rec.batches]
@@ -119,3 +119,55 @@ def test_an_error_in_run_batch_is_raised_by_close_and_work_goes_on():
     with pytest.raises(ValueError, match="boom"):
         batcher.close()
     assert [r.index for r in seen] == [0, 1]
+
+
+class CountingRequests:
+    """A sequence of requests that counts how many of them were ever read."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.read = 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, where):
+        if not isinstance(where, slice):
+            raise TypeError("the batcher takes slices")
+        indices = range(self.n)[where]
+        self.read += len(indices)
+        return [Request(i, i) for i in indices]
+
+
+def test_a_huge_submission_is_queued_whole_and_sliced_by_the_workers():
+    # Offline's one query holds every sample of the run: queueing must not read them one by one
+    # before the first batch can start.
+    release = threading.Event()
+    seen = []
+
+    def run(batch):
+        seen.append([r.index for r in batch])
+        release.wait()
+
+    requests = CountingRequests(1_000_000)
+    batcher = DynamicBatcher(run, max_batch=4, max_queue_delay_ms=0, batches_in_flight=2)
+    batcher.submit(requests)
+    time.sleep(0.05)
+    assert requests.read <= 8  # at most the two batches the workers hold
+    assert seen[:1] == [[0, 1, 2, 3]]
+    release.set()
+    batcher.close()
+    assert requests.read == 1_000_000
+    order = [i for batch in seen for i in batch]
+    assert sorted(order) == list(range(1_000_000)) and all(len(b) == 4 for b in seen)
+    stats = batcher.stats()
+    assert stats["samples_batched"] == 1_000_000 and stats["queue_delay_ms_max"] >= stats["queue_delay_ms_p50"]
+
+
+def test_batches_span_submissions_in_order():
+    rec = Recorder()
+    batcher = DynamicBatcher(rec, max_batch=4, max_queue_delay_ms=10_000)
+    for first in (0, 3, 6):
+        batcher.submit([Request(first + i, first + i) for i in range(3)])
+    batcher.close()
+    assert [[r.index for r in b] for _, b in rec.batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]

@@ -1,4 +1,4 @@
-"""A dynamic batcher for the Server scenario.
+"""A dynamic batcher for LoadGen's scenarios.
 
 Requests (one sample each: a sample index and LoadGen's response id) wait in a
 queue until ``max_batch`` of them are waiting or the oldest has waited
@@ -7,6 +7,11 @@ queue until ``max_batch`` of them are waiting or the oldest has waited
 workers run batches at once, as a server's model instances do: while one runs,
 another forms the next batch. Each request is taken by exactly one worker,
 once.
+
+A submission is queued whole, as the caller's sequence (not copied, not looked
+into): workers slice batches off it. Offline's one query holds every sample of
+the run (420,000 on an H200); turning each into a queue entry under the lock
+took about 2 s in which no batch could start (results/h200-offline-timeline-1).
 
 ``run_batch`` must answer (complete) its requests even when it fails: LoadGen
 waits for every response it issued. An exception it lets through is kept and
@@ -25,8 +30,20 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Request:
+    """What a worker reads of a request; LoadGen's own ``QuerySample`` has the same two fields."""
+
     index: int  # the sample's index in the sample library
-    response_id: int  # LoadGen's id for its response
+    id: int  # LoadGen's id for its response
+
+
+@dataclass
+class _Arrival:
+    """One submission in the queue, with how many of its requests workers have taken."""
+
+    seq: int  # the sequence number of requests[0]
+    enqueued: float
+    requests: Sequence[Request]
+    taken: int = 0
 
 
 class DynamicBatcher:
@@ -45,13 +62,14 @@ class DynamicBatcher:
         self.batches_in_flight = batches_in_flight
         self.clock = clock
         self._cond = threading.Condition()
-        self._queue: collections.deque[tuple[int, float, Request]] = collections.deque()  # (seq, enqueued, request)
+        self._queue: collections.deque[_Arrival] = collections.deque()
+        self._waiting = 0  # requests queued and not yet taken
         self._seq = 0
         self._flush_below = 0  # requests with a smaller seq go now, without waiting for the delay
         self._closing = False
         self._errors: list[BaseException] = []
         self._batch_sizes: list[int] = []
-        self._queue_delays_s: list[float] = []  # enqueue -> taken by a worker, per request
+        self._queue_delays_s: list[tuple[float, int]] = []  # (enqueue -> taken by a worker, requests)
         # Each worker warms up in its own thread before the first request: CUDA libraries keep
         # per-thread handles (cuDNN, cuBLAS), whose first use in a new thread took seconds on an
         # H200, and a stall at a run's start queues every query behind it.
@@ -65,13 +83,16 @@ class DynamicBatcher:
 
     # -- producer side (LoadGen's issue thread)
     def submit(self, requests: Sequence[Request]) -> None:
+        """Queue ``requests`` (held, not copied: the caller leaves the sequence as it is)."""
         now = self.clock()
         with self._cond:
             if self._closing:
                 raise RuntimeError("submit after close")
-            for request in requests:
-                self._queue.append((self._seq, now, request))
-                self._seq += 1
+            if not requests:
+                return
+            self._queue.append(_Arrival(self._seq, now, requests))
+            self._seq += len(requests)
+            self._waiting += len(requests)
             self._cond.notify_all()
 
     def flush(self) -> None:
@@ -92,9 +113,23 @@ class DynamicBatcher:
 
     # -- workers
     def _ready(self, now: float) -> bool:
-        seq, enqueued, _ = self._queue[0]
-        return (len(self._queue) >= self.max_batch or now - enqueued >= self.delay_s
-                or seq < self._flush_below or self._closing)
+        oldest = self._queue[0]
+        return (self._waiting >= self.max_batch or now - oldest.enqueued >= self.delay_s
+                or oldest.seq + oldest.taken < self._flush_below or self._closing)
+
+    def _pop(self, n: int, now: float) -> list[Request]:
+        """The ``n`` oldest requests, off the queue."""
+        batch: list[Request] = []
+        while len(batch) < n:
+            oldest = self._queue[0]
+            k = min(n - len(batch), len(oldest.requests) - oldest.taken)
+            batch.extend(oldest.requests[oldest.taken:oldest.taken + k])
+            self._queue_delays_s.append((now - oldest.enqueued, k))
+            oldest.taken += k
+            if oldest.taken == len(oldest.requests):
+                self._queue.popleft()
+        self._waiting -= n
+        return batch
 
     def _take(self) -> list[Request] | None:
         """The next batch, or None once closed and empty."""
@@ -107,14 +142,13 @@ class DynamicBatcher:
                     continue
                 now = self.clock()
                 if self._ready(now):
-                    n = min(self.max_batch, len(self._queue))
-                    taken = [self._queue.popleft() for _ in range(n)]
+                    n = min(self.max_batch, self._waiting)
+                    batch = self._pop(n, now)
                     self._batch_sizes.append(n)
-                    self._queue_delays_s.extend(now - enqueued for _, enqueued, _ in taken)
                     if self._queue:
                         self._cond.notify_all()  # another idle worker may form the next batch
-                    return [request for _, _, request in taken]
-                self._cond.wait(timeout=self._queue[0][1] + self.delay_s - now)
+                    return batch
+                self._cond.wait(timeout=self._queue[0].enqueued + self.delay_s - now)
 
     def _work(self) -> None:
         try:
@@ -136,7 +170,9 @@ class DynamicBatcher:
     def stats(self) -> dict[str, float | int | None]:
         with self._cond:
             sizes = list(self._batch_sizes)
-            delays_ms = np.asarray(self._queue_delays_s) * 1000.0
+            delays = np.asarray([d for d, _ in self._queue_delays_s], dtype=float)
+            counts = np.asarray([k for _, k in self._queue_delays_s], dtype=int)
+        delays_ms = np.repeat(delays, counts) * 1000.0
         return {
             "batches_run": len(sizes),
             "samples_batched": int(sum(sizes)),

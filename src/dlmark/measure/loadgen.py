@@ -222,7 +222,7 @@ class _SystemUnderTest:
         self.padded_samples = 0
 
     def issue_queries(self, samples) -> None:
-        self.batcher.submit([Request(q.index, q.id) for q in samples])
+        self.batcher.submit(samples)  # LoadGen's QuerySample list: the batcher's Requests as they are
 
     def flush_queries(self) -> None:
         self.batcher.flush()
@@ -244,7 +244,7 @@ class _SystemUnderTest:
             self.stop.set()
         finally:
             # Answered even on failure or stop: LoadGen waits for every response it issued.
-            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(r.response_id, 0, 0) for r in batch])
+            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(r.id, 0, 0) for r in batch])
 
 
 def wait_for(runner: Any, outputs: Any) -> None:
