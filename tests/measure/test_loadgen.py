@@ -381,3 +381,32 @@ def test_responses_wait_for_the_runner_s_own_batch_when_it_can(tmp_path):
     batches_in_test = [n for n, _ in waiting.runs][-len(waiting.waited):]
     assert waiting.waited and waiting.waited == batches_in_test
     assert plain.synchronized >= len(plain.runs) > 0
+
+
+class OverlapRunner(SleepingRunner):
+    """Counts how many ``run`` calls were inside it at once."""
+
+    def __init__(self, queues_work: bool):
+        super().__init__(0.005)
+        self.queues_work = queues_work
+        self.inside = 0
+        self.most_inside = 0
+
+    def run(self, inputs):
+        with self.lock:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            return super().run(inputs)
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+@pytest.mark.parametrize("queues_work", [True, False])
+def test_a_runner_that_queues_work_is_launched_by_one_worker_at_a_time(tmp_path, queues_work):
+    # A GPU runner's batches stay whole on its stream; a CPU runner's run side by side.
+    runner = OverlapRunner(queues_work)
+    rec = run_scenario(runner, "offline", tmp_path, batch_size=4, sample_count=64, batches_in_flight=3, **TEST)
+    assert rec["valid"]
+    assert runner.most_inside == (1 if queues_work else 3)

@@ -184,6 +184,11 @@ class PyTorchRunner:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    @property
+    def queues_work(self) -> bool:
+        """``run`` returns once its work is queued on a CUDA stream, before it is done."""
+        return self.device.type == "cuda"
+
     def wait_for(self, outputs: Any) -> None:
         """Block until the work queued so far on this thread's stream is done (not the whole device)."""
         if self.device.type == "cuda":
