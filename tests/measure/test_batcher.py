@@ -171,3 +171,33 @@ def test_batches_span_submissions_in_order():
         batcher.submit([Request(first + i, first + i) for i in range(3)])
     batcher.close()
     assert [[r.index for r in b] for _, b in rec.batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+
+
+def test_with_stack_only_full_a_second_batch_in_flight_goes_only_when_full():
+    rec = Recorder(service_s=0.2)
+    batcher = DynamicBatcher(rec, max_batch=4, max_queue_delay_ms=1, batches_in_flight=2, stack_only_full=True)
+    start = time.perf_counter()
+    batcher.submit([Request(0, 0), Request(1, 1)])  # partial: goes after the delay, nothing runs
+    time.sleep(0.05)
+    batcher.submit([Request(2, 2), Request(3, 3)])  # partial while one runs: waits for its answer
+    time.sleep(0.05)
+    assert len(rec.batches) == 1
+    batcher.submit([Request(i, i) for i in range(4, 12)])  # now full batches wait: one goes beside it
+    time.sleep(0.05)
+    assert len(rec.batches) == 2 and [r.index for r in rec.batches[1][1]] == [2, 3, 4, 5]
+    assert rec.most_running == 2
+    batcher.close()
+    taken = [[r.index for r in b] for _, b in rec.batches]
+    assert taken == [[0, 1], [2, 3, 4, 5], [6, 7, 8, 9], [10, 11]]
+    assert rec.batches[1][0] - start < 0.2  # the full batch did not wait for the first to end
+
+
+def test_without_stack_only_full_a_partial_batch_goes_beside_a_running_one():
+    rec = Recorder(service_s=0.2)
+    batcher = DynamicBatcher(rec, max_batch=4, max_queue_delay_ms=1, batches_in_flight=2)
+    batcher.submit([Request(0, 0), Request(1, 1)])
+    time.sleep(0.05)
+    batcher.submit([Request(2, 2)])
+    time.sleep(0.05)
+    assert [[r.index for r in b] for _, b in rec.batches] == [[0, 1], [2]]
+    batcher.close()

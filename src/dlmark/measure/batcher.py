@@ -8,6 +8,12 @@ workers run batches at once, as a server's model instances do: while one runs,
 another forms the next batch. Each request is taken by exactly one worker,
 once.
 
+With ``stack_only_full``, a batch beyond the first in flight is taken only when
+full: a GPU runs the batches of one stream one after another, so a second,
+partial batch only waits behind the first, padded to full cost, while the
+requests that arrive meanwhile would have made the next batch fuller. Full
+batches stacked that way hide the host's work between batches at high load.
+
 A submission is queued whole, as the caller's sequence (not copied, not looked
 into): workers slice batches off it. Offline's one query holds every sample of
 the run (420,000 on an H200); turning each into a queue entry under the lock
@@ -49,7 +55,7 @@ class _Arrival:
 class DynamicBatcher:
     def __init__(self, run_batch: Callable[[list[Request]], None], max_batch: int,
                  max_queue_delay_ms: float, batches_in_flight: int = 1, clock: Callable[[], float] = time.perf_counter,
-                 warm_up: Callable[[], None] | None = None):
+                 warm_up: Callable[[], None] | None = None, stack_only_full: bool = False):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, not {max_batch}")
         if max_queue_delay_ms < 0:
@@ -61,6 +67,8 @@ class DynamicBatcher:
         self.delay_s = max_queue_delay_ms / 1000.0
         self.batches_in_flight = batches_in_flight
         self.clock = clock
+        self.stack_only_full = stack_only_full
+        self._running = 0  # batches taken and not yet answered
         self._cond = threading.Condition()
         self._queue: collections.deque[_Arrival] = collections.deque()
         self._waiting = 0  # requests queued and not yet taken
@@ -113,9 +121,12 @@ class DynamicBatcher:
 
     # -- workers
     def _ready(self, now: float) -> bool:
+        if self._waiting >= self.max_batch or self._closing:
+            return True
+        if self.stack_only_full and self._running:
+            return False  # taken when the running batch is answered, or once full
         oldest = self._queue[0]
-        return (self._waiting >= self.max_batch or now - oldest.enqueued >= self.delay_s
-                or oldest.seq + oldest.taken < self._flush_below or self._closing)
+        return now - oldest.enqueued >= self.delay_s or oldest.seq + oldest.taken < self._flush_below
 
     def _pop(self, n: int, now: float) -> list[Request]:
         """The ``n`` oldest requests, off the queue."""
@@ -145,10 +156,14 @@ class DynamicBatcher:
                     n = min(self.max_batch, self._waiting)
                     batch = self._pop(n, now)
                     self._batch_sizes.append(n)
+                    self._running += 1
                     if self._queue:
                         self._cond.notify_all()  # another idle worker may form the next batch
                     return batch
-                self._cond.wait(timeout=self._queue[0].enqueued + self.delay_s - now)
+                left = self._queue[0].enqueued + self.delay_s - now
+                # Past the delay and still not ready: a batch is running (stack_only_full); its
+                # answer wakes this worker.
+                self._cond.wait(timeout=left if left > 0 else None)
 
     def _work(self) -> None:
         try:
@@ -165,6 +180,10 @@ class DynamicBatcher:
             except BaseException as exc:  # noqa: BLE001 -- kept for close(); the worker goes on
                 with self._cond:
                     self._errors.append(exc)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
 
     # -- counters
     def stats(self) -> dict[str, float | int | None]:

@@ -226,8 +226,12 @@ class _SystemUnderTest:
         # threads at once interleave their kernels, and Offline read 0.89 of a plain loop with two
         # batches in flight (results/h200-offline-timeline-2). Where run() computes (a CPU), the
         # workers run their batches at once.
-        self._launching = threading.Lock() if getattr(runner, "queues_work", False) else contextlib.nullcontext()
-        self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight, warm_up=warm_up)
+        queues_work = bool(getattr(runner, "queues_work", False))
+        self._launching = threading.Lock() if queues_work else contextlib.nullcontext()
+        # On such a runner a second batch in flight only waits behind the first: it goes only full.
+        self.stacks_only_full = queues_work and in_flight > 1
+        self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight, warm_up=warm_up,
+                                      stack_only_full=self.stacks_only_full)
         self.padded_samples = 0
 
     def issue_queries(self, samples) -> None:
@@ -533,6 +537,7 @@ def run_scenario(runner: Any, scenario: str, log_dir: str | Path, settings: Serv
         rec["batch_size"] = s.batch_size
     if scenario in ("offline", "server"):
         rec["batches_in_flight"] = s.batches_in_flight
+        rec["stacks_only_full_batches"] = sut.stacks_only_full
     if scenario == "server":
         rec["max_batch"] = s.max_batch
         rec["max_queue_delay_ms"] = s.max_queue_delay_ms

@@ -519,6 +519,10 @@ FIELDS: tuple[Field, ...] = (
     _f('batches_in_flight', 'serving', '', 'int',
        'the dynamic batcher: largest batch, longest wait for one, batches run at once',
        'Serving records'),
+    _f('stacks_only_full_batches', 'serving', '', 'bool',
+       'with more than one batch in flight on a runner that queues its work (a CUDA stream), a batch '
+       'beyond the first went only when full; False: every batch went at the batcher\'s delay',
+       'Serving records'),
     _f('batches_in_flight_by', 'serving', '', 'str',
        'only in records of the reverted launch-ahead batcher (8fb463c; results/h200-serving-7): '
        'one thread launching ahead, or a thread per batch (what every other record did)',
