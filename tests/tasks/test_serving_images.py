@@ -97,3 +97,22 @@ def test_image_and_generated_samples_are_records_and_rows_of_their_own(tmp_path)
     assert listed.returncode == 0, listed.stderr
     rows = [line for line in listed.stdout.splitlines() if line.startswith(MODEL)]
     assert len(rows) == 2 and any("images:jpegs (pil)" in r for r in rows) and any("generated" in r for r in rows)
+
+
+@pytest.mark.slow  # imports torch
+def test_a_worker_decodes_the_images_once_for_every_step_of_a_search(tmp_path):
+    # A Server search sends one request per load it tries; the same images for the same model are
+    # the same decoded samples, another set or another model are not.
+    from dlmark.backends import RunConfig, load
+    from dlmark.tasks import serving
+
+    folder = write_folder(tmp_path / "jpegs")
+    runner = load("pytorch", MODEL, RunConfig(threads=1))
+    request = {"samples": {"images": 3, "folder": str(folder), "decoder": "pil"}}
+    first = serving._images(runner, request)
+    first.stack([0, 1, 2], 3)  # decodes the three
+    assert serving._images(runner, json.loads(json.dumps(request))) is first
+    assert len(first._transformed) == 3
+    assert serving._images(runner, {"samples": {**request["samples"], "images": 2}}) is not first
+    other = load("pytorch", MODEL, RunConfig(threads=1))
+    assert serving._images(other, request) is not first

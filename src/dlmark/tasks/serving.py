@@ -31,17 +31,32 @@ def _settings(request: dict[str, Any]):
     return ServingSettings(**{k: v for k, v in (request.get("settings") or {}).items() if k in known})
 
 
+#: The last (runner, samples request) of this worker and its ImageSamples: a Server search sends one
+#: request per load it tries, and each would decode the whole set again. The runner is held weakly:
+#: a worker holds one model at a time, and an old one must not stay in memory for this.
+_last_images: tuple[Any, str, Any] | None = None
+
+
 def _images(runner, request: dict[str, Any]):
     """The decoded images the library holds (``--input``), or None for generated samples."""
+    global _last_images
     samples = request.get("samples")
     if not samples:
         return None
+    import json
+    import weakref
+
     from dlmark.inputs import jpegs
     from dlmark.inputs.samples import ImageSamples
 
+    key = json.dumps(samples, sort_keys=True, default=str)
+    if _last_images is not None and _last_images[0]() is runner and _last_images[1] == key:
+        return _last_images[2]  # decoded on the library's first load, kept in the object
     count = int(samples["images"])
     images = jpegs.open_images(samples.get("folder"), limit=count, count=count)
-    return ImageSamples.for_runner(runner, images, samples["decoder"])
+    made = ImageSamples.for_runner(runner, images, samples["decoder"])
+    _last_images = (weakref.ref(runner), key, made)
+    return made
 
 
 def run_op(runner, request: dict[str, Any]) -> dict[str, Any]:
