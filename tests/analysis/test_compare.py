@@ -465,3 +465,81 @@ def test_parse_fraction():
     for bad in ("five", "150%", "-1%"):
         with pytest.raises(UserError):
             parse_fraction(bad)
+
+
+# ------------------------------------------------------------------ across runs (--repetitions)
+
+
+def test_student_t_matches_scipy():
+    from scipy.stats import t as student
+
+    from dlmark.analysis.compare import t_quantile, t_sf
+
+    for df in (1.3, 2.0, 3.7, 8.0, 40.0):
+        for value in (0.0, 0.4, 1.5, 3.0, 9.0):
+            assert t_sf(value, df) == pytest.approx(student.sf(value, df), rel=1e-9, abs=1e-14)
+        assert t_quantile(0.975, df) == pytest.approx(student.ppf(0.975, df), rel=1e-9)
+
+
+def runs_of(t, side: str, figures, **changes):
+    """One record per run of one configuration: its blocks scaled so that the run's median is the figure,
+    repetition numbers in extra_config as `dlmark run --repetitions` writes them."""
+    out = []
+    blocks = np.asarray(t["block_times_s"], dtype=float)
+    for i, figure in enumerate(figures):
+        factor = t["throughput"] / figure
+        r = rec(t, run_id=f"{side}", timestamp=f"2026-01-01T00:00:{i:02d}+00:00", throughput=figure,
+                block_times_s=list(blocks * factor), noisy=False, contended=False, **changes)
+        r["extra_config"] = {**(t.get("extra_config") or {}), **({"repetition": i + 1} if i else {})}
+        out.append(r)
+    return out
+
+
+def test_identical_code_on_a_drifting_machine_reads_same_across_runs_but_not_on_blocks(template):
+    # The machine moves 8% (log sd) between runs and hardly within one: the blocks of one run
+    # then call most pairs, the runs almost none (issue 15's A/A).
+    rng = np.random.default_rng(15)
+    base, cand, newest_b, newest_c = [], [], [], []
+    for b in range(1, 61):
+        figures = template["throughput"] * np.exp(rng.normal(0, 0.08, 6))
+        base += runs_of(template, "A", figures[:3], batch_size=b)
+        cand += runs_of(template, "B", figures[3:], batch_size=b)
+        newest_b.append(base[-1])
+        newest_c.append(cand[-1])
+    across = compare(base, cand)
+    assert all(p.baseline_runs == 3 and p.candidate_runs == 3 for p in across.pairs) and len(across.pairs) == 60
+    called = [p for p in across.pairs if p.verdict in ("faster", "slower")]
+    assert len(called) <= 3, [(p.ratio, p.p_adjusted) for p in called]  # 5% of 60
+    assert any("judged across runs (3 vs 3 records each)" in w for w in across.warnings)
+    blocks = compare(newest_b, newest_c)
+    assert sum(p.verdict in ("faster", "slower") for p in blocks.pairs) > 20
+
+
+def test_a_real_change_is_found_across_runs_with_its_interval(template):
+    rng = np.random.default_rng(16)
+    base, cand = [], []
+    for b in range(1, 21):
+        noise = np.exp(rng.normal(0, 0.03, 6))
+        base += runs_of(template, "A", template["throughput"] * noise[:3], batch_size=b)
+        cand += runs_of(template, "B", template["throughput"] / 1.25 * noise[3:], batch_size=b)
+    result = compare(base, cand)
+    assert all(p.verdict == "slower" for p in result.pairs)
+    inside = sum(p.ci_low <= 1 / 1.25 <= p.ci_high for p in result.pairs)
+    assert inside >= 18  # a 95% interval
+    assert all(p.interval == "95% across runs" for p in result.pairs)
+
+
+def test_repetitions_pair_with_a_plain_run_and_one_sided_repeats_say_so(template):
+    base = runs_of(template, "A", [template["throughput"]] * 3)
+    plain = [rec(template, run_id="B")]
+    result = compare(base, plain)
+    assert len(result.pairs) == 1 and result.pairs[0].baseline_runs == 1  # blocks of the newest on each side
+    assert any(w.startswith("baseline: 1 configuration(s) measured more than once") for w in result.warnings)
+
+
+def test_a_contended_run_withholds_the_verdict_across_runs(template):
+    base = runs_of(template, "A", [100.0, 101.0, 99.0])
+    cand = runs_of(template, "B", [80.0, 81.0, 79.0])
+    assert compare(base, cand).pairs[0].verdict == "slower"
+    cand[1]["contended"] = True
+    assert compare(base, cand).pairs[0].reason == "contended"

@@ -146,3 +146,29 @@ def test_ls_prints_the_records(tmp_path, fast, capsys):
     assert main(["ls", str(tmp_path / "r"), "--task", "throughput"]) == 0
     out = capsys.readouterr().out
     assert out.count(f"{FIX}:tiny") == 2 and "img/s [95% CI]" in out and "2 record(s)" in out
+
+
+def test_repetitions_run_the_plan_again_and_compare_judges_across_them(tmp_path, fast):
+    # Three passes one after another: the first pass keeps a plain run's keys (so a plain folder
+    # resumes as it), the others are records of their own that compare pools with it.
+    code, rows = run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1,2", "--repetitions", "3", *fast)
+    assert code == 0 and len(rows) == 6 and len({r["job_key"] for r in rows}) == 6
+    assert sorted((r.get("extra_config") or {}).get("repetition", 1) for r in rows) == [1, 1, 2, 2, 3, 3]
+    order = [(r.get("extra_config") or {}).get("repetition", 1) for r in sorted(rows, key=lambda r: r["timestamp"])]
+    assert order == sorted(order)  # pass after pass, not each job three times in a row
+    code, plain = run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1,2", *fast, out="plain")
+    assert {r["job_key"] for r in plain} < {r["job_key"] for r in rows}
+    code, again = run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1,2", "--repetitions", "3", *fast)
+    assert len(again) == 6  # everything was done: resumed, nothing re-measured
+    from dlmark.analysis.compare import compare
+
+    result = compare(rows, [dict(r, run_id="other") for r in rows])
+    assert [(p.baseline_runs, p.candidate_runs) for p in result.pairs] == [(3, 3), (3, 3)]
+    assert {p.verdict for p in result.pairs} == {"same"}
+
+
+def test_repetitions_must_be_a_positive_integer(tmp_path, capsys):
+    code = main(["run", "quick", "--device", "cpu", "--out", str(tmp_path / "r"), "--repetitions", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--repetitions must be a positive integer" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -170,6 +170,83 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
 CORRECTIONS = {"bh": benjamini_hochberg, "holm": holm}
 
 
+# Across runs: Welch's t on the log throughputs of a configuration's runs (its repetitions, or
+# several runs in one folder), one figure per run. Three runs a side give a usable test; a rank
+# test would need five (with three against three its smallest two-sided p is 0.1). Student's t
+# comes from the regularized incomplete beta function (a continued fraction, Numerical Recipes'
+# betacf): dlmark does not depend on scipy.
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _beta_regularized(a: float, b: float, x: float) -> float:
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _beta_regularized(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The t with P(T <= t) = q, for q in (0.5, 1)."""
+    low, high = 0.0, 1.0
+    while t_sf(high, df) > 1.0 - q:
+        high *= 2.0
+    for _ in range(200):
+        mid = (low + high) / 2.0
+        low, high = (mid, high) if t_sf(mid, df) > 1.0 - q else (low, mid)
+    return (low + high) / 2.0
+
+
+def _across_runs(a: np.ndarray, b: np.ndarray, alpha: float) -> dict[str, Any]:
+    """Ratio (geometric means, candidate / baseline), its interval and Welch's p, one figure per run."""
+    x, y = np.log(a), np.log(b)
+    diff = float(y.mean() - x.mean())
+    va, vb = float(x.var(ddof=1)) / len(x), float(y.var(ddof=1)) / len(y)
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        p, half = (1.0 if diff == 0.0 else 0.0), 0.0
+    else:
+        df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
+        p = min(1.0, 2.0 * t_sf(abs(diff) / se, df))
+        half = t_quantile(1.0 - alpha / 2.0, df) * se
+    return {"ratio": math.exp(diff), "ci_low": math.exp(diff - half), "ci_high": math.exp(diff + half),
+            "p_value": p, "drift": 0.0, "interval": "95% across runs"}
+
+
+def _runs_reason(base: list[dict[str, Any]], cand: list[dict[str, Any]]) -> str | None:
+    """Why a pair judged across runs gets no verdict: a run timed on a throttled or busy machine.
+    (A run's own block spread, ``noisy``, is what the test across runs measures: no reason.)"""
+    for flag, reason in (("throttled", "throttled"), ("contended", "contended")):
+        if any(r.get(flag) is True for r in base + cand):
+            return reason
+    return None
+
+
 def block_throughputs(record: dict[str, Any]) -> np.ndarray | None:
     """Images/s of each timed block: batch_size * iters_per_block / block time; None without samples."""
     blocks, bs, ipb = record.get("block_times_s"), record.get("batch_size"), record.get("iters_per_block")
@@ -384,6 +461,8 @@ def _hashable(v: Any) -> Any:
 def _defaults(r: dict[str, Any], name: str) -> Any:
     # Records older than a field mean its default: pytorch eager fp32 NCHW.
     v = field_value(r, name)
+    if name == "extra_config" and isinstance(v, dict):
+        v = {k: x for k, x in v.items() if k != "repetition"} or None  # a repetition is the same configuration
     if v is None:
         return {"backend": "pytorch", "precision": "fp32", "layout": "nchw"}.get(name)
     return v
@@ -411,16 +490,17 @@ def _key(r: dict[str, Any], fields: tuple[str, ...]) -> tuple:
     return tuple(_hashable(_defaults(r, f)) for f in fields)
 
 
-def _newest(records: list[dict[str, Any]], fields: tuple[str, ...], side: str,
-            warnings: list[str]) -> dict[tuple, dict[str, Any]]:
+def _by_configuration(records: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[tuple, list[dict[str, Any]]]:
+    """Each configuration's records, newest first."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault(_key(r, fields), []).append(r)
-    repeated = sum(1 for g in groups.values() if len(g) > 1)
-    if repeated:
-        warnings.append(f"{side}: {repeated} configuration(s) measured more than once (resume or re-run); "
-                        "the newest record of each is used")
-    return {k: max(g, key=lambda r: str(r.get("timestamp") or "")) for k, g in groups.items()}
+    return {k: sorted(g, key=lambda r: str(r.get("timestamp") or ""), reverse=True) for k, g in groups.items()}
+
+
+def _samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of one configuration that are samples of it: measured (status ok), a throughput."""
+    return [r for r in records if r.get("status") == "ok" and _positive(r.get("throughput"))]
 
 
 # ------------------------------------------------------------------- the result
@@ -448,6 +528,8 @@ class Pair:
     axis_values: dict[str, list[Any]] = field(default_factory=dict)
     baseline_blocks: int | None = None
     candidate_blocks: int | None = None
+    baseline_runs: int = 1  # records of this configuration on the side: >= 2 each, and the run is the unit
+    candidate_runs: int = 1
 
 
 @dataclass
@@ -584,17 +666,29 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axi
             usable = [r for r in usable if r.get("job_key") not in steps]
             warnings.append(f"{side}: {before - len(usable)} server search step(s) not compared; "
                             "their search's QPS at the bound is")
-        sides.append(_newest(usable, fields, side, warnings))
-    base, cand = sides
+        sides.append(_by_configuration(usable, fields))
+    base_all, cand_all = sides
+    base = {k: g[0] for k, g in base_all.items()}  # the newest record of each configuration
+    cand = {k: g[0] for k, g in cand_all.items()}
     common = [k for k in base if k in cand]
     if not common:
         raise UserError(f"no configuration is on both sides ({len(base)} baseline, {len(cand)} candidate); "
                         "name the field that differs with --axis (e.g. device, backend, env.torch)")
     varying = [f for f in fields if len({_key(r, (f,)) for r in list(base.values()) + list(cand.values())}) > 1]
     pairs: list[Pair] = []
+    one_sided = {"baseline": 0, "candidate": 0}
     for k in common:
         b, c = base[k], cand[k]
-        stats, reason = _pair_stats(b, c, alpha, default_min_blocks)
+        runs_b, runs_c = _samples(base_all[k]), _samples(cand_all[k])
+        if b.get("task") != "serving" and len(runs_b) >= 2 and len(runs_c) >= 2:
+            stats = _across_runs(np.array([r["throughput"] for r in runs_b], dtype=float),
+                                 np.array([r["throughput"] for r in runs_c], dtype=float), alpha)
+            reason = _runs_reason(runs_b, runs_c)
+        else:
+            one_sided["baseline"] += len(base_all[k]) > 1
+            one_sided["candidate"] += len(cand_all[k]) > 1
+            runs_b = runs_c = []
+            stats, reason = _pair_stats(b, c, alpha, default_min_blocks)
         ab, ac = block_throughputs(b), block_throughputs(c)
         pairs.append(Pair(
             model=b.get("model"), label=_label(b, varying), key=dict(zip(fields, k)),
@@ -605,7 +699,20 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axi
             interval=stats.get("interval") or ("95%" if stats.get("ci_low") is not None else None),
             axis_values={a: [field_value(b, a), field_value(c, a)] for a in axis},
             baseline_blocks=None if ab is None else len(ab), candidate_blocks=None if ac is None else len(ac),
+            baseline_runs=max(1, len(runs_b)), candidate_runs=max(1, len(runs_c)),
         ))
+        if runs_b:  # the side's figure is its runs' median, as the ratio is theirs
+            pairs[-1].baseline_throughput = float(np.median([r["throughput"] for r in runs_b]))
+            pairs[-1].candidate_throughput = float(np.median([r["throughput"] for r in runs_c]))
+    across = [p for p in pairs if p.baseline_runs > 1]
+    if across:
+        counts = sorted({(p.baseline_runs, p.candidate_runs) for p in across})
+        warnings.append(f"{len(across)} pair(s) judged across runs ({', '.join(f'{x} vs {y}' for x, y in counts)} "
+                        "records each): one figure per run, Welch's t; the run, not the block, is the unit")
+    for side, count in one_sided.items():
+        if count:
+            warnings.append(f"{side}: {count} configuration(s) measured more than once (resume, re-run or "
+                            "--repetitions) but not on both sides: judged on the newest records' blocks")
     tested = [p for p in pairs if p.p_value is not None]
     for p, adj in zip(tested, CORRECTIONS[correction]([p.p_value for p in tested])):
         p.p_adjusted = adj

@@ -30,6 +30,9 @@ def register(commands) -> None:
                                     "default: the suite's)")
     run.add_argument("--out", default="runs", help="results folder (default: runs)")
     run.add_argument("--force", action="store_true", help="re-measure jobs that are already in the results folder")
+    run.add_argument("--repetitions", type=int, default=1, metavar="N",
+                     help="run the whole plan N times, one pass after another, so that `dlmark compare` can tell "
+                          "a change from the machine's drift between moments (docs/compare.md)")
     run.add_argument("--timeout", type=float, default=900.0, help="seconds one job may take before it is killed")
     run.add_argument("--memory-limit", help="cap on the worker's memory, e.g. 8GiB (largest-batch search on CPU)")
     run.add_argument("--max-batch-cap", type=int, help="largest batch the largest-batch search tries")
@@ -98,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
         in_flight=args.in_flight or [1],
         min_time_s=args.min_time, max_batch_cap=args.max_batch_cap,
         memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
-        timeout_s=args.timeout, force=args.force, imagenet=args.imagenet, accuracy_limit=args.limit,
+        timeout_s=args.timeout, force=args.force, repetitions=args.repetitions, imagenet=args.imagenet, accuracy_limit=args.limit,
         accuracy_batch_size=args.accuracy_batch_size, data_workers=args.data_workers,
         calibration_samples=args.calibration_samples,
         scenarios=split_list(args.scenario) or [], serving=_serving_knobs(args),

@@ -55,6 +55,9 @@ class RunOptions:
     memory_limit_bytes: int | None = None
     timeout_s: float = 900.0
     force: bool = False
+    # the whole plan run this many times, one pass after another (run.plan): each configuration
+    # sampled at moments spread over the run, for `dlmark compare` (analysis.compare)
+    repetitions: int = 1
     # accuracy task: validation folder (None: published figures), class-balanced subset size,
     # images per forward pass, DataLoader worker processes (None: up to 8)
     imagenet: str | None = None
@@ -92,6 +95,8 @@ class RunOptions:
             raise UserError("--threads must be a positive integer")
         if self.timeout_s <= 0:
             raise UserError("--timeout must be a positive number of seconds")
+        if not isinstance(self.repetitions, int) or self.repetitions < 1:
+            raise UserError(f"--repetitions must be a positive integer, not {self.repetitions}")
         expand(self.backends or [self.backend], self.compile_modes)  # an unknown runtime name is a UserError
         _check_compile_modes(self.compile_modes)
         self._check_int8_and_in_flight()

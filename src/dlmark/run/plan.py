@@ -108,7 +108,8 @@ class Job(_Configured):
         what = f"b={self.batch_size}" if self.batch_size else tasks.info(self.task).describe
         if self.extra.get("scenario"):
             what = f"{self.extra['scenario']} {what}"
-        return f"{self.model.name} {what} {self.variant.describe()}"
+        again = f" (repetition {self.extra['repetition']})" if self.extra.get("repetition") else ""
+        return f"{self.model.name} {what} {self.variant.describe()}{again}"
 
 
 @dataclass
@@ -122,7 +123,8 @@ class Group(_Configured):
 
 
 def plan(options) -> list[Group]:
-    """Groups in the order they run: per model, every configuration, tasks in the order asked."""
+    """Groups in the order they run: per model, every configuration, tasks in the order asked;
+    with ``repetitions`` N, that whole pass N times over (``repeated``)."""
     groups: list[Group] = []
     planned: dict[str, set] = {}  # what a task has planned already (a published figure once per model)
     for model in options.models:
@@ -131,7 +133,26 @@ def plan(options) -> list[Group]:
                 jobs = tasks.get(task).plan_jobs(options, model, variant, planned.setdefault(task, set()))
                 if jobs:
                     groups.append(Group(task=task, model=model, variant=variant, jobs=jobs))
-    return groups
+    return repeated(groups, getattr(options, "repetitions", 1))
+
+
+#: Tasks whose figure is a timing, worth sampling more than once; a largest batch, an accuracy or a
+#: published figure is what it is the first time.
+REPEATED_TASKS = ("throughput", "serving", "pipeline")
+
+
+def repeated(groups: list[Group], repetitions: int) -> list[Group]:
+    """The pass ``repetitions`` times, one after another: a configuration's repetitions are a
+    pass apart, so the machine's drift between moments shows between them, not inside one.
+    Repetition r > 1 is in the job's extra (its key and record's ``extra_config``); the first
+    keeps the key a plain run gives it, so a plain run's folder resumes as the first pass."""
+    out = list(groups)
+    for r in range(2, repetitions + 1):
+        out += [Group(task=g.task, model=g.model, variant=g.variant,
+                      jobs=[Job(task=j.task, model=j.model, variant=j.variant, batch_size=j.batch_size,
+                                extra={**j.extra, "repetition": r}) for j in g.jobs])
+                for g in groups if g.task in REPEATED_TASKS]
+    return out
 
 
 def variants(options) -> list[Variant]:
