@@ -34,6 +34,9 @@ step compare-aa "$PYTHON" scripts/compare_false_positives.py "$RESULTS/compare-a
 # The same with the model on one of the two cores, the other left to dlmark's own process and the
 # OS (issue 15: is the drift between runs the preemption of a model that holds every core?).
 step compare-aa-1thread "$PYTHON" scripts/compare_false_positives.py "$RESULTS/compare-aa-1thread" -- --threads 1
+# Three repetitions a side, pass after pass: compare then judges each pair across the runs.
+step compare-aa-repetitions "$PYTHON" scripts/compare_false_positives.py "$RESULTS/compare-aa-repetitions" \
+    -- --repetitions 3
 # One intra-op thread on this 2-core machine: the other core is LoadGen's and the batcher's. With
 # both cores for the model, SingleStream's median was 1.20x the throughput task's batch-1 median
 # (their threads preempt the model's, whose two threads then wait for each other); with one, 0.96.

@@ -63,7 +63,7 @@ class Timed:
         gaps = [max(0.0, s2 - e1) for (_, e1, _), (s2, _, _) in zip(spans, spans[1:])]
         return {"batches": len(spans), "gpu_ms": statistics.median(busy), "gpu_ms_mean": statistics.fmean(busy),
                 "gap_ms_mean": statistics.fmean(gaps) if gaps else 0.0, "gap_ms_max": max(gaps) if gaps else 0.0,
-                "launch_ms": statistics.median(h for _, _, h in spans),
+                "launch_ms": statistics.median(h for _, _, h in spans) * 1e3,
                 "busy_fraction": sum(busy) / (spans[-1][1] - spans[0][0])}
 
 
