@@ -584,6 +584,33 @@ def pt2e_api() -> tuple[Callable, Callable, Any, str]:
                     f"install it with: {INSTALL['torchao']}")
 
 
+def _one_partition_per_call(graph_module: Any) -> None:
+    """Give each call of a reused single-op module (a ReLU) its own name in the nodes' module stacks.
+
+    torchvision's ResNets call one ReLU module two or three times per block. The quantizer groups
+    nodes into partitions by the module they came from, so those calls form one partition with
+    several outputs, which its conv-add-ReLU fusion refuses ("Input partition has more than one
+    output node"; torchao issue 4478). A module whose every node is the same op made one node per
+    call: each node is renamed apart. Only the partitioning reads these names.
+    """
+    by_module: dict[str, list[Any]] = {}
+    for node in graph_module.graph.nodes:
+        stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
+        if stack:
+            by_module.setdefault(list(stack.values())[-1][0], []).append(node)
+    for nodes in by_module.values():
+        if len(nodes) < 2 or len({node.target for node in nodes}) > 1:
+            continue
+        for call, node in enumerate(nodes):
+            stack = dict(node.meta["nn_module_stack"])
+            key, (fqn, kind) = list(stack.items())[-1]
+            stack[key] = (f"{fqn}@call{call}", kind)
+            node.meta["nn_module_stack"] = stack
+            source = node.meta.get("source_fn_stack")
+            if source:
+                node.meta["source_fn_stack"] = [*source[:-1], (f"{source[-1][0]}@call{call}", source[-1][1])]
+
+
 def quantize_pytorch(module: Any, input_shape: tuple[int, ...], calibration: Calibration = Calibration(),
                      compile_model: bool = True) -> tuple[Any, dict[str, Any]]:
     """PT2E static quantization for x86 CPUs: export, prepare, calibrate, convert, then ``torch.compile``.
@@ -597,6 +624,7 @@ def quantize_pytorch(module: Any, input_shape: tuple[int, ...], calibration: Cal
     example = (torch.zeros((2, *input_shape)),)
     batch = torch.export.Dim("batch", min=1)
     exported = torch.export.export(module, example, dynamic_shapes=({0: batch},)).module()
+    _one_partition_per_call(exported)
     quantizer = x86.X86InductorQuantizer()
     quantizer.set_global(x86.get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(exported, quantizer)
