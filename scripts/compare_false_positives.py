@@ -29,6 +29,9 @@ def main() -> int:
     parser.add_argument("workdir", nargs="?")
     parser.add_argument("--suite", default="quick")
     parser.add_argument("--threshold", type=float, default=0.02)
+    parser.add_argument("--power", default="", metavar="F,G",
+                        help="also compare A with B's records slowed by each factor (block times and throughput "
+                             "scaled): how many pairs each slowdown is found in")
     parser.add_argument("run_args", nargs="*", help="after --: extra `dlmark run` arguments")
     args = parser.parse_args()
 
@@ -63,7 +66,24 @@ def main() -> int:
     print(f"pairs: {len(pairs)}; verdict other than 'same': {len(other)} ({len(other) / max(1, len(pairs)):.1%}); "
           f"called faster/slower: {len(called)} of {len(judged)} with a verdict "
           f"({len(called) / max(1, len(judged)):.1%}); results in {work}")
+    for factor in [float(f) for f in args.power.split(",") if f]:
+        slowed = compare(load_records(work / "A"), [slowed_by(r, factor) for r in load_records(work / "B")],
+                         threshold=args.threshold)
+        verdicts = [p.verdict for p in slowed.pairs]
+        widths = sorted(p.ci_high / p.ci_low for p in slowed.pairs if p.ci_low and p.ci_high)
+        print(f"B slowed {factor:g}x: slower in {verdicts.count('slower')} of {len(verdicts)} pairs, "
+              f"faster in {verdicts.count('faster')}; median interval high / low {widths[len(widths) // 2]:.2f}")
     return 0
+
+
+def slowed_by(record: dict, factor: float) -> dict:
+    """A copy whose code ran ``factor`` times slower: block times and throughput scaled."""
+    out = dict(record)
+    if record.get("throughput"):
+        out["throughput"] = record["throughput"] / factor
+    if record.get("block_times_s"):
+        out["block_times_s"] = [t * factor for t in record["block_times_s"]]
+    return out
 
 
 if __name__ == "__main__":

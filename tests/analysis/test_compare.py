@@ -512,7 +512,11 @@ def test_identical_code_on_a_drifting_machine_reads_same_across_runs_but_not_on_
     assert len(called) <= 3, [(p.ratio, p.p_adjusted) for p in called]  # 5% of 60
     assert any("judged across runs (3 vs 3 records each)" in w for w in across.warnings)
     blocks = compare(newest_b, newest_c)
-    assert sum(p.verdict in ("faster", "slower") for p in blocks.pairs) > 20
+    called = sum(p.verdict in ("faster", "slower") for p in blocks.pairs)
+    assert called > 20
+    assert any(w.startswith(f"{called} pair(s) called on one run a side") and "--repetitions" in w
+               for w in blocks.warnings)
+    assert not any("called on one run a side" in w for w in across.warnings)
 
 
 def test_a_real_change_is_found_across_runs_with_its_interval(template):
