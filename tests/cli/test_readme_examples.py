@@ -101,6 +101,10 @@ SMALL: dict[str, Small] = {
     "dlmark compare runs/main runs/pr --fail-on-slower 5%":
         Small(paths={"runs/main": CPU_A, "runs/pr": CPU_B}, exit_codes=(0, 1)),  # 1: the gate found a slowdown
     "dlmark run quick --device cpu --out runs/pr": Small({"--models": "SqueezeNet-1.1", "--batch-sizes": "1", **QUICK}),
+    # docs/compare.md "Across runs": the two runs are made here, then compared across their repetitions
+    "dlmark run quick --repetitions 3 --out runs/main": Small({**TINY, "--batch-sizes": "1", **QUICK}),
+    "dlmark run quick --repetitions 3 --out runs/pr": Small({**TINY, "--batch-sizes": "1", **QUICK}),
+    "dlmark compare runs/main runs/pr": Small(exit_codes=(0,), expect="judged across runs (3 vs 3"),
     "dlmark compare baseline-results runs/pr --format md --fail-on-slower 5% > comment.md":
         Small(paths={"baseline-results": "results/cpu-runtimes-2t"}, exit_codes=(0, 1)),  # the run just above
     # docs/int8.md

@@ -164,7 +164,9 @@ def test_repetitions_run_the_plan_again_and_compare_judges_across_them(tmp_path,
 
     result = compare(rows, [dict(r, run_id="other") for r in rows])
     assert [(p.baseline_runs, p.candidate_runs) for p in result.pairs] == [(3, 3), (3, 3)]
-    assert {p.verdict for p in result.pairs} == {"same"}
+    # Identical runs: never faster or slower (a run timed while CI's other work competed gets a reason instead).
+    assert all(p.verdict == "same" or p.reason in ("contended", "throttled") for p in result.pairs), \
+        [(p.verdict, p.reason) for p in result.pairs]
 
 
 def test_repetitions_must_be_a_positive_integer(tmp_path, capsys):

@@ -309,8 +309,11 @@ def _column_cells(frame, key: str, cell) -> tuple[Any, bool]:
 
     if key == "throughput_label" or key in _LABELS:
         # Text labels; a column of no label at all counts as numbers, as format_table counts None.
-        texts, labelled = _throughput_cells(frame, cell) if key == "throughput_label" else _label_cells(frame, key)
-        return texts, not labelled.any()
+        if key == "throughput_label":
+            texts, labelled = _throughput_cells(frame, cell)
+            return texts, not labelled.any()
+        texts, labelled, numbers = _label_cells(frame, key)
+        return texts, numbers  # right-aligned as format_table aligns numbers (requests in flight)
     codes, values = _values(frame, key)
     texts = np.array([cell(v) for v in values] + ["-"], dtype=object)
     is_number = all(isinstance(v, (int, float)) for v in values)
@@ -340,7 +343,8 @@ def _throughput_cells(frame, cell):
 
 
 def _label_cells(frame, key: str):
-    """(A label column's text per row, once per distinct combination of its fields; where there is one)."""
+    """(A label column's text per row, once per distinct combination of its fields; where there is one;
+    whether every label is a number)."""
     import numpy as np
 
     from dlmark.backends.registry import label as runtime_label
@@ -363,5 +367,6 @@ def _label_cells(frame, key: str):
         texts.append(label(record))
     cells = np.array([str(text) if text is not None else "-" for text in texts], dtype=object)
     labelled = np.array([text is not None for text in texts], dtype=bool)
+    numbers = all(isinstance(text, (int, float)) for text in texts if text is not None)
     inverse = inverse.reshape(-1)
-    return cells[inverse], labelled[inverse]
+    return cells[inverse], labelled[inverse], numbers
