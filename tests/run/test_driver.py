@@ -154,8 +154,13 @@ def test_repetitions_run_the_plan_again_and_compare_judges_across_them(tmp_path,
     code, rows = run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1,2", "--repetitions", "3", *fast)
     assert code == 0 and len(rows) == 6 and len({r["job_key"] for r in rows}) == 6
     assert sorted((r.get("extra_config") or {}).get("repetition", 1) for r in rows) == [1, 1, 2, 2, 3, 3]
-    order = [(r.get("extra_config") or {}).get("repetition", 1) for r in sorted(rows, key=lambda r: r["timestamp"])]
-    assert order == sorted(order)  # pass after pass, not each job three times in a row
+    from dlmark.run import options as run_options
+    from dlmark.run.plan import plan
+
+    planned = plan(run_options.build("quick", models=[f"{FIX}:tiny"], batch_sizes=[1, 2], device="cpu",
+                                     repetitions=3))
+    order = [job.extra.get("repetition", 1) for group in planned for job in group.jobs]
+    assert order == [1, 1, 2, 2, 3, 3]  # pass after pass, not each job three times in a row
     code, plain = run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1,2", *fast, out="plain")
     assert {r["job_key"] for r in plain} < {r["job_key"] for r in rows}
     code, again = run(tmp_path, "--models", f"{FIX}:tiny", "--batch-sizes", "1,2", "--repetitions", "3", *fast)
