@@ -745,8 +745,8 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], axi
                            and p.interval == "95%")
     if called_on_blocks:
         warnings.append(f"{called_on_blocks} pair(s) called on one run a side: the blocks of one run do not see the "
-                        "machine's drift between moments (two identical runs on a 2-core VM: 8 of 24 called, "
-                        "BENCHMARKS.md); confirm with both sides run with --repetitions 3")
+                        "machine's drift between moments (docs/compare.md, \"Across runs\"); confirm with both "
+                        "sides run with --repetitions 3")
     unpaired_b = [r for k, r in base.items() if k not in cand]
     unpaired_c = [r for k, r in cand.items() if k not in base]
     return Comparison(pairs, unpaired_b, unpaired_c, geo, warnings, axis, threshold, alpha, correction)
