@@ -240,7 +240,8 @@ class _SystemUnderTest:
     def flush_queries(self) -> None:
         self.batcher.flush()
 
-    def _run(self, batch: list[Request]) -> None:
+    def _run(self, batch: list[Request]) -> Callable[[], None]:
+        """Launch a batch; what waits for it and answers it (the batcher times the two apart)."""
         try:
             if not self.stop.is_set():
                 indices = [r.index for r in batch]
@@ -249,16 +250,28 @@ class _SystemUnderTest:
                     indices += [indices[0]] * (self.pad_to - len(indices))
                 with self._launching:
                     out = self.runner.run(self.library.assemble(indices))
-                wait_for(self.runner, out)  # the result exists before LoadGen's clock stops
-                del out
-            elif self.closed_loop:
+                return lambda: self._finish(batch, out)
+            if self.closed_loop:
                 time.sleep(STOP_PACE_S)
         except BaseException as exc:  # noqa: BLE001 -- kept and raised after LoadGen has returned
-            self.errors.append(exc)
-            self.stop.set()
+            self._fail(exc)
+        return lambda: self._answer(batch)
+
+    def _finish(self, batch: list[Request], out: Any) -> None:
+        try:
+            wait_for(self.runner, out)  # the result exists before LoadGen's clock stops
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc)
         finally:
-            # Answered even on failure or stop: LoadGen waits for every response it issued.
-            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(r.id, 0, 0) for r in batch])
+            self._answer(batch)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.stop.set()
+
+    def _answer(self, batch: list[Request]) -> None:
+        # Answered even on failure or stop: LoadGen waits for every response it issued.
+        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(r.id, 0, 0) for r in batch])
 
 
 def wait_for(runner: Any, outputs: Any) -> None:
