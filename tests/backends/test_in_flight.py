@@ -32,6 +32,34 @@ def test_windows_lengthen_for_slow_requests_and_warm_up_waits_for_every_request(
     assert 0.12 < out["window_s"] < 0.5 and out["requests_counted"] >= 4
 
 
+def test_warm_up_waits_for_every_lane_when_one_lane_s_first_call_holds_the_others():
+    # As a compiled model's first call in a second thread does (PyTorch int8 ResNet-v1-50 at 2 in
+    # flight): lane 1's first call takes 0.6 s and, from its start, blocks lane 0 too. Lane 0 has
+    # completed several fast calls by then; a warm-up counting requests, not lanes, ended there
+    # and left every window empty.
+    compile_lock = threading.Lock()
+    began = time.perf_counter()
+
+    class Lane:
+        def __init__(self, first_s):
+            self.first_s, self.calls = first_s, 0
+
+        def __call__(self):
+            self.calls += 1
+            if self.first_s and self.calls == 1:
+                time.sleep(0.05)  # lane 0 completes some calls first
+                with compile_lock:
+                    time.sleep(self.first_s)
+                return
+            with compile_lock:
+                time.sleep(0.01)
+
+    config = in_flight.WindowConfig(warmup_s=0.0, window_s=0.1, windows=2, min_requests_per_window=0)
+    out = in_flight.run_threads([Lane(0.0), Lane(0.6)], 1, config)
+    assert out["_boundaries"][0] - began >= 0.6
+    assert out["requests_counted"] > 0 and min(out["requests_per_lane"]) > 0
+
+
 def test_thread_split_and_parsing():
     assert in_flight.split_threads(8, 3) == [3, 3, 2] and in_flight.split_threads(2, 4) == [1, 1, 1, 1]
     assert in_flight.parse_in_flight("4") == 4 and in_flight.parse_in_flight("AUTO") == "auto"

@@ -106,11 +106,18 @@ def count_windows(requests: Sequence[tuple[float, float]], boundaries: Sequence[
 
 
 def _window_boundaries(config: WindowConfig, stop_if: Callable[[], BaseException | None],
-                       completed: Callable[[], int], in_flight: int) -> tuple[list[float], float]:
-    """Warm up, then mark the window boundaries; returns (boundaries, window length)."""
+                       completed: Callable[[], int], in_flight: int,
+                       warmed: Callable[[], bool] | None = None) -> tuple[list[float], float]:
+    """Warm up, then mark the window boundaries; returns (boundaries, window length).
+
+    The warm-up ends once ``warmed()`` (default: ``in_flight`` requests have completed): where
+    requests run in lanes of their own, every lane must have completed one, or a lane still in
+    its slow first call (a compile that holds the others too) can leave the windows empty.
+    """
+    warmed = warmed or (lambda: completed() >= in_flight)
     start = time.perf_counter()
     time.sleep(config.warmup_s)
-    while completed() < in_flight and time.perf_counter() - start < config.warmup_max_s:
+    while not warmed() and time.perf_counter() - start < config.warmup_max_s:
         failure = stop_if()
         if failure is not None:
             raise failure
@@ -158,7 +165,8 @@ def run_threads(requests: Sequence[Callable[[], Any]], batch_size: int,
         t.start()
     try:
         boundaries, window = _window_boundaries(config, lambda: failures[0] if failures else None,
-                                                lambda: sum(len(log) for log in done), len(requests))
+                                                lambda: sum(len(log) for log in done), len(requests),
+                                                warmed=lambda: all(done))
     finally:
         stop.set()
         for t in threads:
