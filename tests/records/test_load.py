@@ -148,3 +148,18 @@ def test_whole_numbers_of_the_environment_load_as_ints_beside_a_missing_value(tm
         (tmp_path / f"r{i}.json").write_text(json.dumps({**record(batch_size=i + 1), "env": env}))
     threads = [r["env"].get("threads") for r in load_records(tmp_path)]
     assert sorted(threads, key=str) == [1, None] and all(isinstance(t, int) for t in threads if t is not None)
+
+
+def test_load_columns_gives_load_results_columns_exactly(tmp_path):
+    import pandas as pd
+
+    from dlmark.records.load import load_columns
+
+    for i, extra in enumerate([{}, {"noisy": True}, {"latency_ms_median": 3.5}, {"task": "serving"}]):
+        Store(tmp_path, "cnn.py").write(record(model=f"m{i}", batch_size=i + 1, **extra))
+    full = load_results(str(tmp_path), with_samples=False)
+    some = load_columns(str(tmp_path), ["noisy", "model", "batch_size", "no_such_field", "latency_ms_median"])
+    assert list(some.columns) == ["noisy", "model", "batch_size", "latency_ms_median"]
+    pd.testing.assert_frame_equal(some, full[list(some.columns)])
+    empty = load_columns(str(tmp_path / "none*.json"), ["model"])
+    assert list(empty.columns) == list(load_results(str(tmp_path / "none*.json")).columns)

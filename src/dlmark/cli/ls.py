@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"no such results folder or file: {args.results}")
     if args.limit is not None and args.limit < 0:
         raise UserError(f"--limit must be 0 or more, not {args.limit}")
-    frame = load_results(args.results, with_samples=args.compare)  # block times only for the significance
+    frame, light = _load(args)
     filters = {"model": args.model, "device": args.device, "task": args.task and args.task.replace("-", "_"),
                "status": args.status, "precision": args.precision, "backend": args.backend, "scenario": args.scenario}
     keep = np.ones(len(frame), dtype=bool)
@@ -88,6 +88,8 @@ def main(args: argparse.Namespace) -> int:
     if args.limit is not None:
         rows = rows[:args.limit]
     pipeline = "task" in frame and bool((frame["task"].iloc[rows] == "pipeline").all())
+    if (serving or pipeline) and light:  # these tables read whole records: every column (same row order)
+        frame = load_results(args.results, with_samples=False)
     if serving or args.compare or pipeline:
         records = _records(frame.iloc[rows])
         if pipeline:
@@ -120,6 +122,35 @@ def main(args: argparse.Namespace) -> int:
     print(f"\n{shown} record(s)" + (f"; `--task pipeline` shows the {pipelines} pipeline record(s) stage by stage"
                                      if pipelines else ""))
     return 0
+
+
+def _load(args: argparse.Namespace):
+    """(the frame ls reads, whether it holds only the table's, filters' and named columns).
+
+    The default table reads a score of fields: only those are loaded (the rest of a record's ~290
+    columns would be half of the load at zoo scale). ``--compare``, a derived field named in
+    ``--sort`` or ``--where``, or a named column these results lack (its error lists similar
+    columns) load everything, derived figures included, as load_results gives it.
+    """
+    from dlmark.analysis.efficiency import DERIVED_FIELDS
+    from dlmark.records.load import load_columns, load_results
+
+    if args.compare:
+        return load_results(args.results, with_samples=True), False  # block times for the significance
+    named = [c.lstrip("-") for c in split_list(args.sort) or []] if args.sort else []
+    for expression in args.where:
+        match = _WHERE.match(expression)
+        if not match:
+            return load_results(args.results, with_samples=False), False  # its error, as ever
+        named.append(match.group(1))
+    from dlmark.records.index import SAMPLE_FIELDS
+
+    if any(c in DERIVED_FIELDS or c in SAMPLE_FIELDS or c.startswith("peak_") for c in named):
+        return load_results(args.results, with_samples=False), False
+    frame = load_columns(args.results, [*_TABLE_INPUTS, *_FILTERS, *_DEFAULT_SORT, *named])
+    if any(c not in frame for c in named):
+        return load_results(args.results, with_samples=False), False
+    return frame, True
 
 
 def shown_columns(rows: list[dict], columns: list[tuple[str, str]] = _COLUMNS) -> list[tuple[str, str]]:
