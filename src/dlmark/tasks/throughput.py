@@ -34,13 +34,13 @@ def measure_throughput_op(runner, request: dict[str, Any]) -> dict[str, Any]:
 
 def window_config(timing: dict[str, Any]) -> Any:
     """The in-flight windows from the run's timing: ``min_run_s`` of timed windows, as many as
-    ``min_blocks`` (3 to 10), after a warm-up of ``warmup_min_s`` (and every request done once)."""
+    ``min_blocks`` (3 to 10), after a warm-up of ``warmup_min_s`` and every request done once (however long that takes)."""
     from dlmark.backends.in_flight import WindowConfig
 
     config = TimingConfig(**timing)
     windows = max(3, min(config.min_blocks, 10))
     return WindowConfig(warmup_s=max(config.warmup_min_s, COLD_START_WARMUP_S if not _warm else 0.0),
-                        window_s=config.min_run_s / windows, windows=windows, warmup_max_s=config.warmup_max_s)
+                        window_s=config.min_run_s / windows, windows=windows)
 
 
 def measure_in_flight(runner, batch_size: int, timing: dict[str, Any] | None = None) -> dict[str, Any]:
