@@ -100,13 +100,15 @@ SMALL: dict[str, Small] = {
                                                             expect='"pairs"'),
     "dlmark compare runs/main runs/pr --fail-on-slower 5%":
         Small(paths={"runs/main": CPU_A, "runs/pr": CPU_B}, exit_codes=(0, 1)),  # 1: the gate found a slowdown
-    "dlmark run quick --device cpu --out runs/pr": Small({"--models": "SqueezeNet-1.1", "--batch-sizes": "1", **QUICK}),
+    # The CI gate's pair: the baseline is measured on the same machine (a committed folder from another
+    # CPU shares no configuration), here the page's own runs/main of "Across runs".
+    "dlmark run quick --device cpu --out runs/pr": Small({**TINY, "--batch-sizes": "1", **QUICK}),
     # docs/compare.md "Across runs": the two runs are made here, then compared across their repetitions
     "dlmark run quick --repetitions 3 --out runs/main": Small({**TINY, "--batch-sizes": "1", **QUICK}),
     "dlmark run quick --repetitions 3 --out runs/pr": Small({**TINY, "--batch-sizes": "1", **QUICK}),
     "dlmark compare runs/main runs/pr": Small(exit_codes=(0,), expect="judged across runs (3 vs 3"),
     "dlmark compare baseline-results runs/pr --format md --fail-on-slower 5% > comment.md":
-        Small(paths={"baseline-results": "results/cpu-runtimes-2t"}, exit_codes=(0, 1)),  # the run just above
+        Small(paths={"baseline-results": "runs/main"}, exit_codes=(0, 1)),
     # docs/int8.md
     "dlmark run quick --device cpu --models SqueezeNet-1.1 --batch-sizes 1,32 --backend pytorch,onnxruntime,openvino "
     "--precision fp32,int8 --out runs/int8": Small({**TINY, "--batch-sizes": "1", **QUICK}, needs=("onnxruntime", "openvino")),
@@ -326,7 +328,8 @@ def small_argv(command: str, small: Small, tmp: Path) -> tuple[list[str], Path |
     for i, token in enumerate(tokens):
         previous = tokens[i - 1] if i else ""
         if token in small.paths:
-            tokens[i] = str(ROOT / small.paths[token])
+            target = small.paths[token]  # a committed folder, or one an earlier command of the page made
+            tokens[i] = str(runs / target.removeprefix("runs/") if target.startswith("runs/") else ROOT / target)
         elif previous in ("-o", "--output"):
             tokens[i] = str(tmp / Path(token).name)
         elif token == "runs" or token.startswith("runs/"):
