@@ -228,7 +228,8 @@ class Launcher:
 
 def test_with_stack_only_full_a_batch_is_taken_ahead_by_the_launch_time_it_learnt():
     launcher = Launcher(launch_s=0.02, service_s=0.06)
-    batcher = DynamicBatcher(launcher, max_batch=1000, max_queue_delay_ms=0, batches_in_flight=2,
+    # About 30 requests arrive per 60 ms batch: over half of 40, so batches are taken ahead, never full.
+    batcher = DynamicBatcher(launcher, max_batch=40, max_queue_delay_ms=0, batches_in_flight=2,
                              stack_only_full=True)
     began = time.perf_counter()
     while time.perf_counter() - began < 1.5:  # a steady trickle: never a full batch
