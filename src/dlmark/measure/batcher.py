@@ -9,16 +9,13 @@ another forms the next batch. Each request is taken by exactly one worker,
 once.
 
 With ``stack_only_full``, a batch beyond the first in flight is taken only when
-full, or when the batches ahead of it are due to end within the time a batch
-takes to reach the device: a GPU runs the batches of one stream one after
-another, so a second, partial batch taken early only waits behind the first,
-padded to full cost, while the requests that arrive meanwhile would have made
-it fuller. Taken just that much ahead, it is queued as the device frees, and
-the host's work between batches (assembling, launching: 1.5 ms of an H200's
-6.2 ms per batch of 128, results/h200-offline-timeline-3) no longer leaves the
-device idle. Both times are learnt from the batches run: ``run_batch`` may
-return a callable that waits for the batch and answers it, and the batcher
-times the two parts (an exponential average of each).
+full, or, at least half full, when the batches ahead of it are due to end within
+the time a batch takes to reach the device: a GPU runs the batches of one stream
+one after another, so a partial batch taken early only waits behind the first,
+padded to full cost. Both times are learnt from the batches run: ``run_batch``
+may return a callable that waits for the batch and answers it, and the batcher
+times the two parts (an exponential average of each). Measured on an H200, this
+did not beat one batch in flight for Server (BENCHMARKS.md, h200-serving-13).
 
 A submission is queued whole, as the caller's sequence (not copied, not looked
 into): workers slice batches off it. Offline's one query holds every sample of
