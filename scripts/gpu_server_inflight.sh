@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Server against Offline on one GPU, side by side on one machine (issue 19): the tuned ResNet-v1-50
 # (fp16, channels_last, compiled) Offline beside the throughput task, then the Server search at
-# MLPerf's 15 ms bound with each number of batches in flight in IN_FLIGHT (default "2 1").
+# MLPerf's 15 ms bound with each number of batches in flight in IN_FLIGHT (default "2 1"). COMPILE picks
+# the torch.compile mode (default "default"; "reduce-overhead" replays the padded batch as a CUDA graph).
 #
 #   bash scripts/gpu_server_inflight.sh RESULTS_DIR     # OUT: pack there; SERVER_LIMIT_S per search
 set -euo pipefail
@@ -12,7 +13,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 pack() { [[ -n "${OUT:-}" ]] && tar czf "$OUT/$(basename "$RESULTS").tgz" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"; true; }
 trap pack EXIT
 COMMON=(--models ResNet-v1-50 --device cuda:0 --batch-sizes 256 --precision fp16 --layout channels_last
-        --compile default --pad-batches --serving-min-time 5)
+        --compile "${COMPILE:-default}" --pad-batches --serving-min-time 5)
 { echo "# $(date -u +%FT%TZ) git $(git rev-parse --short HEAD 2>/dev/null || echo ?)"; nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader || true; } >> "$RESULTS/summary.txt"
 timeout --signal=INT --kill-after=15 "${OFFLINE_LIMIT_S:-150}" "$PYTHON" -m dlmark.cli run "${COMMON[@]}" \
     --out "$RESULTS/offline" --task throughput --scenario offline --batches-in-flight 2 || echo "offline: exit $?" >> "$RESULTS/summary.txt"
