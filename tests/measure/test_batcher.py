@@ -203,47 +203,32 @@ def test_without_stack_only_full_a_partial_batch_goes_beside_a_running_one():
     batcher.close()
 
 
-class Launcher:
-    """A run_batch in two parts, as on a GPU: a launch of ``launch_s``, then a wait until the device,
-    which runs one batch at a time for ``service_s``, has run this one."""
 
-    def __init__(self, launch_s: float, service_s: float):
-        self.launch_s, self.service_s = launch_s, service_s
-        self.lock = threading.Lock()
-        self.device_free = 0.0
-        self.spans: list[tuple[float, float, float, int]] = []  # (taken, device start, device end, size)
+def test_a_batchs_outputs_are_let_go_before_the_next_batch_is_launched():
+    # A CUDA graph replays into the memory of its last outputs: one still held by the worker when
+    # the next batch launches makes torch.compile's reduce-overhead record a fresh graph instead.
+    import gc
+    import weakref
 
-    def __call__(self, batch):
-        taken = time.perf_counter()
-        time.sleep(self.launch_s)
-        with self.lock:
-            start = max(time.perf_counter(), self.device_free)
-            self.device_free = end = start + self.service_s
-            self.spans.append((taken, start, end, len(batch)))
+    class Outputs:
+        pass
 
-        def finish():
-            time.sleep(max(0.0, end - time.perf_counter()))
-        return finish
+    held: list[weakref.ref] = []
+    alive_at_launch: list[bool] = []
 
+    def run_batch(batch):
+        alive_at_launch.append(any(ref() is not None for ref in held))
+        out = Outputs()
+        held.append(weakref.ref(out))
+        return lambda: out  # waits for (here: holds) the outputs, as the system under test's does
 
-def test_with_stack_only_full_a_batch_is_taken_ahead_by_the_launch_time_it_learnt():
-    launcher = Launcher(launch_s=0.02, service_s=0.06)
-    # About 30 requests arrive per 60 ms batch: over half of 40, so batches are taken ahead, never full.
-    batcher = DynamicBatcher(launcher, max_batch=40, max_queue_delay_ms=0, batches_in_flight=2,
-                             stack_only_full=True)
-    began = time.perf_counter()
-    while time.perf_counter() - began < 1.5:  # a steady trickle: never a full batch
-        batcher.submit([Request(0, 0)])
-        time.sleep(0.002)
-    batcher.close()
-    stats = batcher.stats()
-    assert stats["lead_ms"] == pytest.approx(20, abs=8)
-    assert stats["service_ms"] == pytest.approx(60, abs=15)
-    later = launcher.spans[5:]  # once both times are learnt
-    gaps = [s2 - e1 for (_, _, e1, _), (_, s2, _, _) in zip(later, later[1:])]
-    # One at a time, each batch would leave the device idle for its launch (20 ms): taken ahead,
-    # the next one is queued as the device frees.
-    assert sorted(gaps)[len(gaps) // 2] < 0.008, gaps
-    assert stats["batches_taken_ahead"] >= len(later) - 2
-    # and never more than two in flight: a batch is taken ahead only of the one running
-    assert all(t2 >= s1 for (_, s1, _, _), (t2, _, _, _) in zip(later, later[1:]))
+    gc.disable()  # only reference counting frees them, as it does a tensor
+    try:
+        batcher = DynamicBatcher(run_batch, max_batch=1, max_queue_delay_ms=0)
+        for i in range(4):
+            batcher.submit([Request(i, i)])
+            time.sleep(0.02)
+        batcher.close()
+    finally:
+        gc.enable()
+    assert alive_at_launch == [False] * 4

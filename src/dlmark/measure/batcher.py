@@ -9,13 +9,17 @@ another forms the next batch. Each request is taken by exactly one worker,
 once.
 
 With ``stack_only_full``, a batch beyond the first in flight is taken only when
-full, or, at least half full, when the batches ahead of it are due to end within
-the time a batch takes to reach the device: a GPU runs the batches of one stream
-one after another, so a partial batch taken early only waits behind the first,
-padded to full cost. Both times are learnt from the batches run: ``run_batch``
-may return a callable that waits for the batch and answers it, and the batcher
-times the two parts (an exponential average of each). Measured on an H200, this
-did not beat one batch in flight for Server (BENCHMARKS.md, h200-serving-13).
+full: a GPU runs the batches of one stream one after another, so a second,
+partial batch only waits behind the first, padded to full cost, while the
+requests that arrive meanwhile would have made the next batch fuller. (Taking a
+partial batch just ahead of the running one's end, from learnt launch and
+device times, was tried and measured worse on an H200: BENCHMARKS.md,
+h200-serving-12 and -13.)
+
+``run_batch`` may return a callable that waits for the batch and answers it
+(the launch and the wait apart, as on a GPU); the worker calls it, then lets
+go of it before taking the next batch, so that no batch's outputs outlive its
+answer (a CUDA graph's replay may reuse their memory).
 
 A submission is queued whole, as the caller's sequence (not copied, not looked
 into): workers slice batches off it. Offline's one query holds every sample of
@@ -81,14 +85,6 @@ class DynamicBatcher:
         self._errors: list[BaseException] = []
         self._batch_sizes: list[int] = []
         self._queue_delays_s: list[tuple[float, int]] = []  # (enqueue -> taken by a worker, requests)
-        # Learnt under stack_only_full: host time from taking a batch to its launch returning, and
-        # device time from a launch (or the batch before it ending) to the batch's end.
-        self._lead_s: float | None = None
-        self._service_s: float | None = None
-        self._due: float | None = None  # when the last launched batch is due to end
-        self._last_end = float("-inf")
-        self._unlaunched = 0  # batches taken whose launch has not returned
-        self._taken_ahead = 0  # batches taken before the ones ahead had ended, not being full
         # Each worker warms up in its own thread before the first request: CUDA libraries keep
         # per-thread handles (cuDNN, cuBLAS), whose first use in a new thread took seconds on an
         # H200, and a stall at a run's start queues every query behind it.
@@ -135,29 +131,9 @@ class DynamicBatcher:
         if self._waiting >= self.max_batch or self._closing:
             return True
         if self.stack_only_full and self._running:
-            ahead = self._ahead_from()
-            # Ahead only at least half full: on an H200 at low load, batches of 15 taken ahead kept
-            # the GPU busy with padded batches, each request waiting behind one, and no load from
-            # 3,100 QPS up met 15 ms (results/h200-serving-12).
-            if ahead is None or now < ahead or 2 * self._waiting < self.max_batch:
-                return False  # taken when the running batches are answered, once full, or ahead
-            now += self._lead_s  # the delay is judged when the batch would reach the device
+            return False  # taken when the running batch is answered, or once full
         oldest = self._queue[0]
         return now - oldest.enqueued >= self.delay_s or oldest.seq + oldest.taken < self._flush_below
-
-    def _ahead_from(self) -> float | None:
-        """From when a batch may be taken beside running ones: their due end less the lead."""
-        if self._unlaunched or self._due is None or self._lead_s is None:
-            return None
-        return self._due - self._lead_s
-
-    def _wake_at(self) -> float | None:
-        """When a waiting worker should look again without being notified."""
-        oldest = self._queue[0].enqueued + self.delay_s
-        if self.stack_only_full and self._running:
-            ahead = self._ahead_from()
-            return None if ahead is None else max(ahead, oldest - self._lead_s)
-        return oldest
 
     def _pop(self, n: int, now: float) -> list[Request]:
         """The ``n`` oldest requests, off the queue."""
@@ -185,19 +161,16 @@ class DynamicBatcher:
                 now = self.clock()
                 if self._ready(now):
                     n = min(self.max_batch, self._waiting)
-                    if self._running and n < self.max_batch:
-                        self._taken_ahead += 1
                     batch = self._pop(n, now)
                     self._batch_sizes.append(n)
                     self._running += 1
-                    self._unlaunched += 1
                     if self._queue:
                         self._cond.notify_all()  # another idle worker may form the next batch
                     return batch
-                wake = self._wake_at()
-                # None: a batch is running (stack_only_full) and its launch or answer wakes this worker.
-                left = None if wake is None else wake - now
-                self._cond.wait(timeout=left if left is None or left > 0 else None)
+                left = self._queue[0].enqueued + self.delay_s - now
+                # Past the delay and still not ready: a batch is running (stack_only_full); its
+                # answer wakes this worker.
+                self._cond.wait(timeout=left if left > 0 else None)
 
     def _work(self) -> None:
         try:
@@ -209,42 +182,18 @@ class DynamicBatcher:
         finally:
             self._warmed.wait()
         while (batch := self._take()) is not None:
-            taken = self.clock()
-            launched = None
             try:
                 finish = self.run_batch(batch)
-                launched = self._launched(taken)
                 if callable(finish):
                     finish()
             except BaseException as exc:  # noqa: BLE001 -- kept for close(); the worker goes on
                 with self._cond:
                     self._errors.append(exc)
             finally:
+                finish = batch = None  # the batch's outputs go before the next launch
                 with self._cond:
-                    if launched is None:
-                        self._unlaunched -= 1
-                    else:
-                        self._learn_service(launched, self.clock())
                     self._running -= 1
                     self._cond.notify_all()
-
-    def _launched(self, taken: float) -> float:
-        """Mark a batch's launch as returned; the time it did."""
-        now = self.clock()
-        with self._cond:
-            self._unlaunched -= 1
-            self._lead_s = _average(self._lead_s, now - taken)
-            if self._service_s is not None:
-                self._due = max(now, self._due if self._due is not None else now) + self._service_s
-            self._cond.notify_all()  # a worker waiting to take ahead now knows when
-        return now
-
-    def _learn_service(self, launched: float, ended: float) -> None:
-        # The device ran this batch from its launch, or from the end of the one before if later.
-        self._service_s = _average(self._service_s, ended - max(launched, self._last_end))
-        self._last_end = max(self._last_end, ended)
-        if not self._running - 1:
-            self._due = None  # nothing left running: the next launch starts a fresh estimate
 
     # -- counters
     def stats(self) -> dict[str, float | int | None]:
@@ -259,16 +208,9 @@ class DynamicBatcher:
             "batch_size_mean": float(np.mean(sizes)) if sizes else None,
             "batch_size_max": max(sizes) if sizes else None,
             "batches_full": sum(1 for s in sizes if s == self.max_batch),
-            "batches_taken_ahead": self._taken_ahead,
-            "lead_ms": None if self._lead_s is None else self._lead_s * 1000.0,
-            "service_ms": None if self._service_s is None else self._service_s * 1000.0,
             "queue_delay_ms_mean": float(delays_ms.mean()) if delays_ms.size else None,
             "queue_delay_ms_p50": float(np.percentile(delays_ms, 50)) if delays_ms.size else None,
             "queue_delay_ms_p99": float(np.percentile(delays_ms, 99)) if delays_ms.size else None,
             "queue_delay_ms_max": float(delays_ms.max()) if delays_ms.size else None,
         }
 
-
-def _average(mean: float | None, value: float, weight: float = 0.2) -> float:
-    """An exponential moving average: recent batches count most, as load and clocks drift."""
-    return value if mean is None else mean + weight * (value - mean)

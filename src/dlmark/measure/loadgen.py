@@ -241,7 +241,7 @@ class _SystemUnderTest:
         self.batcher.flush()
 
     def _run(self, batch: list[Request]) -> Callable[[], None]:
-        """Launch a batch; what waits for it and answers it (the batcher times the two apart)."""
+        """Launch a batch; what waits for it and answers it."""
         try:
             if not self.stop.is_set():
                 indices = [r.index for r in batch]

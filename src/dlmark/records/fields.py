@@ -521,8 +521,9 @@ FIELDS: tuple[Field, ...] = (
        'Serving records'),
     _f('stacks_only_full_batches', 'serving', '', 'bool',
        'with more than one batch in flight on a runner that queues its work (a CUDA stream), a batch '
-       'beyond the first went only when full or just ahead of the running one\'s due end (records from '
-       'before 2026-12-02 20:40 UTC: only when full); False: every batch went at the batcher\'s delay',
+       'beyond the first went only when full (records of the reverted take-ahead batcher, 901ac14, '
+       'results/h200-serving-12 and -13: or just ahead of the running one\'s due end); False: every batch '
+       'went at the batcher\'s delay',
        'Serving records'),
     _f('batches_in_flight_by', 'serving', '', 'str',
        'only in records of the reverted launch-ahead batcher (8fb463c; results/h200-serving-7): '
@@ -595,12 +596,15 @@ FIELDS: tuple[Field, ...] = (
        'what the batcher did: batches, their sizes, how long queries waited for one',
        'Serving records'),
     _f('batcher_batches_taken_ahead', 'serving', '', 'float',
+       'only in records of the reverted take-ahead batcher (901ac14; results/h200-serving-12, -13): '
        'partial batches taken while others were running (on a GPU: just ahead of the running one\'s due end)',
        'Serving records'),
     _f('batcher_lead_ms', 'serving', 'ms', 'float',
+       'only in records of the reverted take-ahead batcher (901ac14; results/h200-serving-12, -13): '
        'host time from taking a batch to its launch returning, as the batcher learnt it (moving average)',
        'Serving records'),
     _f('batcher_service_ms', 'serving', 'ms', 'float',
+       'only in records of the reverted take-ahead batcher (901ac14; results/h200-serving-12, -13): '
        'time from a batch\'s launch (or the end of the batch before it) to its answer, as the batcher learnt it',
        'Serving records'),
     _f('batcher_queue_delay_ms_mean', 'serving', 'ms', 'float',
