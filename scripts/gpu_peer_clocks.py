@@ -1,0 +1,114 @@
+"""Why the tuned peer reads apart: dlmark's throughput beside two plain loops, with the GPU's clock.
+
+In one process, alternating, for ResNet-v1-50 b256 in the tuned configuration (fp16,
+channels_last, compiled): dlmark's `measure_throughput` (blocks of calls); a plain loop run
+back to back for about 2 s, doubling its count as tests/backends/test_gpu.py does, timed
+by perf_counter; and a loop that synchronises after every batch and times each with CUDA
+events (timm's benchmark.py times each step apart the same way). An NVML sampler notes
+the SM clock and the power every 20 ms, so each line says what clock its figure ran at.
+
+    python scripts/gpu_peer_clocks.py [--device cuda:0] [--rounds 4] > peer_clocks.log
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+
+import torch
+
+
+class Sampler:
+    """SM clock (MHz) and power (W) every ``period_s`` while running."""
+
+    def __init__(self, index: int, period_s: float = 0.02):
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.nvml, self.handle, self.period_s = pynvml, pynvml.nvmlDeviceGetHandleByIndex(index), period_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while not self._stop.wait(self.period_s):
+            clock = self.nvml.nvmlDeviceGetClockInfo(self.handle, self.nvml.NVML_CLOCK_SM)
+            self.samples.append((clock, self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0))
+
+    def summary(self) -> str:
+        clocks, watts = zip(*self.samples) if self.samples else ((0,), (0,))
+        return f"SM {statistics.mean(clocks):,.0f} MHz (min {min(clocks):,}), {statistics.mean(watts):,.0f} W"
+
+
+def continuous(run, x, batch: int, min_s: float = 1.0) -> float:
+    iters = 1
+    while True:
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        for _ in range(iters):
+            run(x)
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - began
+        if elapsed >= min_s:
+            return batch * iters / elapsed
+        iters *= 2
+
+
+def per_batch_events(run, x, batch: int, min_s: float = 1.0) -> float:
+    times = []
+    while sum(times) < min_s:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run(x)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000.0)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    from dlmark.backends import RunConfig
+    from dlmark.backends.pytorch import load
+    from dlmark.tasks.throughput import measure_throughput
+
+    runner = load("ResNet-v1-50", RunConfig(device=args.device, precision="fp16", layout="channels_last",
+                                           compile_mode="default"))
+    batch = 256
+    x = runner.make_inputs(batch)
+    methods = {
+        "dlmark": lambda: measure_throughput(runner, batch, {"min_run_s": 1.0})["throughput"],
+        "continuous": lambda: continuous(runner.run, x, batch),
+        "per-batch events": lambda: per_batch_events(runner.run, x, batch),
+    }
+    continuous(runner.run, x, batch)  # compiled and warm before the first round
+    figures: dict[str, list[float]] = {name: [] for name in methods}
+    index = torch.device(args.device).index or 0
+    for round_ in range(args.rounds):
+        names = list(methods) if round_ % 2 == 0 else list(methods)[::-1]
+        for name in names:
+            with Sampler(index) as sampler:
+                began = time.perf_counter()
+                figure = methods[name]()
+                took = time.perf_counter() - began
+            figures[name].append(figure)
+            print(f"round {round_} {name:17s} {figure:10,.1f} img/s  {took:5.2f} s  {sampler.summary()}", flush=True)
+    base = statistics.median(figures["dlmark"])
+    for name, values in figures.items():
+        print(f"{name:17s} median {statistics.median(values):10,.1f}  dlmark / this {base / statistics.median(values):.4f}")
+
+
+if __name__ == "__main__":
+    main()
