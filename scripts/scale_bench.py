@@ -98,51 +98,85 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def bench_size(size: int, work: Path, seeds: list[dict], with_ls: bool, keep: bool) -> dict:
-    from dlmark.records import index as ix
+def stat_floor(folder: Path) -> int:
+    """The floor of any load that validates every file: one walk of the folder and a stat of each JSON file."""
+    count = 0
+    stack = [str(folder)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.name.endswith(".json"):
+                    entry.stat()
+                    count += 1
+                elif entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".") \
+                        and entry.name != "loadgen":
+                    stack.append(entry.path)
+    return count
 
+
+def bench_size(size: int, work: Path, seeds: list[dict], with_ls: bool, keep: bool) -> dict:
     folder = work / f"records-{size}"
     if folder.exists():
         shutil.rmtree(folder)
     gen_s, _ = timed(make_folder, folder, size, seeds)
+    row = measure(folder, size, seeds, with_ls)
+    row["generate_s"] = gen_s
+    if not keep:
+        shutil.rmtree(folder)
+    return row
+
+
+def measure(folder: Path, size: int, seeds: list[dict], with_ls: bool) -> dict:
+    """Every step on a folder of ``size`` synthetic records with no index yet; it is left as it came."""
+    from dlmark.records import index as ix
+
+    shutil.rmtree(folder / ix.INDEX_DIR, ignore_errors=True)
     # Files written within RACY_NS of indexing are parsed again on the next load (their
     # mtime cannot yet prove they are unchanged); a sweep's files are older than that.
     time.sleep(ix.RACY_NS / 1e9)
-    row = {"records": size, "models": max(1, size // 9), "generate_s": gen_s, "load_before": load_average()}
+    row = {"records": size, "models": max(1, size // 9), "load_before": load_average()}
     row["json_loop_s"], rows = timed(plain_loop, folder)
+    row["floor_s"], _ = timed(stat_floor, folder)
     row["build_s"], df = timed(ix.load_index, folder)
     assert len(df) == rows, (len(df), rows)
     row["warm_s"], df = timed(ix.load_index, folder)
     assert len(df) == rows
     row["warm_samples_s"], _ = timed(ix.load_index, folder, with_samples=True)
     # The readers' calls, warm: load_results (the seed's, with samples, derived figures added)
-    # and load_records (what `dlmark ls` calls: dicts, derived).
+    # and load_records (what `dlmark compare` calls: dicts, derived).
     from dlmark.records.load import load_records, load_results
 
     row["load_results_s"], df = timed(load_results, folder)
     assert len(df) == rows
     row["load_results_light_s"], df = timed(load_results, folder, with_samples=False)
     assert len(df) == rows
+    del df
     row["load_records_s"], _ = timed(load_records, folder)
-    make_folder(folder, 1000, seeds, start=size, seed=1)
+    added = make_folder(folder, 1000, seeds, start=size, seed=1)
     time.sleep(ix.RACY_NS / 1e9)  # so the new files are not "racy" (re-read on the next load)
     row["add_1000_s"], _ = timed(ix.refresh, folder)
     row["warm_after_add_s"], df = timed(ix.load_index, folder)
     assert len(df) == rows + 1000
+    del df
     row["rebuild_s"], _ = timed(ix.rebuild, folder)
     row["index_mb"] = ix.index_stats(folder)["bytes"] / 1e6
     row["json_mb"] = sum(p.stat().st_size for p in folder.glob("*.json")) / 1e6
+    for path in added:  # back to ``size`` files, so that another dlmark can be measured on the same folder
+        path.unlink()
     if with_ls:
         # The same dlmark as this process imported (PYTHONPATH=/other/checkout/src measures that one).
         env = dict(os.environ, PYTHONPATH=dlmark_src() + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        t = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "dlmark.cli", "ls", str(folder)], capture_output=True,
-                              text=True, env=env, timeout=3600)
-        row["ls_s"] = time.perf_counter() - t
+        runs = []
+        for _ in range(2):  # the first pays the index update after the 1,000 files went; the second is warm
+            t = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "dlmark.cli", "ls", str(folder)], capture_output=True,
+                                  text=True, env=env, timeout=3600)
+            runs.append(time.perf_counter() - t)
+        row["ls_s"] = runs[-1]
         row["ls_rc"] = done.returncode
+        row["ls_sha"] = __import__("hashlib").sha256(done.stdout.encode()).hexdigest()[:12]
+    shutil.rmtree(folder / ix.INDEX_DIR, ignore_errors=True)
     row["load_after"] = load_average()
-    if not keep:
-        shutil.rmtree(folder)
     return row
 
 
@@ -214,6 +248,35 @@ def compare_formats(size: int, work: Path, seeds: list[dict]) -> list[tuple[str,
     return out
 
 
+HEADER = ("records", "models", "dlmark", "json loop s", "floor s", "first build s", "warm load s", "warm / loop",
+          "build / loop", "add 1,000 s", "rebuild s", "add / rebuild", "with samples s", "load_results s",
+          "load_results / loop", "load_results no samples s", "load_records s", "ls s", "ls output", "index MB",
+          "json MB", "load avg")
+
+
+def table_row(label: str, r: dict) -> str:
+    loop = r["json_loop_s"]
+    ls = f"{r['ls_s']:.2f}" + ("" if r.get("ls_rc") == 0 else f" (rc {r.get('ls_rc')})") if "ls_s" in r else "-"
+    return (f"| {r['records']:,} | {r['models']:,} | {label} | {loop:.2f} | {r['floor_s']:.3f} | {r['build_s']:.2f} | "
+            f"{r['warm_s']:.3f} | {r['warm_s'] / loop:.3f} | {r['build_s'] / loop:.2f} | {r['add_1000_s']:.3f} | "
+            f"{r['rebuild_s']:.2f} | {r['add_1000_s'] / r['rebuild_s']:.3f} | {r['warm_samples_s']:.2f} | "
+            f"{r['load_results_s']:.2f} | {r['load_results_s'] / loop:.3f} | {r['load_results_light_s']:.2f} | "
+            f"{r['load_records_s']:.2f} | {ls} | {r.get('ls_sha', '-')} | {r['index_mb']:.1f} | {r['json_mb']:.0f} | "
+            f"{r['load_before']} -> {r['load_after']} |")
+
+
+def measure_elsewhere(src: str, folder: Path, size: int, args) -> dict:
+    """``measure`` in a fresh process that imports dlmark from ``src`` (another checkout's, say)."""
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
+    command = [sys.executable, __file__, "--measure", str(folder), "--sizes", str(size), "--results", args.results]
+    done = subprocess.run(command + (["--ls"] if args.ls else []), capture_output=True, text=True, env=env,
+                          timeout=7200)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("ROW ")]
+    if done.returncode or not lines:
+        raise SystemExit(f"measuring {src} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][4:])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000,20000", help="comma-separated record counts")
@@ -223,32 +286,47 @@ def main(argv=None) -> int:
     parser.add_argument("--formats", type=int, default=0, metavar="N", help="also compare Parquet and DuckDB on N records")
     parser.add_argument("--keep", action="store_true", help="keep the synthetic folders")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the issue's ratios hold")
+    parser.add_argument("--src", action="append", default=[], metavar="LABEL=FOLDER",
+                        help="measure the dlmark importable from FOLDER (e.g. a checkout's src) under LABEL, each in "
+                             "its own process on the same folder, one after the other; repeatable, in the order "
+                             "given (before=/tmp/main-src --src after=src, then after, before to see the order's part)")
+    parser.add_argument("--measure", metavar="FOLDER", help=argparse.SUPPRESS)  # one --src's child: one size
     args = parser.parse_args(argv)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    seeds = real_records(Path(args.results))
     warnings.simplefilter("ignore")
     import pandas  # noqa: F401  imported before any timing: every reader pays it once per process
     import pyarrow.parquet  # noqa: F401
-    print(f"# {len(seeds)} real records as seeds; dlmark from {dlmark_src()}; load average at start "
-          f"{load_average()}; {os.cpu_count()} CPUs")
-    header = ("records", "models", "json loop s", "first build s", "warm load s", "warm / loop", "build / loop",
-              "add 1,000 s", "rebuild s", "add / rebuild", "with samples s", "load_results s", "load_results / loop",
-              "load_results no samples s", "load_records s", "ls s", "index MB", "json MB", "load avg")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---:|" * len(header))
+    seeds = real_records(Path(args.results))
+    if args.measure:
+        print("ROW " + json.dumps(measure(Path(args.measure), int(args.sizes), seeds, args.ls)))
+        return 0
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    sources = [tuple(s.split("=", 1)) if "=" in s else (s, s) for s in args.src]
+    print(f"# {len(seeds)} real records as seeds; dlmark from "
+          f"{', '.join(f'{label}: {os.path.abspath(src)}' for label, src in sources) or dlmark_src()}; "
+          f"load average at start {load_average()}; {os.cpu_count()} CPUs")
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "---:|" * len(HEADER))
     ok = True
     for size in [int(s) for s in args.sizes.split(",") if s]:
-        r = bench_size(size, work, seeds, args.ls, args.keep)
-        warm_ratio, build_ratio, add_ratio = r["warm_s"] / r["json_loop_s"], r["build_s"] / r["json_loop_s"], \
-            r["add_1000_s"] / r["rebuild_s"]
-        ls = f"{r['ls_s']:.1f}" + ("" if r.get("ls_rc") == 0 else f" (rc {r.get('ls_rc')})") if "ls_s" in r else "-"
-        print(f"| {size:,} | {r['models']:,} | {r['json_loop_s']:.2f} | {r['build_s']:.2f} | {r['warm_s']:.3f} | "
-              f"{warm_ratio:.3f} | {build_ratio:.2f} | {r['add_1000_s']:.3f} | {r['rebuild_s']:.2f} | {add_ratio:.3f} | "
-              f"{r['warm_samples_s']:.2f} | {r['load_results_s']:.2f} | {r['load_results_s'] / r['json_loop_s']:.3f} | "
-              f"{r['load_results_light_s']:.2f} | {r['load_records_s']:.2f} | {ls} | {r['index_mb']:.1f} | {r['json_mb']:.0f} | "
-              f"{r['load_before']} -> {r['load_after']} |", flush=True)
-        ok &= warm_ratio <= 0.05 and build_ratio <= 1.5 and (size < 20000 or add_ratio <= 0.02)
+        if not sources:
+            r = bench_size(size, work, seeds, args.ls, args.keep)
+            print(table_row("this", r), flush=True)
+            rows = [r]
+        else:
+            folder = work / f"records-{size}"
+            if folder.exists():
+                shutil.rmtree(folder)
+            make_folder(folder, size, seeds)
+            rows = []
+            for label, src in sources:
+                rows.append(measure_elsewhere(src, folder, size, args))
+                print(table_row(label, rows[-1]), flush=True)
+            if not args.keep:
+                shutil.rmtree(folder)
+        r = rows[-1]
+        ok &= r["warm_s"] / r["json_loop_s"] <= 0.05 and r["build_s"] / r["json_loop_s"] <= 1.5 and (
+            size < 20000 or r["add_1000_s"] / r["rebuild_s"] <= 0.02)
     if args.formats:
         print(f"\n# Parquet vs DuckDB on {args.formats:,} records (load average {load_average()})")
         for name, figures, notes in compare_formats(args.formats, work, seeds):

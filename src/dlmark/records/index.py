@@ -24,6 +24,7 @@ import fcntl
 import gc
 import json
 import os
+import stat as stat_module
 import time
 import uuid
 import warnings
@@ -230,24 +231,105 @@ def _same_dir(a: Path, b: Path) -> bool:
 
 
 def _scan(folder: Path) -> list[str]:
-    """Names of the folder's JSON files, sorted as result_files sorts them (a folder named x.json too: it warns)."""
+    """Names of the folder's JSON files, sorted as result_files sorts them (a folder named x.json too: it warns),
+    carrying their sizes and mtimes from the same pass (``_Names.stats``)."""
+    found = _scan_stat(folder, hidden=True)
+    return found[0] if found is not None else []
+
+
+def walk(folder: Path, skipped: Sequence[str] = ()) -> list[tuple[Path, "_Names"]]:
+    """(folder, its JSON file names sorted, with their stats) for ``folder`` and each subfolder with any.
+
+    As ``os.walk`` reads it: hidden entries and the ``skipped`` folders are left out,
+    links to folders are not followed. One ``scandir`` pass per folder gives the
+    names and each file's size and mtime, so a load stats nothing again.
+    """
+    out = []
+    pending = [os.fspath(folder)]
+    while pending:
+        here = pending.pop()
+        found = _scan_stat(here, hidden=False, skipped=skipped, subfolders=pending)
+        if found is not None and found[0]:
+            out.append((Path(here) if here != os.fspath(folder) else Path(folder), found[0]))
+    return out
+
+
+def _scan_stat(folder, hidden: bool, skipped: Sequence[str] = (), subfolders: list | None = None):
+    """(sorted names with stats) of one folder's ``*.json`` entries, or None if it is no folder.
+
+    ``hidden``: also names starting with "." and folders named ``*.json`` (the index's own
+    listing, as ``os.listdir`` gives it); else files only, as ``os.walk`` lists them, and the
+    subfolders to enter go to ``subfolders``.
+    """
+    names, sizes, mtimes = [], [], []
     try:
-        names = [n for n in os.listdir(folder) if n.endswith(".json")]
-    except FileNotFoundError:
-        return []
-    except NotADirectoryError:
-        return []
-    names.sort()
-    return names
+        entries = os.scandir(folder)
+    except OSError:
+        return None
+    add_name, add_size, add_mtime, is_dir = names.append, sizes.append, mtimes.append, stat_module.S_ISDIR
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(".json"):
+                if subfolders is not None and name[0] != "." and name not in skipped:
+                    try:
+                        if entry.is_dir() and not entry.is_symlink():
+                            subfolders.append(entry.path)
+                    except OSError:
+                        pass
+                continue
+            if not hidden and name[0] == ".":
+                continue
+            try:
+                st = entry.stat()  # follows a link, as is_dir() and open() do
+            except OSError:  # vanished or a dangling link: read_file says why
+                add_name(name)
+                add_size(-1)
+                add_mtime(-1)
+                continue
+            if not hidden and is_dir(st.st_mode):  # a folder named x.json: os.walk enters it
+                if subfolders is not None and name not in skipped and not entry.is_symlink():
+                    subfolders.append(entry.path)
+                continue
+            add_name(name)
+            add_size(st.st_size)
+            add_mtime(st.st_mtime_ns)
+    order = _sorted_order(names)
+    stats = _Stats.of(names, np.array(sizes, dtype=np.int64), np.array(mtimes, dtype=np.int64), order)
+    return _Names(stats.names, stats), stats
+
+
+def _sorted_order(names: list[str]) -> np.ndarray | None:
+    """Positions of ``names`` in sorted order (Python's: by code point, as UTF-8 bytes sort), or None if sorted."""
+    if len(names) < 2:
+        return None
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        order = pc.sort_indices(pa.array(names, type=pa.string())).to_numpy()
+    except (UnicodeError, ValueError, TypeError, ImportError):  # a name pyarrow cannot encode (surrogates)
+        order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
+    return order
+
+
+class _Names(list):
+    """A folder's JSON file names as a walk found them, with their stats taken in the same pass."""
+
+    def __init__(self, names, stats: "_Stats"):
+        super().__init__(names)
+        self.stats = stats
 
 
 class _Stats:
     """Sizes and mtimes of named files, aligned with the names (-1: cannot be stat'ed; read_file says why)."""
 
-    def __init__(self, folder: Path, names: Sequence[str]):
+    def __init__(self, folder: Path | None, names: Sequence[str]):
         self.names = list(names)
         self.size = np.full(len(self.names), -1, dtype=np.int64)
         self.mtime = np.full(len(self.names), -1, dtype=np.int64)
+        if folder is None:
+            return
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
@@ -264,6 +346,16 @@ class _Stats:
         finally:
             os.close(fd)
 
+    @classmethod
+    def of(cls, names: list[str], size: np.ndarray, mtime: np.ndarray, order: np.ndarray | None) -> "_Stats":
+        stats = cls(None, ())
+        if order is None:
+            stats.names, stats.size, stats.mtime = names, size, mtime
+        else:
+            stats.names = [names[i] for i in order.tolist()]
+            stats.size, stats.mtime = size[order], mtime[order]
+        return stats
+
     def get(self, name: str) -> tuple[int, int] | None:
         if not hasattr(self, "_pos"):
             self._pos = {n: i for i, n in enumerate(self.names)}
@@ -274,6 +366,10 @@ class _Stats:
 
 
 def _stat_all(folder: Path, names: Sequence[str]) -> _Stats:
+    """The stats of ``names``: those a scan took with them, else a stat of each."""
+    stats = getattr(names, "stats", None)
+    if stats is not None and len(stats.names) == len(names):
+        return stats
     return _Stats(folder, names)
 
 
@@ -746,34 +842,43 @@ def _unified_kind(kinds: set[str]) -> str:
 def _python_values(arr, kind: str) -> list:
     if kind == "null":
         return [None] * len(arr)
-    if kind != "json":
-        return arr.to_pylist()
     import pyarrow as pa
 
-    # Decode each distinct text once; each row still gets its own list or dict, as json.load gives.
-    # Only the rows with a value are visited: most such fields belong to one task's records.
+    if kind == "list" and len(arr) and len(arr.flatten()) == 0:  # only empty lists (no throttle reasons)
+        out = [None] * len(arr)
+        for i in np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False)).tolist():
+            out[i] = []
+        return out
+    if kind != "json":
+        return arr.to_pylist()
+
+    # Decode each distinct text once (Arrow finds them, without a Python string per row); each row
+    # still gets its own list or dict, as json.load gives. Only the rows with a value are visited:
+    # most such fields belong to one task's records.
     out: list = [None] * len(arr)
     if arr.null_count == len(arr):
         return out
-    rows = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False)) if arr.null_count else None
-    texts = (arr if rows is None else arr.take(pa.array(rows))).to_pylist()
-    cache: dict[str, tuple] = {}
-    for i, v in zip(range(len(arr)) if rows is None else rows.tolist(), texts):
-        hit = cache.get(v)
-        if hit is None:
-            decoded = json.loads(v)
-            if isinstance(decoded, list):
-                copy = list if _flat(decoded) else _copy_records if _records_list(decoded) else None
-            elif isinstance(decoded, dict):
-                copy = dict if _flat(decoded.values()) else None
-            else:
-                copy = False
-            cache[v] = (decoded, copy)
-            out[i] = decoded
-            continue
-        decoded, copy = hit
-        out[i] = decoded if copy is False else copy(decoded) if copy is not None else json.loads(v)
+    encoded = arr.dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    makers = [_maker(text) for text in encoded.dictionary.to_pylist()]
+    rows = np.flatnonzero(codes >= 0) if arr.null_count else range(len(arr))
+    for i, code in zip(rows.tolist() if arr.null_count else rows, codes[codes >= 0].tolist()):
+        out[i] = makers[code]()
     return out
+
+
+def _maker(text: str):
+    """A function that gives a fresh copy of what ``text`` decodes to, each call (the cheapest copy that is one)."""
+    decoded = json.loads(text)
+    if isinstance(decoded, list):
+        if _flat(decoded):
+            return decoded.copy
+        if _records_list(decoded):
+            return lambda: [dict(x) for x in decoded]
+        return lambda: json.loads(text)
+    if isinstance(decoded, dict):
+        return decoded.copy if _flat(decoded.values()) else lambda: json.loads(text)
+    return lambda: decoded  # a number, a text, a bool: immutable, shared
 
 
 def _flat(values) -> bool:
@@ -783,10 +888,6 @@ def _flat(values) -> bool:
 def _records_list(values: list) -> bool:
     """A list of flat dicts (a max-batch search's trials): copied dict by dict, far faster than parsing again."""
     return all(isinstance(x, dict) and _flat(x.values()) for x in values)
-
-
-def _copy_records(values: list) -> list:
-    return [dict(x) for x in values]
 
 
 def _merge_segments(tables: list):
@@ -831,6 +932,14 @@ def _merge_segments(tables: list):
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _chunked(chunks: list, kind: str):
+    """Chunks of a scalar column as one chunked array of the unified kind's type."""
+    import pyarrow as pa
+
+    target = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}[kind]
+    return pa.chunked_array([c.cast(target) if c.type != target else c for c, _ in chunks], type=target)
+
+
 def _concat(chunks: list, kind: str):
     """Chunks of one column, cast to the unified kind; ('mixed' is left to the caller)."""
     import pyarrow as pa
@@ -845,17 +954,21 @@ def _concat(chunks: list, kind: str):
     return pa.concat_arrays([c.cast(target) if c.type != target else c for c, _ in chunks]), kind
 
 
-def _object_series(values: list, absent: np.ndarray | None):
-    """An object column built the way pandas builds it from a list of dicts (absent keys are NaN)."""
+def _object_series(values: list, absent: np.ndarray | None, infer: bool = True):
+    """An object column built the way pandas builds it from a list of dicts (absent keys are NaN).
+
+    ``infer=False``: the values are lists, dicts and None, which pandas keeps as objects.
+    """
     import pandas as pd
 
     if isinstance(values, np.ndarray) and values.dtype == object:
         arr = values
-    else:
-        arr = np.empty(len(values), dtype=object)
-        arr[:] = values
+    else:  # fromiter: each value one element, never a list read as a row of a 2-D array
+        arr = np.fromiter(values, dtype=object, count=len(values))
     if absent is not None and absent.any():
         arr[absent] = np.nan
+    if not infer:
+        return arr
     try:
         from pandas.core.internals.construction import convert_object_array
 
@@ -933,25 +1046,30 @@ class _Snapshot:
             return arr if in_order else arr.take(take)
         data = {}
         native_names, native_arrays = [], []
+        part_fields = [{f.name: f for f in table.schema} for table, _ in self.parts]
         for name in names:
             if name == "_file":
                 data[name] = self._file_column(row_ranks, order)
                 continue
             chunks, kinds = [], set()
-            for table, _ in self.parts:
-                if name in table.schema.names:
-                    k = _kind(table.schema.field(name))
+            for (table, _), fields in zip(self.parts, part_fields):
+                field = fields.get(name)
+                if field is not None:
+                    k = _kind(field)
                     chunks.append((table[name].combine_chunks(), k))
                     kinds.add(k)
                 else:
                     chunks.append((pa.nulls(table.num_rows), "null"))
             kind = _unified_kind(kinds)
-            arr, kind = _concat(chunks, kind)
-            if kind in ("int", "float", "str") or (kind == "bool" and arr.null_count == 0):
-                data[name] = None  # converted below, all such columns at once
-                native_names.append(name)
-                native_arrays.append(arr)
-                continue
+            if kind in ("int", "float", "str", "bool"):
+                arr = _chunked(chunks, kind)  # no concatenation: to_pandas copies once anyway
+                if kind != "bool" or arr.null_count == 0:
+                    data[name] = None  # converted below, all such columns at once
+                    native_names.append(name)
+                    native_arrays.append(arr)
+                    continue
+            else:
+                arr, kind = _concat(chunks, kind)
             has = np.fromiter((name in s for s in sig_sets), dtype=bool, count=len(sig_sets))
             absent = ~has[sigs]
             if kind == "null":  # all None: pandas' inference depends on which are missing keys
@@ -959,10 +1077,14 @@ class _Snapshot:
             elif kind == "mixed":
                 values = [v for chunk, k in chunks for v in _python_values(chunk, k)]
                 data[name] = _object_series(values if in_order else [values[i] for i in order], absent)
-            elif kind == "bool":
-                data[name] = _object_series(ordered(arr).to_numpy(zero_copy_only=False), absent)
+            elif kind == "bool":  # with a None or a missing value pandas keeps bools as objects
+                data[name] = _object_series(ordered(arr.combine_chunks()).to_numpy(zero_copy_only=False), absent,
+                                            infer=False)
             else:
-                data[name] = _object_series(_python_values(ordered(arr), kind), absent)
+                values = _python_values(ordered(arr), kind)
+                # Lists and dicts (with None and NaN) are what pandas leaves as objects: no inference pass.
+                containers = kind == "list" or all(v.__class__ in (list, dict) for v in values if v is not None)
+                data[name] = _object_series(values, absent, infer=not containers)
         if native_arrays:
             native = pa.Table.from_arrays(native_arrays, names=[f"c{i}" for i in range(len(native_names))])
             converted = ordered(native).to_pandas()
@@ -1022,8 +1144,10 @@ def load_files_grouped(groups: list[tuple[Path, list[str], list[Path] | None, bo
 
 def _collect(snap: _Snapshot, folder: Path, names: list[str], ranks: np.ndarray, full: bool) -> None:
     """Add one folder's rows to the snapshot: from the index where it is current, else from the JSON."""
-    unique = list(dict.fromkeys(names))
-    if len(unique) != len(names):  # a file named twice: its rows twice, as load_records gives them
+    unique = names if isinstance(names, _Names) else list(dict.fromkeys(names))
+    if len(unique) == len(names):
+        unique = names  # keeps the stats a walk took with them
+    else:  # a file named twice: its rows twice, as load_records gives them
         first: dict[str, int] = {}
         for name, rank in zip(names, ranks.tolist()):
             if name in first:
@@ -1102,12 +1226,25 @@ def _collect_from(snap: _Snapshot, index: _Index, manifest: _Manifest, stats: _S
         table = index.read_segment(segment, snap)
         expected = int(manifest.rows[idx[seg_of_request == code]].sum())
         pieces.append((table, code, expected))
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     for table, code, expected in pieces:
         paths = table[_PATH].combine_chunks().dictionary_encode()
-        row_file = manifest.lookup(paths.dictionary)
-        row_file = row_file[paths.indices.to_numpy(zero_copy_only=False)] if len(row_file) else row_file
+        # The segment's live files are the manifest's entries naming it; a build lists them in the
+        # segment's own order, so an equality check usually replaces a lookup.
+        mine = np.flatnonzero(manifest.seg == code)
+        entries = manifest._arrow.take(pa.array(mine))
+        if paths.dictionary.equals(entries):
+            local = np.arange(len(mine), dtype=np.int64)
+        else:
+            local = pc.index_in(paths.dictionary, value_set=entries).fill_null(-1).to_numpy(
+                zero_copy_only=False).astype(np.int64)
+        file_of = np.where(local >= 0, mine[np.where(local >= 0, local, 0)], -1) if len(mine) else \
+            np.full(len(local), -1, dtype=np.int64)
+        row_file = file_of[paths.indices.to_numpy(zero_copy_only=False)] if len(file_of) else \
+            np.empty(0, dtype=np.int64)
         live = row_file >= 0
-        live[live] = manifest.seg[row_file[live]] == code
         row_rank = np.where(live, rank_of[np.where(live, row_file, 0)], -1)
         if int((row_rank >= 0).sum()) != expected:
             raise IndexCorrupt("a segment's rows do not match the manifest")

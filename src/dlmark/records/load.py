@@ -13,7 +13,7 @@ import glob
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from dlmark.errors import UserError
 from dlmark.records.store import read_file
@@ -24,16 +24,14 @@ SKIPPED_DIRS = (".dlmark-index", "loadgen")
 
 
 def _walk_folders(folder: Path) -> list[tuple[Path, list[str]]]:
-    """(folder, its JSON file names, sorted) for ``folder`` and each subfolder a walk enters that has any."""
-    return list(_walk_lazily(folder))
+    """(folder, its JSON file names, sorted) for ``folder`` and each subfolder a walk enters that has any.
 
+    The names carry the sizes and mtimes the same ``scandir`` pass read, which the
+    index checks its entries against (one pass over the folder, not a walk and a stat).
+    """
+    from dlmark.records.index import walk
 
-def _walk_lazily(folder: Path) -> Iterator[tuple[Path, list[str]]]:
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
-        names = sorted(f for f in files if f.endswith(".json") and not f.startswith("."))
-        if names:
-            yield Path(root), names
+    return walk(folder, SKIPPED_DIRS)
 
 
 def _walk(folder: Path) -> list[Path]:
