@@ -77,7 +77,6 @@ class _Manifest:
     def __init__(self, table, segments: dict):
         self.table = table
         self.segments = segments
-        self.names = table["path"].to_pylist()
         self.size = table["size"].to_numpy()
         self.mtime = table["mtime_ns"].to_numpy()
         self.rows = table["rows"].to_numpy().astype(np.int64)
@@ -94,32 +93,34 @@ class _Manifest:
         self._arrow = table["path"].combine_chunks()
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.size)
+
+    @property
+    def names(self) -> list[str]:
+        return self._arrow.to_pylist()
 
     def lookup(self, names) -> np.ndarray:
         """Manifest row of each name (a list or an Arrow string array), -1 where absent."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if isinstance(names, list) and names == self.names:
-            return np.arange(len(names), dtype=np.int64)
         if not len(names):
             return np.empty(0, dtype=np.int64)
-        if self._arrow is None:
-            self._arrow = pa.array(self.names, type=pa.string())
         values = names if isinstance(names, pa.Array) else pa.array(names, type=pa.string())
+        if len(values) == len(self._arrow) and values.equals(self._arrow):  # the folder as indexed
+            return np.arange(len(values), dtype=np.int64)
         found = pc.index_in(values, value_set=self._arrow)
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def stale(self, stats: _Stats, full: bool) -> tuple[np.ndarray, np.ndarray, bool]:
         """(manifest row of each name or -1, mask of names to parse again, whether files vanished)."""
-        idx = self.lookup(stats.names)
+        idx = self.lookup(stats.arrow)
         known = idx >= 0
         j = np.where(known, idx, 0)
         changed = ~known | (stats.size < 0)
-        if len(self.names):
+        if len(self):
             changed |= (self.size[j] != stats.size) | (self.mtime[j] != stats.mtime) | self.racy[j]
-        vanished = full and len(self.names) > int(np.unique(idx[known]).size)
+        vanished = full and len(self) > int(np.count_nonzero(np.bincount(idx[known], minlength=1)))
         return idx, changed, vanished
 
 
@@ -300,17 +301,14 @@ def _scan_stat(folder, hidden: bool, skipped: Sequence[str] = (), subfolders: li
 
 
 def _sorted_order(names: list[str]) -> np.ndarray | None:
-    """Positions of ``names`` in sorted order (Python's: by code point, as UTF-8 bytes sort), or None if sorted."""
+    """Positions of ``names`` in sorted order, or None if they are sorted already.
+
+    Python's sort with a key: pyarrow's sort_indices is as fast warm but pays about 0.5 s on its
+    first call in a process (a fresh `dlmark ls`).
+    """
     if len(names) < 2:
         return None
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        order = pc.sort_indices(pa.array(names, type=pa.string())).to_numpy()
-    except (UnicodeError, ValueError, TypeError, ImportError):  # a name pyarrow cannot encode (surrogates)
-        order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
-    return order
+    return np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
 
 
 class _Names(list):
@@ -355,6 +353,15 @@ class _Stats:
             stats.names = [names[i] for i in order.tolist()]
             stats.size, stats.mtime = size[order], mtime[order]
         return stats
+
+    @property
+    def arrow(self):
+        """The names as an Arrow array, made once (the manifest is checked against it twice)."""
+        if getattr(self, "_arrow", None) is None:
+            import pyarrow as pa
+
+            self._arrow = pa.array(self.names, type=pa.string())
+        return self._arrow
 
     def get(self, name: str) -> tuple[int, int] | None:
         if not hasattr(self, "_pos"):
@@ -642,7 +649,7 @@ class _Index:
             table, segments = manifest.table, dict(manifest.segments)
             keep = pc.invert(pc.is_in(table["path"], value_set=pa.array(changed, type=pa.string())))
             if full:
-                keep = pc.and_(keep, pc.is_in(table["path"], value_set=pa.array(stats.names, type=pa.string())))
+                keep = pc.and_(keep, pc.is_in(table["path"], value_set=stats.arrow))
             table = table.filter(keep)
         now = time.time_ns()
         entries = []
@@ -984,9 +991,27 @@ class _Snapshot:
         self.columns = None if columns is None else list(columns)
         self.with_samples = with_samples
         self.parts: list = []  # (table, rank per row) per segment piece
-        self.file_paths: list[str] = []  # _file of each requested file, by global rank
+        self.sources: list = []  # (ranks, folder, names, paths as given or None) of each group
+        self.total = 0
+        self._file_paths: list[str] | None = None
         self.problems: list[tuple[str, str]] = []
         self.dups: list[tuple[int, int]] = []  # (rank of a file's first mention, rank of a repeat)
+
+    @property
+    def file_paths(self) -> list[str]:
+        """``_file`` of each requested file, by global rank (built when a load needs it)."""
+        if self._file_paths is None:
+            out: list = [None] * self.total
+            for ranks, folder, names, paths in self.sources:
+                if paths is None:
+                    prefix = str(folder / "x")[:-1]  # str(folder / name), without a Path per file
+                    texts = [prefix + n for n in names]
+                else:
+                    texts = [str(p) for p in paths]
+                for rank, text in zip(ranks.tolist(), texts):
+                    out[rank] = text
+            self._file_paths = out
+        return self._file_paths
 
     def wanted(self, schema_names: list[str]) -> list[str] | None:
         if self.columns is not None:
@@ -1027,7 +1052,9 @@ class _Snapshot:
             mapping = np.array([sig_index.setdefault(s, len(sig_index)) for s in local], dtype=np.int32)
             sig_rows.append(mapping[table[_SIG].to_numpy()])
         sigs = np.concatenate(sig_rows)[order]
-        uniq, first = np.unique(sigs, return_index=True)
+        by_sig = np.argsort(sigs, kind="stable")  # first row of each signature (np.unique hashes: slower)
+        starts = np.flatnonzero(np.r_[True, np.diff(sigs[by_sig]) != 0]) if len(sigs) else np.empty(0, np.int64)
+        uniq, first = sigs[by_sig[starts]], by_sig[starts]
         all_sigs = list(sig_index)
         names: dict[str, None] = {}
         for g in uniq[np.argsort(first)]:
@@ -1118,7 +1145,7 @@ def load_files_grouped(groups: list[tuple[Path, list[str], list[Path] | None, bo
     for folder, names, paths, full in groups:
         offsets.append(total)
         total += len(names)
-    snap.file_paths = [None] * total
+    snap.total = total
     if order is not None:  # (group, file of the group) per row position: each group's files' ranks
         pairs = np.asarray(order, dtype=np.int64).reshape(-1, 2)
         ranks_of = []
@@ -1131,13 +1158,7 @@ def load_files_grouped(groups: list[tuple[Path, list[str], list[Path] | None, bo
         ranks_of = [np.arange(offsets[g], offsets[g] + len(groups[g][1]), dtype=np.int64)
                     for g in range(len(groups))]
     for g, (folder, names, paths, full) in enumerate(groups):
-        if paths is None:
-            prefix = str(folder / "x")[:-1]
-            texts = [prefix + n for n in names]
-        else:
-            texts = [str(p) for p in paths]
-        for rank, text in zip(ranks_of[g].tolist(), texts):
-            snap.file_paths[rank] = text
+        snap.sources.append((ranks_of[g], folder, names, paths))
         _collect(snap, folder, names, ranks_of[g], full)
     return snap.frame()
 
@@ -1207,7 +1228,7 @@ def _rewarn(caught: list) -> None:
 def _collect_from(snap: _Snapshot, index: _Index, manifest: _Manifest, stats: _Stats, ranks: np.ndarray,
                   only: np.ndarray | None = None) -> None:
     """Rows of the stat'ed files (or the ``only`` mask of them) from the index's segments."""
-    idx = manifest.lookup(stats.names)
+    idx = manifest.lookup(stats.arrow)
     if only is not None:
         idx = np.where(only, idx, -1)
     if (idx < 0).any() and only is None:
@@ -1221,7 +1242,7 @@ def _collect_from(snap: _Snapshot, index: _Index, manifest: _Manifest, stats: _S
     rank_of[idx[keep]] = ranks[keep]
     seg_of_request = np.where(keep, manifest.seg[np.where(keep, idx, 0)], -1)
     pieces = []
-    for code in np.unique(seg_of_request[seg_of_request >= 0]).tolist():
+    for code in np.flatnonzero(np.bincount(seg_of_request[seg_of_request >= 0], minlength=1)).tolist():
         segment = manifest.segment_names[code]
         table = index.read_segment(segment, snap)
         expected = int(manifest.rows[idx[seg_of_request == code]].sum())
