@@ -394,3 +394,33 @@ def test_a_big_build_parses_in_worker_processes_and_gives_the_same_rows(tmp_path
     (tmp_path / "cnn.py__benchmark_throughput__newer.json").write_text(json.dumps(newer))
     with pytest.raises(UserError, match="schema version 99"):
         quiet(ix.rebuild, tmp_path)
+
+
+@pytest.mark.parametrize("fast_json", [True, False], ids=["orjson", "json"])
+def test_nan_infinity_huge_ints_and_odd_text_load_as_json_reads_them_with_or_without_orjson(tmp_path, monkeypatch,
+                                                                                              fast_json):
+    """orjson (optional) writes NaN as null and refuses NaN, Infinity and ints past 64 bits: such files
+    and nested values are read and stored by json, so the rows are json's either way."""
+    if fast_json and ix._orjson is None:
+        pytest.skip("orjson is not installed (pip install dlmark[fast])")
+    if not fast_json:
+        monkeypatch.setattr(ix, "_orjson", None)
+    store = Store(tmp_path, "cnn.py")
+    store.write(record(1, throughput=float("nan"), extra_config={"a": float("nan"), "b": None}))
+    store.write(record(2, task="max_batch_size", trials=[{"batch_size": 1, "seconds": float("inf")},
+                                                          {"batch_size": 2, "seconds": None, "note": "null"}]))
+    store.write(record(3, extra_config={"big": 2 ** 70, "list": [1, 2.0, None]}, error="caf\u00e9 \u2713"))
+    store.write(record(4, extra_config={"a": None}, task="max_batch_size"))
+    (tmp_path / "cnn.py__benchmark_throughput__cut.json").write_text('{"model": "cut off')
+    (tmp_path / "cnn.py__benchmark_throughput__latin1.json").write_bytes(b'{"model": "\xe9"}')
+    for _ in range(2):  # built, then warm
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            got = ix.load_index(tmp_path, with_samples=True)
+        assert {"cut.json", "latin1.json"} <= {str(w.message).split("__")[-1].split(":")[0] for w in seen}
+        assert_same(got, quiet(reference, tmp_path))
+    by_file = {Path(f).name.split("__")[4]: i for i, f in enumerate(got["_file"])}
+    nested = got.extra_config.iloc[by_file["Net-1-1"]]
+    assert math.isnan(nested["a"]) and nested["b"] is None
+    assert got.extra_config.iloc[by_file["Net-3-3"]]["big"] == 2 ** 70
+    assert math.isinf(got.trials.iloc[by_file["Net-2-2"]][0]["seconds"])
