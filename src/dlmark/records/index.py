@@ -186,12 +186,12 @@ def refresh(folder: str | os.PathLike, wait_s: float = 60.0) -> dict[str, Any]:
             raise TimeoutError(f"another process holds the index lock of {folder}")
         caught: list = []
         try:
-            index.update(stats, full=True, caught=caught)
+            manifest = index.update(stats, full=True, caught=caught)
         except IndexCorrupt:
             index.discard()
-            index.update(stats, full=True, caught=caught)
+            manifest = index.update(stats, full=True, caught=caught)
     _rewarn(caught)
-    return index_stats(folder)
+    return _stats_of(index, manifest)  # the manifest just written, not read again
 
 
 def rebuild(folder: str | os.PathLike) -> dict[str, Any]:
@@ -203,9 +203,9 @@ def rebuild(folder: str | os.PathLike) -> dict[str, Any]:
             raise TimeoutError(f"another process holds the index lock of {folder}")
         index.discard()
         caught: list = []
-        index.update(_stat_all(folder, _scan(folder)), full=True, caught=caught)
+        manifest = index.update(_stat_all(folder, _scan(folder)), full=True, caught=caught)
     _rewarn(caught)
-    return index_stats(folder)
+    return _stats_of(index, manifest)
 
 
 def index_stats(folder: str | os.PathLike) -> dict[str, Any]:
@@ -217,6 +217,10 @@ def index_stats(folder: str | os.PathLike) -> dict[str, Any]:
         return {"present": index.manifest_path.exists(), "valid": False, "reason": str(exc)}
     if manifest is None:
         return {"present": False, "valid": False}
+    return _stats_of(index, manifest)
+
+
+def _stats_of(index: "_Index", manifest: "_Manifest") -> dict[str, Any]:
     return {
         "present": True, "valid": True, "format": INDEX_FORMAT,
         "files": len(manifest), "rows": int(manifest.rows.sum()),
@@ -369,13 +373,6 @@ class _Stats:
             self._arrow = pa.array(self.names, type=pa.string())
         return self._arrow
 
-    def get(self, name: str) -> tuple[int, int] | None:
-        if not hasattr(self, "_pos"):
-            self._pos = {n: i for i, n in enumerate(self.names)}
-        i = self._pos.get(name)
-        if i is None or self.size[i] < 0:
-            return None
-        return int(self.size[i]), int(self.mtime[i])
 
 
 def _stat_all(folder: Path, names: Sequence[str]) -> _Stats:
@@ -701,10 +698,12 @@ class _Index:
         if manifest is None:
             self.discard()
             table, segments = _manifest_table([]), {}
+            where = np.arange(len(stats.names))
             changed = list(stats.names)
         else:
             _, mask, _ = manifest.stale(stats, full)
-            changed = [stats.names[i] for i in np.flatnonzero(mask)]
+            where = np.flatnonzero(mask)
+            changed = [stats.names[i] for i in where.tolist()]
             table, segments = manifest.table, dict(manifest.segments)
             keep = pc.invert(pc.is_in(table["path"], value_set=pa.array(changed, type=pa.string())))
             if full:
@@ -712,11 +711,14 @@ class _Index:
             table = table.filter(keep)
         now = time.time_ns()
         entries = []
+        # The changed files' stats by name (a dict of these only, not of the whole folder).
+        stat_of = {name: (size, mtime) if size >= 0 else None for name, size, mtime in
+                   zip(changed, stats.size[where].tolist(), stats.mtime[where].tolist())}
         for batch, (segment, count, size, info) in self._segments_of(changed, caught):
             if segment is not None:
                 segments[segment] = {"rows": count, "bytes": size}
             for name in batch:
-                stat = stats.get(name)
+                stat = stat_of[name]
                 count, problem = info[name]
                 if stat is None:  # vanished or unreadable: kept so that it warns, checked every time
                     entries.append((name, -1, -1, 0, None, True, problem or "cannot stat the file"))
