@@ -1,4 +1,6 @@
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,3 +35,24 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs a CUDA GPU; this machine has none")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+#: Set in the child process of an `own_process` test to that test's node id.
+_OWN_PROCESS = "DLMARK_TEST_OWN_PROCESS"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    # A test marked `own_process` runs in a pytest process of its own: some runtimes' quantizers
+    # leave state behind that crashed the suite's process (SIGSEGV) several tests later.
+    if not pyfuncitem.get_closest_marker("own_process") or os.environ.get(_OWN_PROCESS) == pyfuncitem.nodeid:
+        return None
+    done = subprocess.run([sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q", "-rs", "-p", "no:cacheprovider",
+                           "-o", "addopts="], cwd=ROOT, env={**os.environ, _OWN_PROCESS: pyfuncitem.nodeid},
+                          capture_output=True, text=True, timeout=1200)
+    if done.returncode == 0 and re.search(r"\b1 passed\b", done.stdout):
+        return True
+    skipped = re.search(r"^SKIPPED \[\d+\] [^:]+:\d+: (.*)$", done.stdout, re.MULTILINE)
+    if done.returncode == 0 and skipped:
+        pytest.skip(skipped.group(1))
+    pytest.fail(f"in its own process, exit {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}", pytrace=False)

@@ -327,14 +327,13 @@ def assert_agrees(result, counts):
 
 
 # In the full suite the pytest process crashed (SIGSEGV) a few tests after the OpenVINO and PyTorch cases ran
-# their quantizers in-process; alone they pass. Skipped until they run in a process of their own.
-IN_PROCESS_CRASH = pytest.mark.skip(reason="crashes the pytest process later in the suite (SIGSEGV); "
-                                           "to run in its own process")
+# their quantizers in-process; alone they pass. So they run in a pytest process of their own.
+OWN_PROCESS = pytest.mark.own_process
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=IN_PROCESS_CRASH),
-                                     pytest.param("pytorch", marks=IN_PROCESS_CRASH)])
+@pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=OWN_PROCESS),
+                                     pytest.param("pytorch", marks=OWN_PROCESS)])
 def test_int8_accuracy_is_the_quantized_models_own_figure(tmp_path, monkeypatch, backend):
     """Every runtime's quantized model (calibrated on the folder's images) scored on the folder, against
     top-1/top-5 computed here from that model's outputs; fp32 on the same runtime is exact."""
