@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The peer test's own plain loop, so that this script times exactly the loop the test compares with.
+from tests.backends.test_gpu import _plain_loop_img_per_s as continuous  # noqa: E402
 
 
 class Sampler:
@@ -47,20 +53,6 @@ class Sampler:
     def summary(self) -> str:
         clocks, watts = zip(*self.samples) if self.samples else ((0,), (0,))
         return f"SM {statistics.mean(clocks):,.0f} MHz (min {min(clocks):,}), {statistics.mean(watts):,.0f} W"
-
-
-def continuous(run, x, batch: int, min_s: float = 1.0) -> float:
-    iters = 1
-    while True:
-        torch.cuda.synchronize()
-        began = time.perf_counter()
-        for _ in range(iters):
-            run(x)
-        torch.cuda.synchronize()
-        elapsed = time.perf_counter() - began
-        if elapsed >= min_s:
-            return batch * iters / elapsed
-        iters *= 2
 
 
 def per_batch_events(run, x, batch: int, min_s: float = 1.0) -> float:
