@@ -62,9 +62,11 @@ def test_single_stream_p90_is_the_service_time(tmp_path):
     runner = SleepingRunner(0.004)
     rec = run_scenario(runner, "single-stream", tmp_path, **TEST)
     assert rec["valid"], rec["invalid_reasons"]
-    # Against the fake's own measured pass times, run side by side: LoadGen adds only the hand-off.
+    # Against the fake's own measured pass times, run side by side: LoadGen adds only the hand-off
+    # between its thread and ours, which on a loaded 2-core CI machine reached 1 ms (5.76 against
+    # 4.74). A latency counted twice or a query that waited a whole service time would add 4 ms or more.
     own_p90_ms = np.percentile([s for _, s in runner.runs], 90) * 1000
-    assert own_p90_ms <= rec["latency_ms_p90"] <= own_p90_ms * 1.10 + 0.3
+    assert own_p90_ms <= rec["latency_ms_p90"] <= own_p90_ms * 1.10 + 1.5
     assert rec["latency_ms_p90"] >= 4.0  # never below the nominal service time
     assert rec["latency_ms_early_stopping_p90"] >= rec["latency_ms_p90"]
     assert rec["samples_per_query"] == 1 and rec["num_queries"] >= 100

@@ -17,6 +17,7 @@ import pytest
 from dlmark.records import schema as records
 from dlmark.records.load import load_json_records
 from dlmark.errors import UserError
+from dlmark.records import fastjson
 from dlmark.records import index as ix
 from dlmark.records.store import Store
 
@@ -401,10 +402,10 @@ def test_nan_infinity_huge_ints_and_odd_text_load_as_json_reads_them_with_or_wit
                                                                                               fast_json):
     """orjson (optional) writes NaN as null and refuses NaN, Infinity and ints past 64 bits: such files
     and nested values are read and stored by json, so the rows are json's either way."""
-    if fast_json and ix._orjson is None:
+    if fast_json and fastjson._orjson is None:
         pytest.skip("orjson is not installed (pip install dlmark[fast])")
     if not fast_json:
-        monkeypatch.setattr(ix, "_orjson", None)
+        monkeypatch.setattr(fastjson, "_orjson", None)
     store = Store(tmp_path, "cnn.py")
     store.write(record(1, throughput=float("nan"), extra_config={"a": float("nan"), "b": None}))
     store.write(record(2, task="max_batch_size", trials=[{"batch_size": 1, "seconds": float("inf")},

@@ -34,6 +34,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from dlmark.records.fastjson import dumps, loads
+from dlmark.records.store import read_file
+
 #: Bump when the layout or the way rows are derived from records changes: an
 #: index of another format is rebuilt, never read.
 INDEX_FORMAT = 1
@@ -62,11 +65,6 @@ BUILD_WORKERS = 4
 #: How long a loader waits for another process's index update before it reads
 #: the changed files itself without writing the index.
 LOCK_WAIT_S = 5.0
-
-try:  # optional (pip install dlmark[fast]): parses and writes JSON several times faster than json
-    import orjson as _orjson
-except ImportError:
-    _orjson = None
 
 _PATH, _POS, _SIG = "__dlmark_path", "__dlmark_pos", "__dlmark_sig"
 _INTERNAL = (_PATH, _POS, _SIG)
@@ -405,7 +403,6 @@ def _parse(folder: Path, names: Sequence[str], caught: list,
     """
     rows: list[dict] = []
     info: dict[str, tuple[int, str | None]] = {}
-    read_file = _read_file
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         prefix = str(folder / "x")[:-1]  # str(folder / name), without a Path per file
@@ -433,54 +430,6 @@ def _parse(folder: Path, names: Sequence[str], caught: list,
     return rows, info
 
 
-def _read_file(path_text: str) -> list[dict]:
-    """``store.read_file`` of one file, parsed by orjson where it is installed.
-
-    Anything orjson refuses (NaN and Infinity, which the store may write; integers past 64 bits;
-    broken files) is read by ``read_file`` itself, so the records and the warnings are its own.
-    """
-    from dlmark.errors import UserError
-    from dlmark.records.schema import iter_file_records, upgrade
-    from dlmark.records.store import read_file
-
-    if _orjson is None:
-        return read_file(path_text)
-    try:
-        with open(path_text, "rb") as f:
-            payload = _orjson.loads(f.read())
-        records = [upgrade(dict(r)) for r in iter_file_records(payload)]
-    except UserError:
-        raise
-    except (OSError, ValueError, TypeError, KeyError):  # orjson's JSONDecodeError is a ValueError
-        return read_file(path_text)
-    for record in records:
-        record.setdefault("_file", path_text)
-    return records
-
-
-def _dumps(value) -> str:
-    """JSON text of a nested value that decodes to an equal value (orjson's where that holds)."""
-    if _orjson is not None:
-        try:
-            text = _orjson.dumps(value)
-            # orjson writes NaN and Infinity as null (and refuses huge ints): a text with a null
-            # is kept only if it reads back as the value, else json's text is written.
-            if b"null" not in text or _orjson.loads(text) == value:
-                return text.decode()
-        except (TypeError, ValueError, OverflowError):
-            pass
-    return json.dumps(value)
-
-
-def _loads(text: str):
-    if _orjson is not None:
-        try:
-            return _orjson.loads(text)
-        except ValueError:  # NaN or Infinity in json's text
-            pass
-    return json.loads(text)
-
-
 class _Derived:
     """Marks `_file` set by read_file (the path), rebuilt on load from the folder as named then."""
 
@@ -499,7 +448,7 @@ def _column_array(values: list):
     if isinstance(first, dict) or (isinstance(first, list) and any(isinstance(x, (dict, list)) for x in first)):
         # Dicts and lists of containers end as JSON text anyway: skip pyarrow's struct inference,
         # which costs more than the JSON (a search's trials).
-        return pa.array([None if v is None else _dumps(v) for v in values], type=pa.string()), "json"
+        return pa.array([None if v is None else dumps(v) for v in values], type=pa.string()), "json"
     try:
         arr = pa.array(values)
         t = arr.type
@@ -525,7 +474,7 @@ def _column_array(values: list):
                 return arr, "list"
     except (pa.ArrowException, OverflowError, ValueError, TypeError, UnicodeError):
         pass
-    return pa.array([None if v is None else _dumps(v) for v in values], type=pa.string()), "json"
+    return pa.array([None if v is None else dumps(v) for v in values], type=pa.string()), "json"
 
 
 def _rows_to_table(rows: list[dict]):
@@ -937,15 +886,15 @@ def _python_values(arr, kind: str) -> list:
 
 def _maker(text: str):
     """A function that gives a fresh copy of what ``text`` decodes to, each call (the cheapest copy that is one)."""
-    decoded = _loads(text)
+    decoded = loads(text)
     if isinstance(decoded, list):
         if _flat(decoded):
             return decoded.copy
         if _records_list(decoded):
             return lambda: [dict(x) for x in decoded]
-        return lambda: _loads(text)
+        return lambda: loads(text)
     if isinstance(decoded, dict):
-        return decoded.copy if _flat(decoded.values()) else lambda: _loads(text)
+        return decoded.copy if _flat(decoded.values()) else lambda: loads(text)
     return lambda: decoded  # a number, a text, a bool: immutable, shared
 
 
@@ -986,7 +935,7 @@ def _merge_segments(tables: list):
         arr, kind = _concat(chunks, kind)
         if kind == "mixed":
             values = [v for chunk, k in chunks for v in _python_values(chunk, k)]
-            arr = pa.array([None if v is None else _dumps(v) for v in values], type=pa.string())
+            arr = pa.array([None if v is None else dumps(v) for v in values], type=pa.string())
             kind = "json"
         fields.append(pa.field(name, arr.type, metadata={_KIND_KEY: kind.encode()}))
         arrays.append(arr)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dlmark.errors import UserError
+from dlmark.records import fastjson
 from dlmark.records.schema import FINAL_STATUSES, JOB_KEY_SCHEME, iter_file_records, job_key, upgrade
 
 
@@ -132,8 +133,7 @@ class Store:
 def read_file(path: Path | str) -> list[dict[str, Any]]:
     """Records of one result file, upgraded; a file that cannot be read warns and yields none."""
     try:
-        with open(path) as f:
-            payload = json.load(f)
+        payload = fastjson.load_file(path)
         records = [upgrade(dict(r)) for r in iter_file_records(payload)]
     except UserError:
         raise
