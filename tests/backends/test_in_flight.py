@@ -144,6 +144,14 @@ def test_openvino_async_queue(tmp_path):
     assert out["requests_counted"] > 0 and out["requests_completed"] == len(out["_requests"])
     b0, bk = out["_boundaries"][0], out["_boundaries"][-1]
     assert out["requests_counted"] == sum(b0 <= e < bk for _, e in out["_requests"])
+    # One in flight: a request's end is its start plus the runtime's own latency, so each ends
+    # before the next one starts, and the requests fill most of the wall time (a latency read in
+    # the wrong unit breaks one or the other).
+    one = in_flight.openvino_in_flight(str(xml), 1, 2, (3, 8, 8), hint="LATENCY", threads=2, config=FAST)
+    spans = one["_requests"]
+    assert all(end <= next_start + 1e-4 for (_, end), (next_start, _) in zip(spans, spans[1:]))
+    busy = sum(end - start for start, end in spans) / (spans[-1][1] - spans[0][0])
+    assert 0.1 < busy <= 1.0
     auto = in_flight.openvino_in_flight(str(xml), "auto", 2, (3, 8, 8), hint="THROUGHPUT", threads=2, config=FAST)
     assert auto["in_flight"] == auto["ov_optimal_infer_requests"] >= 1 and auto["in_flight_requested"] == "auto"
 
