@@ -1,5 +1,6 @@
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 os.chdir(ROOT)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# A shell starts a background job (`make test &`, `nohup ... &`) with SIGINT ignored, and an ignored
+# signal stays ignored in every process it starts: the tests that press Ctrl-C in a `dlmark run`
+# would then wait out their timeouts and fail. The runs these tests start get the usual handler.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
