@@ -94,6 +94,30 @@ def test_offline_with_a_too_low_expected_qps_is_invalid_and_says_why(tmp_path):
     assert rec["loadgen_min_duration_met"] is False and rec["loadgen_min_queries_met"] is True
 
 
+class FasterAfterWarmUp(SleepingRunner):
+    """Slow for its first ``slow_runs`` batches (dlmark's warm-up and estimate), fast after."""
+
+    def __init__(self, slow_s: float, fast_s: float, slow_runs: int):
+        super().__init__(fast_s)
+        self.slow_s, self.slow_runs = slow_s, slow_runs
+
+    def service_s(self, n: int) -> float:
+        return self.slow_s if len(self.runs) < self.slow_runs else self.per_batch_s
+
+
+def test_offline_that_outran_its_estimate_runs_again_sized_by_its_own_rate(tmp_path):
+    # The estimate reads 8 samples in 20 ms (600/s with the margin); the run does 8 in 1 ms, so
+    # LoadGen's one query of about 600 samples ends in a tenth of the minimum second: INVALID.
+    runner = FasterAfterWarmUp(0.020, 0.001, slow_runs=3)
+    rec = run_scenario(runner, "offline", tmp_path, batch_size=8, **TEST)
+    assert rec["valid"], rec["invalid_reasons"]
+    assert rec["offline_reran_for_min_duration"] is True
+    assert rec["offline_expected_qps_estimated"] == pytest.approx(1.5 * 8 / 0.020, rel=0.3)
+    assert rec["target_qps"] > 5 * rec["offline_expected_qps_estimated"]  # sized by the measured rate
+    assert rec["duration_s"] >= 1.0
+    # A user's own expected QPS is theirs: too low stays INVALID, not run again (the test above it).
+
+
 def test_multi_stream_query_is_one_batch(tmp_path):
     runner = SleepingRunner(0.0005, 0.0001)
     rec = run_scenario(runner, "multi-stream", tmp_path, samples_per_query=4,

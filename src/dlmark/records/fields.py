@@ -447,6 +447,13 @@ FIELDS: tuple[Field, ...] = (
     _f('target_qps', 'serving', 'queries/s', 'float',
        'server: the offered load; offline: the expected QPS that sized its one query',
        'Serving records'),
+    _f('offline_reran_for_min_duration', 'serving', '', 'bool',
+       "offline: the first run ended before LoadGen's minimum duration (the runner outran dlmark's estimate "
+       "of it) and was run again, sized by the rate it measured; this record is the second run",
+       'Serving records'),
+    _f('offline_expected_qps_estimated', 'serving', 'queries/s', 'float',
+       'offline, when run again: the expected QPS estimated from the warm-up, which sized the first run',
+       'Serving records'),
     _f('server_qps_at_bound', 'serving', 'queries/s', 'float',
        'server search: the largest target QPS whose run was VALID with p99 within the bound',
        'Serving records'),
