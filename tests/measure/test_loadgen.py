@@ -149,8 +149,10 @@ def test_server_at_low_load_latency_is_service_plus_delay(tmp_path):
     alone_ms = delay_ms + min(service_ms.values())  # waits the delay, then runs with whoever came
     slowest_ms = max(1000 * s for _, s in runner.runs)
     assert min(service_ms.values()) <= rec["latency_ms_p50"] <= alone_ms + 2 * slowest_ms
-    # The worst case at low load: it arrives as a batch starts, waits for it, then for the delay.
-    assert alone_ms <= rec["latency_ms_p99"] <= delay_ms + 2 * slowest_ms + 2.0
+    # The worst case at low load: it arrives as a batch starts, waits for it, then for the delay,
+    # plus the thread wake-ups between LoadGen, the batcher and the fake (4 ms on a loaded machine:
+    # 33.5 against 33.3 ms with 2). A batcher that waited for a full batch would read 40 ms or more.
+    assert alone_ms <= rec["latency_ms_p99"] <= delay_ms + 2 * slowest_ms + 4.0
     assert 180 <= rec["qps_scheduled"] <= 220 and rec["target_qps"] == 200
     assert rec["batcher_batch_size_max"] <= 8 and rec["max_queue_delay_ms"] == delay_ms
     assert rec["batcher_queue_delay_ms_p50"] >= 0.9 * delay_ms  # most waited for the delay
