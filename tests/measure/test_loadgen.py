@@ -438,3 +438,30 @@ def test_a_runner_that_queues_work_is_launched_by_one_worker_at_a_time(tmp_path,
     rec = run_scenario(runner, "offline", tmp_path, batch_size=4, sample_count=64, batches_in_flight=3, **TEST)
     assert rec["valid"]
     assert runner.most_inside == (1 if queues_work else 3)
+
+
+class StreamRunner(OverlapRunner):
+    """A runner that queues work, noting which worker threads asked for a stream of their own."""
+
+    def __init__(self):
+        super().__init__(queues_work=True)
+        self.stream_threads: set[int] = set()
+
+    def use_own_stream(self):
+        with self.lock:
+            self.stream_threads.add(threading.get_ident())
+
+
+def test_batches_on_their_own_streams_are_launched_side_by_side(tmp_path):
+    # Each worker takes its own stream before its warm-up; then no launch lock holds them apart.
+    runner = StreamRunner()
+    rec = run_scenario(runner, "offline", tmp_path, batch_size=4, sample_count=64, batches_in_flight=3,
+                       own_streams=True, **TEST)
+    assert rec["valid"] and rec["own_streams"] and not rec["stacks_only_full_batches"]
+    assert len(runner.stream_threads) == 3
+    assert runner.most_inside == 3
+
+
+def test_own_streams_on_a_runner_without_streams_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="--own-streams needs a CUDA device"):
+        run_scenario(SleepingRunner(0.001), "server", tmp_path, target_qps=100, own_streams=True, **TEST)

@@ -189,6 +189,10 @@ class PyTorchRunner:
         """``run`` returns once its work is queued on a CUDA stream, before it is done."""
         return self.device.type == "cuda"
 
+    def use_own_stream(self) -> None:
+        """From now on the calling thread queues its work on a CUDA stream of its own."""
+        torch.cuda.set_stream(torch.cuda.Stream(self.device))
+
     def wait_for(self, outputs: Any) -> None:
         """Block until the work queued so far on this thread's stream is done (not the whole device)."""
         if self.device.type == "cuda":

@@ -74,6 +74,8 @@ def register(commands) -> None:
                               "tail estimates, and LoadGen's early stopping may then call the run INVALID)")
     serving.add_argument("--pad-batches", action="store_true",
                          help="pad every batch to the batcher's size: one input shape (compiled models, cuDNN autotune)")
+    serving.add_argument("--own-streams", action="store_true",
+                         help="CUDA: each batch in flight on its own stream, run side by side (default: one stream)")
     serving.add_argument("--mlperf-rules", action="store_true",
                          help="MLPerf's own durations and query counts (600 s a scenario), said so in the record")
     run.add_argument("--executor", choices=("local", "ray"), help="local (this host's devices, default) or ray")
@@ -137,7 +139,8 @@ def _serving_knobs(args: argparse.Namespace) -> dict[str, Any]:
              "max_queue_delay_ms": args.max_queue_delay_ms, "batches_in_flight": args.batches_in_flight,
              "samples_per_query": args.samples_per_query, "min_duration_s": args.serving_min_time,
              "min_query_count": args.serving_min_queries,
-             "mlperf_rules": args.mlperf_rules or None, "pad_batches": args.pad_batches or None}
+             "mlperf_rules": args.mlperf_rules or None, "pad_batches": args.pad_batches or None,
+             "own_streams": args.own_streams or None}
     return {k: v for k, v in knobs.items() if v is not None}
 
 

@@ -89,6 +89,9 @@ class ServingSettings:
     # Every batch padded to the scenario's batch with copies of its first sample (answered once):
     # one input shape, so a compiled model never recompiles and cuDNN never re-tunes mid-run.
     pad_batches: bool = False
+    # Each batch in flight on its own CUDA stream: the GPU runs them side by side, not one after
+    # another, so a batch taken while another runs starts at once instead of waiting behind it.
+    own_streams: bool = False
 
     def validate(self, scenario: str) -> None:
         if scenario not in SCENARIOS:
@@ -214,22 +217,30 @@ class _SystemUnderTest:
         self.pad_to = max_batch if s.pad_batches else None
         warm = [i % library.count for i in range(max_batch)]
 
+        queues_work = bool(getattr(runner, "queues_work", False))
+        if s.own_streams and not queues_work:
+            raise UserError(f"--own-streams needs a CUDA device (each batch in flight on a stream of its own); "
+                            f"{getattr(runner, 'backend', 'this runner')} here runs its batches side by side already")
+        self.own_streams = s.own_streams and not self.closed_loop
+
         def warm_up() -> None:
+            if self.own_streams:
+                runner.use_own_stream()  # this worker thread's current stream from now on
             for _ in range(2):
                 with self._launching:
                     out = runner.run(library.assemble(warm))
                 runner.synchronize()
                 del out
 
-        # Where run() only queues work (a CUDA stream), one worker queues a batch at a time, so that
-        # each batch's kernels stay together on the stream: two compiled models launched from two
-        # threads at once interleave their kernels, and Offline read 0.89 of a plain loop with two
-        # batches in flight (results/h200-offline-timeline-2). Where run() computes (a CPU), the
-        # workers run their batches at once.
-        queues_work = bool(getattr(runner, "queues_work", False))
-        self._launching = threading.Lock() if queues_work else contextlib.nullcontext()
-        # On such a runner a second batch in flight only waits behind the first: it goes only full.
-        self.stacks_only_full = queues_work and in_flight > 1
+        # Where run() only queues work on one CUDA stream, one worker queues a batch at a time, so
+        # that each batch's kernels stay together on the stream: two compiled models launched from
+        # two threads at once interleave their kernels, and Offline read 0.89 of a plain loop with
+        # two batches in flight (results/h200-offline-timeline-2). Where run() computes (a CPU), or
+        # each worker has its own stream, the workers launch their batches at once.
+        shared_stream = queues_work and not self.own_streams
+        self._launching = threading.Lock() if shared_stream else contextlib.nullcontext()
+        # On one stream a second batch in flight only waits behind the first: it goes only full.
+        self.stacks_only_full = shared_stream and in_flight > 1
         self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight, warm_up=warm_up,
                                       stack_only_full=self.stacks_only_full)
         self.padded_samples = 0
@@ -573,6 +584,7 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
     if scenario in ("offline", "server"):
         rec["batches_in_flight"] = s.batches_in_flight
         rec["stacks_only_full_batches"] = sut.stacks_only_full
+        rec["own_streams"] = sut.own_streams
     if scenario == "server":
         rec["max_batch"] = s.max_batch
         rec["max_queue_delay_ms"] = s.max_queue_delay_ms

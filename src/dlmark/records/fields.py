@@ -532,6 +532,10 @@ FIELDS: tuple[Field, ...] = (
        'results/h200-serving-12 and -13: or just ahead of the running one\'s due end); False: every batch '
        'went at the batcher\'s delay',
        'Serving records'),
+    _f('own_streams', 'serving', '', 'bool',
+       'each batch in flight had a CUDA stream of its own (`--own-streams`), so batches ran side by side '
+       'on the GPU; False: one stream, one batch launched at a time',
+       'Serving records'),
     _f('batches_in_flight_by', 'serving', '', 'str',
        'only in records of the reverted launch-ahead batcher (8fb463c; results/h200-serving-7): '
        'one thread launching ahead, or a thread per batch (what every other record did)',
