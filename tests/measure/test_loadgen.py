@@ -465,3 +465,23 @@ def test_batches_on_their_own_streams_are_launched_side_by_side(tmp_path):
 def test_own_streams_on_a_runner_without_streams_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--own-streams needs a CUDA device"):
         run_scenario(SleepingRunner(0.001), "server", tmp_path, target_qps=100, own_streams=True, **TEST)
+
+
+def test_server_pads_each_batch_to_the_smallest_size_that_holds_it(tmp_path):
+    runner = SleepingRunner(0.002, 0.0002)
+    rec = run_scenario(runner, "server", tmp_path, target_qps=400, max_batch=16, max_queue_delay_ms=2,
+                       pad_sizes=(4, 8), min_duration_s=1.0, min_query_count=300, warmup_batches=1)
+    assert rec["pad_batches"] and rec["pad_sizes"] == [4, 8, 16]
+    assert {n for n, _ in runner.runs} <= {1, 4, 8, 16}  # batch 1 only in the bound check before the run
+    in_test = [n for n, _ in runner.runs[-rec["batcher_batches_run"]:]]
+    assert set(in_test) <= {4, 8, 16}
+    # Each padded sample counted once: what ran is what was asked plus the padding.
+    assert sum(in_test) == rec["batcher_samples_batched"] + rec["batcher_padded_samples"]
+    # At this load most batches hold a few requests: padded to 4, not to the batcher's 16.
+    assert in_test.count(4) > len(in_test) / 2
+    assert rec["batcher_padded_samples"] < 16 * rec["batcher_batches_run"] - rec["batcher_samples_batched"]
+
+
+def test_bad_pad_sizes_are_one_line_user_errors(tmp_path):
+    with pytest.raises(UserError, match="pad-sizes"):
+        run_scenario(SleepingRunner(0.001), "server", tmp_path, target_qps=100, pad_sizes=(0, 8), **TEST)

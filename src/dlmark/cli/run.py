@@ -74,6 +74,9 @@ def register(commands) -> None:
                               "tail estimates, and LoadGen's early stopping may then call the run INVALID)")
     serving.add_argument("--pad-batches", action="store_true",
                          help="pad every batch to the batcher's size: one input shape (compiled models, cuDNN autotune)")
+    serving.add_argument("--pad-sizes", metavar="N[,M...]",
+                         help="server: pad each batch up to the smallest of these (and --max-batch) that holds it: "
+                              "a few shapes, each warmed first, instead of every batch at full size")
     serving.add_argument("--own-streams", action="store_true",
                          help="CUDA: each batch in flight on its own stream, run side by side (default: one stream)")
     serving.add_argument("--mlperf-rules", action="store_true",
@@ -140,8 +143,17 @@ def _serving_knobs(args: argparse.Namespace) -> dict[str, Any]:
              "samples_per_query": args.samples_per_query, "min_duration_s": args.serving_min_time,
              "min_query_count": args.serving_min_queries,
              "mlperf_rules": args.mlperf_rules or None, "pad_batches": args.pad_batches or None,
-             "own_streams": args.own_streams or None}
+             "own_streams": args.own_streams or None, "pad_sizes": _pad_sizes(args.pad_sizes)}
     return {k: v for k, v in knobs.items() if v is not None}
+
+
+def _pad_sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise UserError(f"--pad-sizes takes positive integers like 16,32,64, got {text!r}") from None
 
 
 def _ray_executor_factory(args: argparse.Namespace) -> Callable[[Any], Any] | None:

@@ -89,6 +89,10 @@ class ServingSettings:
     # Every batch padded to the scenario's batch with copies of its first sample (answered once):
     # one input shape, so a compiled model never recompiles and cuDNN never re-tunes mid-run.
     pad_batches: bool = False
+    # Server: with padding, each batch padded up to the smallest of these that holds it (the batcher's
+    # size is always one of them): a few shapes, each warmed before the run, so that a small batch at
+    # low load does not pay for a full one.
+    pad_sizes: tuple[int, ...] = ()
     # Each batch in flight on its own CUDA stream: the GPU runs them side by side, not one after
     # another, so a batch taken while another runs starts at once instead of waiting behind it.
     own_streams: bool = False
@@ -104,6 +108,17 @@ class ServingSettings:
                      "min_query_count"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if any(not isinstance(n, int) or n < 1 for n in self.pad_sizes):
+            raise UserError(f"pad-sizes must be positive integers, not {list(self.pad_sizes)}")
+
+    def padded_sizes(self, scenario: str) -> list[int]:
+        """The batch shapes a padded run uses, smallest first (empty: no padding)."""
+        if not (self.pad_batches or self.pad_sizes):
+            return []
+        largest = {"offline": self.batch_size, "single-stream": 1, "multi-stream": self.samples_per_query,
+                   "server": self.max_batch}[scenario]
+        smaller = self.pad_sizes if scenario == "server" else ()
+        return sorted({n for n in smaller if n < largest} | {largest})
         if self.max_queue_delay_ms < 0 or self.min_duration_s < 0 or self.max_duration_s < 0:
             raise UserError("max-queue-delay-ms, min-duration and max-duration cannot be negative")
 
@@ -214,8 +229,8 @@ class _SystemUnderTest:
         in_flight = 1 if self.closed_loop else s.batches_in_flight
         # Responses come from these long-lived threads only: LoadGen 6.0.17 crashed (SIGSEGV) when
         # a thread that had completed samples exited while the test was still running.
-        self.pad_to = max_batch if s.pad_batches else None
-        warm = [i % library.count for i in range(max_batch)]
+        self.pad_sizes = s.padded_sizes(scenario)
+        warm_sizes = self.pad_sizes or [max_batch]
 
         queues_work = bool(getattr(runner, "queues_work", False))
         if s.own_streams and not queues_work:
@@ -226,11 +241,12 @@ class _SystemUnderTest:
         def warm_up() -> None:
             if self.own_streams:
                 runner.use_own_stream()  # this worker thread's current stream from now on
-            for _ in range(2):
-                with self._launching:
-                    out = runner.run(library.assemble(warm))
-                runner.synchronize()
-                del out
+            for size in warm_sizes:
+                for _ in range(2):
+                    with self._launching:
+                        out = runner.run(library.assemble([i % library.count for i in range(size)]))
+                    runner.synchronize()
+                    del out
 
         # Where run() only queues work on one CUDA stream, one worker queues a batch at a time, so
         # that each batch's kernels stay together on the stream: two compiled models launched from
@@ -256,9 +272,10 @@ class _SystemUnderTest:
         try:
             if not self.stop.is_set():
                 indices = [r.index for r in batch]
-                if self.pad_to and len(indices) < self.pad_to:
-                    self.padded_samples += self.pad_to - len(indices)
-                    indices += [indices[0]] * (self.pad_to - len(indices))
+                if self.pad_sizes:
+                    pad_to = next(n for n in self.pad_sizes if n >= len(indices))
+                    self.padded_samples += pad_to - len(indices)
+                    indices += [indices[0]] * (pad_to - len(indices))
                 with self._launching:
                     out = self.runner.run(self.library.assemble(indices))
                 return lambda: self._finish(batch, out)
@@ -336,8 +353,9 @@ def _test_settings(lg, scenario: str, s: ServingSettings, estimate: dict[str, fl
 
 def _estimate(runner: Any, library: SampleLibrary, scenario: str, s: ServingSettings) -> dict[str, float]:
     """Warm the runner at the batch sizes the scenario uses; their times size LoadGen's queries."""
+    # A padded Server run warms (compiles) every padded shape here, before LoadGen starts.
     sizes = {"offline": [s.batch_size], "single-stream": [1], "multi-stream": [s.samples_per_query],
-             "server": sorted({1, s.max_batch})}[scenario]
+             "server": sorted({1, s.max_batch, *s.padded_sizes("server")})}[scenario]
     times: dict[int, float] = {}
     for size in sizes:
         indices = [i % library.count for i in range(size)]
@@ -589,7 +607,9 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
         rec["max_batch"] = s.max_batch
         rec["max_queue_delay_ms"] = s.max_queue_delay_ms
     rec.update({f"batcher_{k}": v for k, v in sut.batcher.stats().items()})
-    rec["pad_batches"] = s.pad_batches
+    rec["pad_batches"] = bool(sut.pad_sizes)
+    if scenario == "server" and sut.pad_sizes:
+        rec["pad_sizes"] = sut.pad_sizes
     rec["batcher_padded_samples"] = sut.padded_samples
     rec["stopped"] = stop.is_set()
     if rec["stopped"]:

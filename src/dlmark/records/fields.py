@@ -532,6 +532,10 @@ FIELDS: tuple[Field, ...] = (
        'results/h200-serving-12 and -13: or just ahead of the running one\'s due end); False: every batch '
        'went at the batcher\'s delay',
        'Serving records'),
+    _f('pad_sizes', 'serving', 'samples', 'list',
+       'Server: the shapes a batch was padded up to, the smallest that held it (`--pad-sizes` and the '
+       'batcher\'s size); absent: every batch padded to the batcher\'s size, or none with `pad_batches` false',
+       'Serving records'),
     _f('own_streams', 'serving', '', 'bool',
        'each batch in flight had a CUDA stream of its own (`--own-streams`), so batches ran side by side '
        'on the GPU; False: one stream, one batch launched at a time',

@@ -25,7 +25,7 @@ SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
 #: The settings a user may change from the command line or a suite (``--max-batch`` ...).
 KNOBS = ("latency_bound_ms", "target_qps", "max_batch", "max_queue_delay_ms", "batches_in_flight",
          "samples_per_query", "min_duration_s", "min_query_count", "mlperf_rules", "pad_batches",
-         "own_streams")
+         "pad_sizes", "own_streams")
 #: Seconds a job needs beyond LoadGen's minimum duration: the model's warm-up and LoadGen's tail.
 OVERHEAD_S = 60.0
 MLPERF_MIN_DURATION_S = 600.0
@@ -253,6 +253,10 @@ def _check_serving(options) -> None:
         value = knobs.get(name)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UserError(f"{_serving_flag(name)} must be a positive integer, got {value!r}")
+    sizes = knobs.get("pad_sizes")
+    if sizes is not None and (not isinstance(sizes, (list, tuple)) or not sizes or
+                              any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes)):
+        raise UserError(f"--pad-sizes takes positive integers like 16,32,64, got {sizes!r}")
     if knobs.get("mlperf_rules") and options.timeout_s < MLPERF_MIN_DURATION_S + OVERHEAD_S:
         raise UserError(f"--mlperf-rules runs each scenario for at least {MLPERF_MIN_DURATION_S:.0f} s, which "
                         f"cannot fit --timeout {options.timeout_s:g}; give --timeout "
