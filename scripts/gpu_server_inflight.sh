@@ -6,6 +6,7 @@
 # OWN_STREAMS=1 gives each Server batch in flight a CUDA stream of its own (--own-streams); Offline
 # stays on one stream, its best measured form. PAD_SIZES=16,32,64 pads each Server batch up to the
 # smallest of these (and the batcher's size) that holds it (--pad-sizes), not always to the full batch.
+# SWITCH_MS=0.2 sets Python's GIL switch interval during each Server test (--gil-switch-interval-ms).
 #
 #   bash scripts/gpu_server_inflight.sh RESULTS_DIR     # OUT: pack there; SERVER_LIMIT_S per search
 set -euo pipefail
@@ -22,6 +23,7 @@ timeout --signal=INT --kill-after=15 "${OFFLINE_LIMIT_S:-150}" "$PYTHON" -m dlma
     --out "$RESULTS/offline" --task throughput --scenario offline --batches-in-flight 2 || echo "offline: exit $?" >> "$RESULTS/summary.txt"
 STREAMS=(); SUFFIX=""
 [[ -n "${OWN_STREAMS:-}" ]] && STREAMS=(--own-streams) && SUFFIX="-own-streams"
+[[ -n "${SWITCH_MS:-}" ]] && STREAMS+=(--gil-switch-interval-ms "$SWITCH_MS") && SUFFIX="$SUFFIX-switch$SWITCH_MS"
 [[ -n "${PAD_SIZES:-}" ]] && STREAMS+=(--pad-sizes "$PAD_SIZES") && SUFFIX="$SUFFIX-pad$PAD_SIZES"
 for n in ${IN_FLIGHT:-2 1}; do
     timeout --signal=INT --kill-after=15 "${SERVER_LIMIT_S:-190}" "$PYTHON" -m dlmark.cli run "${COMMON[@]}" "${STREAMS[@]}" \

@@ -6,6 +6,7 @@ Runs are test-sized: about a second each.
 """
 import _thread
 import math
+import sys
 import threading
 import time
 
@@ -485,3 +486,12 @@ def test_server_pads_each_batch_to_the_smallest_size_that_holds_it(tmp_path):
 def test_bad_pad_sizes_are_one_line_user_errors(tmp_path):
     with pytest.raises(UserError, match="pad-sizes"):
         run_scenario(SleepingRunner(0.001), "server", tmp_path, target_qps=100, pad_sizes=(0, 8), **TEST)
+
+
+def test_the_gil_switch_interval_is_set_for_the_test_only_and_recorded(tmp_path):
+    before = sys.getswitchinterval()
+    rec = run_scenario(SleepingRunner(0.001), "offline", tmp_path, switch_interval_ms=0.25, **TEST)
+    assert rec["gil_switch_interval_s"] == pytest.approx(0.00025)
+    assert sys.getswitchinterval() == before
+    rec = run_scenario(SleepingRunner(0.001), "offline", tmp_path, **TEST)
+    assert rec["gil_switch_interval_s"] == pytest.approx(before)

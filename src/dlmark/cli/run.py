@@ -77,6 +77,8 @@ def register(commands) -> None:
     serving.add_argument("--pad-sizes", metavar="N[,M...]",
                          help="server: pad each batch up to the smallest of these (and --max-batch) that holds it: "
                               "a few shapes, each warmed first, instead of every batch at full size")
+    serving.add_argument("--gil-switch-interval-ms", type=float, dest="switch_interval_ms",
+                         help="Python's GIL switch interval during each LoadGen test (default: Python's 5 ms)")
     serving.add_argument("--own-streams", action="store_true",
                          help="CUDA: each batch in flight on its own stream, run side by side (default: one stream)")
     serving.add_argument("--mlperf-rules", action="store_true",
@@ -143,7 +145,8 @@ def _serving_knobs(args: argparse.Namespace) -> dict[str, Any]:
              "samples_per_query": args.samples_per_query, "min_duration_s": args.serving_min_time,
              "min_query_count": args.serving_min_queries,
              "mlperf_rules": args.mlperf_rules or None, "pad_batches": args.pad_batches or None,
-             "own_streams": args.own_streams or None, "pad_sizes": _pad_sizes(args.pad_sizes)}
+             "own_streams": args.own_streams or None, "pad_sizes": _pad_sizes(args.pad_sizes),
+             "switch_interval_ms": args.switch_interval_ms}
     return {k: v for k, v in knobs.items() if v is not None}
 
 

@@ -31,6 +31,7 @@ import contextlib
 import json
 import math
 import re
+import sys
 import threading
 import time
 import uuid
@@ -96,6 +97,10 @@ class ServingSettings:
     # Each batch in flight on its own CUDA stream: the GPU runs them side by side, not one after
     # another, so a batch taken while another runs starts at once instead of waiting behind it.
     own_streams: bool = False
+    # Python's GIL switch interval during the LoadGen test (None: the interpreter's, 5 ms). A thread
+    # launching a compiled model holds the GIL for milliseconds of Python; LoadGen's issue thread and
+    # a worker waking to answer its batch wait for it up to this long.
+    switch_interval_ms: float | None = None
 
     def validate(self, scenario: str) -> None:
         if scenario not in SCENARIOS:
@@ -108,6 +113,8 @@ class ServingSettings:
                      "min_query_count"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.switch_interval_ms is not None and not self.switch_interval_ms > 0:
+            raise UserError(f"gil-switch-interval-ms must be positive, not {self.switch_interval_ms}")
         if any(not isinstance(n, int) or n < 1 for n in self.pad_sizes):
             raise UserError(f"pad-sizes must be positive integers, not {list(self.pad_sizes)}")
 
@@ -565,6 +572,10 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
     # its SUT and QSL are destroyed.
     thread = threading.Thread(target=test, name="dlmark-loadgen", daemon=True)
     interrupted = False
+    saved_interval = sys.getswitchinterval()
+    if s.switch_interval_ms is not None:
+        sys.setswitchinterval(s.switch_interval_ms / 1000.0)
+    switch_interval_s = sys.getswitchinterval()
     t0 = time.perf_counter()
     thread.start()
     while True:
@@ -577,6 +588,7 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
             stop.set()  # the SUT answers everything now; LoadGen ends on its own
     duration = time.perf_counter() - t0
     thread.join()
+    sys.setswitchinterval(saved_interval)
     try:
         sut.batcher.close()
     finally:
@@ -608,6 +620,7 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
         rec["max_queue_delay_ms"] = s.max_queue_delay_ms
     rec.update({f"batcher_{k}": v for k, v in sut.batcher.stats().items()})
     rec["pad_batches"] = bool(sut.pad_sizes)
+    rec["gil_switch_interval_s"] = switch_interval_s
     if scenario == "server" and sut.pad_sizes:
         rec["pad_sizes"] = sut.pad_sizes
     rec["batcher_padded_samples"] = sut.padded_samples

@@ -536,6 +536,10 @@ FIELDS: tuple[Field, ...] = (
        'Server: the shapes a batch was padded up to, the smallest that held it (`--pad-sizes` and the '
        'batcher\'s size); absent: every batch padded to the batcher\'s size, or none with `pad_batches` false',
        'Serving records'),
+    _f('gil_switch_interval_s', 'serving', 's', 'float',
+       'Python\'s GIL switch interval during the LoadGen test (`--gil-switch-interval-ms`; Python\'s own 0.005 '
+       'unless set): the longest a thread waits for one that holds the GIL running Python',
+       'Serving records'),
     _f('own_streams', 'serving', '', 'bool',
        'each batch in flight had a CUDA stream of its own (`--own-streams`), so batches ran side by side '
        'on the GPU; False: one stream, one batch launched at a time',

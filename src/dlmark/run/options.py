@@ -25,7 +25,7 @@ SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
 #: The settings a user may change from the command line or a suite (``--max-batch`` ...).
 KNOBS = ("latency_bound_ms", "target_qps", "max_batch", "max_queue_delay_ms", "batches_in_flight",
          "samples_per_query", "min_duration_s", "min_query_count", "mlperf_rules", "pad_batches",
-         "pad_sizes", "own_streams")
+         "pad_sizes", "own_streams", "switch_interval_ms")
 #: Seconds a job needs beyond LoadGen's minimum duration: the model's warm-up and LoadGen's tail.
 OVERHEAD_S = 60.0
 MLPERF_MIN_DURATION_S = 600.0
@@ -228,7 +228,8 @@ def with_min_time(timing: dict[str, Any], min_time_s: float | None) -> dict[str,
 
 #: Serving knobs whose command-line flag is not their name with dashes.
 _SERVING_FLAGS = {"min_duration_s": "--serving-min-time", "min_query_count": "--serving-min-queries",
-                  "latency_bound_ms": "--latency-bound-ms", "max_queue_delay_ms": "--max-queue-delay-ms"}
+                  "latency_bound_ms": "--latency-bound-ms", "max_queue_delay_ms": "--max-queue-delay-ms",
+                  "switch_interval_ms": "--gil-switch-interval-ms"}
 
 
 def _serving_flag(name: str) -> str:
@@ -244,10 +245,10 @@ def _check_serving(options) -> None:
     unknown = set(knobs) - set(KNOBS)
     if unknown:
         raise UserError(f"unknown serving setting(s) {sorted(unknown)}; known: {', '.join(KNOBS)}")
-    for name in ("latency_bound_ms", "target_qps", "max_queue_delay_ms", "min_duration_s"):
+    for name in ("latency_bound_ms", "target_qps", "max_queue_delay_ms", "min_duration_s", "switch_interval_ms"):
         value = knobs.get(name)
         if value is not None and (not isinstance(value, (int, float)) or value < 0 or
-                                  (value == 0 and name in ("latency_bound_ms", "target_qps"))):
+                                  (value == 0 and name in ("latency_bound_ms", "target_qps", "switch_interval_ms"))):
             raise UserError(f"{_serving_flag(name)} must be a positive number, got {value!r}")
     for name in ("max_batch", "batches_in_flight", "samples_per_query", "min_query_count"):
         value = knobs.get(name)
