@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,36 +22,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The peer test's own plain loop, so that this script times exactly the loop the test compares with.
 from tests.backends.test_gpu import _plain_loop_img_per_s as continuous  # noqa: E402
-
-
-class Sampler:
-    """SM clock (MHz) and power (W) every ``period_s`` while running."""
-
-    def __init__(self, index: int, period_s: float = 0.02):
-        import pynvml
-
-        pynvml.nvmlInit()
-        self.nvml, self.handle, self.period_s = pynvml, pynvml.nvmlDeviceGetHandleByIndex(index), period_s
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        while not self._stop.wait(self.period_s):
-            clock = self.nvml.nvmlDeviceGetClockInfo(self.handle, self.nvml.NVML_CLOCK_SM)
-            self.samples.append((clock, self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0))
-
-    def summary(self) -> str:
-        clocks, watts = zip(*self.samples) if self.samples else ((0,), (0,))
-        return f"SM {statistics.mean(clocks):,.0f} MHz (min {min(clocks):,}), {statistics.mean(watts):,.0f} W"
 
 
 def per_batch_events(run, x, batch: int, min_s: float = 1.0) -> float:
@@ -74,6 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     from dlmark.backends import RunConfig
     from dlmark.backends.pytorch import load
+    from dlmark.measure.power import ClockSampler, handle_for_torch_device
     from dlmark.tasks.throughput import measure_throughput
 
     runner = load("ResNet-v1-50", RunConfig(device=args.device, precision="fp16", layout="channels_last",
@@ -86,20 +56,24 @@ def main() -> None:
         "per-batch events": lambda: per_batch_events(runner.run, x, batch),
     }
     continuous(runner.run, x, batch)  # compiled and warm before the first round
-    figures: dict[str, list[float]] = {name: [] for name in methods}
-    index = torch.device(args.device).index or 0
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}  # (img/s, mean SM MHz)
+    handle = handle_for_torch_device(runner.device)
     for round_ in range(args.rounds):
         names = list(methods) if round_ % 2 == 0 else list(methods)[::-1]
         for name in names:
-            with Sampler(index) as sampler:
+            with ClockSampler(handle) as clocks:
                 began = time.perf_counter()
                 figure = methods[name]()
                 took = time.perf_counter() - began
-            figures[name].append(figure)
-            print(f"round {round_} {name:17s} {figure:10,.1f} img/s  {took:5.2f} s  {sampler.summary()}", flush=True)
-    base = statistics.median(figures["dlmark"])
-    for name, values in figures.items():
-        print(f"{name:17s} median {statistics.median(values):10,.1f}  dlmark / this {base / statistics.median(values):.4f}")
+            mhz, watts = clocks.mean_sm_clock_mhz or float("nan"), clocks.mean_power_w or float("nan")
+            figures[name].append((figure, mhz))
+            print(f"round {round_} {name:17s} {figure:10,.1f} img/s  {took:5.2f} s  SM {mhz:,.0f} MHz, {watts:,.0f} W",
+                  flush=True)
+    rate = {name: statistics.median(f for f, _ in pairs) for name, pairs in figures.items()}
+    per_mhz = {name: statistics.median(f / mhz for f, mhz in pairs) for name, pairs in figures.items()}
+    for name in figures:
+        print(f"{name:17s} median {rate[name]:10,.1f}  dlmark / this {rate['dlmark'] / rate[name]:.4f}  "
+              f"per MHz {per_mhz[name]:.3f}  at one clock {per_mhz['dlmark'] / per_mhz[name]:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Power and clocks: NVML reason decoding, energy arithmetic, None on CPU; the GPU path where there is one."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from dlmark.measure import power
@@ -99,3 +101,40 @@ def power_timer():
     from dlmark.measure.timing import CudaEventTimer
 
     return CudaEventTimer()
+
+
+class _FakeNvml:
+    """NVML's two reads that ClockSampler makes; the clock steps down 10 MHz a read."""
+
+    NVML_CLOCK_SM = 1
+
+    def __init__(self):
+        self.clock = 1900
+
+    def nvmlDeviceGetClockInfo(self, handle, which):
+        assert which == self.NVML_CLOCK_SM
+        self.clock -= 10
+        return self.clock
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return 650_000  # mW
+
+
+def test_clock_sampler_averages_what_it_read_while_inside():
+    nvml = _FakeNvml()
+    with power.ClockSampler(handle=object(), period_s=0.005, nvml=nvml) as sampler:
+        time.sleep(0.2)
+    read = len(sampler.samples)
+    assert read >= 5
+    clocks = [c for c, _ in sampler.samples]
+    assert clocks == [1890 - 10 * i for i in range(read)]
+    assert sampler.mean_sm_clock_mhz == pytest.approx(sum(clocks) / read)
+    assert sampler.mean_power_w == pytest.approx(650.0)
+    time.sleep(0.05)
+    assert len(sampler.samples) == read  # the thread stopped on leaving
+
+
+def test_clock_sampler_without_a_gpu_reads_nothing():
+    with power.ClockSampler(handle=None) as sampler:
+        pass
+    assert sampler.samples == [] and sampler.mean_sm_clock_mhz is None and sampler.mean_power_w is None

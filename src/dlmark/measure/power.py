@@ -13,6 +13,7 @@ CUDA but not for NVML.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable
 
@@ -172,3 +173,45 @@ def state_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
 POWER_FIELDS = ("energy_j", "avg_power_w", "energy_window_s", "power_limit_w", "throttled",
                 *(f"{k}_{w}" for k in ("sm_clock_mhz", "mem_clock_mhz", "temperature_c", "throttle_reasons")
                   for w in ("before", "after")))
+
+
+class ClockSampler:
+    """The SM clock (MHz) and power draw (W), read every ``period_s`` by a thread while inside.
+
+    Two timings of one model compare only at one clock: under a power cap a longer run at full
+    load runs at lower clocks (an H200 at 700 W: 1,767 against 1,825 MHz, results/h200-serving-16).
+    """
+
+    def __init__(self, handle: Any, period_s: float = 0.02, nvml: Any = None):
+        self.handle, self.period_s = handle, period_s
+        self.nvml = nvml if nvml is not None else (_nvml() if handle is not None else None)
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "ClockSampler":
+        if self.handle is not None:
+            self._thread = threading.Thread(target=self._sample, name="dlmark-clocks", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _sample(self) -> None:
+        nvml = self.nvml
+        while not self._stop.wait(self.period_s):
+            clock = _read(lambda: nvml.nvmlDeviceGetClockInfo(self.handle, nvml.NVML_CLOCK_SM))
+            draw = _read(lambda: nvml.nvmlDeviceGetPowerUsage(self.handle))
+            if clock is not None and draw is not None:
+                self.samples.append((float(clock), draw / 1000.0))
+
+    @property
+    def mean_sm_clock_mhz(self) -> float | None:
+        return sum(c for c, _ in self.samples) / len(self.samples) if self.samples else None
+
+    @property
+    def mean_power_w(self) -> float | None:
+        return sum(w for _, w in self.samples) / len(self.samples) if self.samples else None
