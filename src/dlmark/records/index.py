@@ -34,7 +34,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from dlmark.records.fastjson import dumps, loads
+from dlmark.records.fastjson import dumps, json_files_read, loads
 from dlmark.records.store import read_file
 
 #: Bump when the layout or the way rows are derived from records changes: an
@@ -440,15 +440,16 @@ class _Derived:
 _DERIVED = _Derived()
 
 
-def _column_array(values: list):
-    """(arrow array, kind): a scalar column keeps its type; nested or mixed values become JSON text."""
+def _column_array(values: list, from_orjson: bool = False):
+    """(arrow array, kind): a scalar column keeps its type; nested or mixed values become JSON text
+    (``from_orjson``: values orjson decoded, written without checking that they read back equal)."""
     import pyarrow as pa
 
     first = next((v for v in values if v is not None), None)
     if isinstance(first, dict) or (isinstance(first, list) and any(isinstance(x, (dict, list)) for x in first)):
         # Dicts and lists of containers end as JSON text anyway: skip pyarrow's struct inference,
         # which costs more than the JSON (a search's trials).
-        return pa.array([None if v is None else dumps(v) for v in values], type=pa.string()), "json"
+        return pa.array([None if v is None else dumps(v, from_orjson) for v in values], type=pa.string()), "json"
     try:
         arr = pa.array(values)
         t = arr.type
@@ -474,10 +475,10 @@ def _column_array(values: list):
                 return arr, "list"
     except (pa.ArrowException, OverflowError, ValueError, TypeError, UnicodeError):
         pass
-    return pa.array([None if v is None else dumps(v) for v in values], type=pa.string()), "json"
+    return pa.array([None if v is None else dumps(v, from_orjson) for v in values], type=pa.string()), "json"
 
 
-def _rows_to_table(rows: list[dict]):
+def _rows_to_table(rows: list[dict], from_orjson: bool = False):
     """One segment table: the rows' columns, with their key lists (the signatures) in the metadata.
 
     Rows are grouped by signature (their keys in order), so each group's columns
@@ -511,7 +512,7 @@ def _rows_to_table(rows: list[dict]):
             values = [None if v is _DERIVED else v for v in values]
             if all(v is None for v in values):
                 continue
-        arr, kind = _column_array(values)
+        arr, kind = _column_array(values, from_orjson)
         fields.append(pa.field(key, arr.type, metadata={_KIND_KEY: kind.encode()}))
         arrays.append(arr)
     sigs = np.repeat(np.arange(len(groups), dtype=np.int32), [len(m) for m in groups.values()])
@@ -790,8 +791,9 @@ def build_segment(folder: Path, names: Sequence[str]) -> tuple[str | None, int, 
     caught: list = []
     index = _Index(Path(folder))
     with _no_gc():
+        json_files = json_files_read()
         rows, info = _parse(index.folder, names, caught)
-        table = _rows_to_table(rows) if rows else None
+        table = _rows_to_table(rows, from_orjson=json_files_read() == json_files) if rows else None
         del rows
     if table is None:
         return None, 0, 0, info, caught
@@ -1303,10 +1305,11 @@ def _collect_in_memory(snap: _Snapshot, folder: Path, index: _Index, stats: _Sta
     if not todo:
         return
     with _no_gc():
+        json_files = json_files_read()
         rows, _ = _parse(folder, todo, caught, keep_file_warnings=True)
         if not rows:
             return
-        table = _rows_to_table(rows)
+        table = _rows_to_table(rows, from_orjson=json_files_read() == json_files)
         del rows
     rank_by_name = {stats.names[i]: int(ranks[i]) for i in np.flatnonzero(stale)}
     paths = table[_PATH].to_pylist()
