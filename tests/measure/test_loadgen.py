@@ -213,6 +213,10 @@ def test_bad_settings_are_user_errors(tmp_path):
         run_scenario(runner, "server", tmp_path, latency_bound_ms=-1)
     with pytest.raises(UserError, match="max-batch"):
         run_scenario(runner, "server", tmp_path, max_batch=0)
+    with pytest.raises(UserError, match="cannot be negative"):
+        run_scenario(runner, "server", tmp_path, max_queue_delay_ms=-1)
+    with pytest.raises(UserError, match="gil-switch-interval-ms must be positive"):
+        run_scenario(runner, "server", tmp_path, switch_interval_ms=0)
 
 
 def test_mlperf_rules_come_from_loadgen_s_mlperf_conf():

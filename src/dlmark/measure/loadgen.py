@@ -95,7 +95,8 @@ class ServingSettings:
     # low load does not pay for a full one.
     pad_sizes: tuple[int, ...] = ()
     # Each batch in flight on its own CUDA stream: the GPU runs them side by side, not one after
-    # another, so a batch taken while another runs starts at once instead of waiting behind it.
+    # another, so a batch taken while another runs starts at once instead of waiting behind it
+    # (worse on an H200 for ResNet-50, whose batch alone fills the GPU: docs/serving.md).
     own_streams: bool = False
     # Python's GIL switch interval during the LoadGen test (None: the interpreter's, 5 ms). A thread
     # launching a compiled model holds the GIL for milliseconds of Python; LoadGen's issue thread and
@@ -113,6 +114,8 @@ class ServingSettings:
                      "min_query_count"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.max_queue_delay_ms < 0 or self.min_duration_s < 0 or self.max_duration_s < 0:
+            raise UserError("max-queue-delay-ms, min-duration and max-duration cannot be negative")
         if self.switch_interval_ms is not None and not self.switch_interval_ms > 0:
             raise UserError(f"gil-switch-interval-ms must be positive, not {self.switch_interval_ms}")
         if any(not isinstance(n, int) or n < 1 for n in self.pad_sizes):
@@ -126,8 +129,6 @@ class ServingSettings:
                    "server": self.max_batch}[scenario]
         smaller = self.pad_sizes if scenario == "server" else ()
         return sorted({n for n in smaller if n < largest} | {largest})
-        if self.max_queue_delay_ms < 0 or self.min_duration_s < 0 or self.max_duration_s < 0:
-            raise UserError("max-queue-delay-ms, min-duration and max-duration cannot be negative")
 
 
 def quick_settings(**overrides: Any) -> ServingSettings:
