@@ -25,6 +25,10 @@ def dlmark(*args, timeout=600):
     (["--scenario", "offline", "--latency-bound-ms", "15"], "add --scenario server"),
     (["--scenario", "single-stream", "--serving-min-queries", "0"], "--serving-min-queries must be a positive integer"),
     (["--scenario", "single-stream", "--serving-min-time", "-1"], "--serving-min-time must be a positive number"),
+    (["--scenario", "server", "--pad-sizes", "16,x"], "--pad-sizes takes positive integers"),
+    (["--scenario", "server", "--pad-sizes", "0,16"], "--pad-sizes takes positive integers"),
+    (["--scenario", "offline", "--pad-sizes", "16"], "add --scenario server"),
+    (["--scenario", "server", "--gil-switch-interval-ms", "0"], "--gil-switch-interval-ms must be a positive number"),
 ])
 def test_bad_serving_input_is_one_line_and_exit_2_before_any_work(tmp_path, args, message):
     out = tmp_path / "r"
@@ -33,6 +37,16 @@ def test_bad_serving_input_is_one_line_and_exit_2_before_any_work(tmp_path, args
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not out.exists()
+
+
+def test_own_streams_on_a_cpu_is_one_line_and_exit_2_with_no_record(tmp_path):
+    out = tmp_path / "r"
+    done = dlmark("run", "--models", f"{FIX}:tiny", "--device", "cpu", "--out", str(out), "--scenario", "server",
+                  "--target-qps", "50", "--own-streams", "--serving-min-time", "1", "--quiet")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--own-streams needs a CUDA device" in lines[0]
+    assert not list(out.glob("*serving*.json"))
 
 
 @pytest.mark.slow

@@ -262,6 +262,8 @@ def _check_serving(options) -> None:
         raise UserError(f"--mlperf-rules runs each scenario for at least {MLPERF_MIN_DURATION_S:.0f} s, which "
                         f"cannot fit --timeout {options.timeout_s:g}; give --timeout "
                         f"{MLPERF_MIN_DURATION_S + OVERHEAD_S:.0f} or more")
+    if knobs.get("pad_sizes") is not None and "server" not in options.scenarios:
+        raise UserError("--pad-sizes pads the Server scenario's batches; add --scenario server")
     if knobs.get("latency_bound_ms") is not None and "server" not in options.scenarios:
         raise UserError("--latency-bound-ms bounds the Server scenario's p99; add --scenario server")
     if not knobs.get("mlperf_rules"):
