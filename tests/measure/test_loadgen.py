@@ -501,3 +501,16 @@ def test_the_gil_switch_interval_is_set_for_the_test_only_and_recorded(tmp_path)
     assert sys.getswitchinterval() == before
     rec = run_scenario(SleepingRunner(0.001), "offline", tmp_path, **TEST)
     assert rec["gil_switch_interval_s"] == pytest.approx(before)
+
+
+def test_the_gil_switch_interval_is_given_back_however_the_test_ends():
+    from dlmark.measure.loadgen import _gil_switch_interval
+
+    before = sys.getswitchinterval()
+    with pytest.raises(SystemExit):
+        with _gil_switch_interval(0.25) as inside:
+            assert inside == pytest.approx(0.00025) and sys.getswitchinterval() == inside
+            raise SystemExit(1)  # what a signal handler may raise while the main thread waits on LoadGen
+    assert sys.getswitchinterval() == before
+    with _gil_switch_interval(None) as inside:
+        assert inside == before

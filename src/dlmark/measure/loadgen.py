@@ -523,6 +523,19 @@ def run_scenario(runner: Any, scenario: str, log_dir: str | Path, settings: Serv
     return rec
 
 
+@contextlib.contextmanager
+def _gil_switch_interval(ms: float | None):
+    """Python's GIL switch interval set to ``ms`` inside (None: left as it is), given back however
+    the block ends: it is the whole process's; yields the interval in force."""
+    saved = sys.getswitchinterval()
+    if ms is not None:
+        sys.setswitchinterval(ms / 1000.0)
+    try:
+        yield sys.getswitchinterval()
+    finally:
+        sys.setswitchinterval(saved)
+
+
 def _ended_too_soon(rec: dict[str, Any]) -> bool:
     """An Offline run INVALID only because its query ended before the minimum duration."""
     return (not rec["valid"] and not rec["stopped"] and rec.get("loadgen_min_duration_met") is False
@@ -573,23 +586,19 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
     # its SUT and QSL are destroyed.
     thread = threading.Thread(target=test, name="dlmark-loadgen", daemon=True)
     interrupted = False
-    saved_interval = sys.getswitchinterval()
-    if s.switch_interval_ms is not None:
-        sys.setswitchinterval(s.switch_interval_ms / 1000.0)
-    switch_interval_s = sys.getswitchinterval()
-    t0 = time.perf_counter()
-    thread.start()
-    while True:
-        try:
-            while not done.wait(timeout=0.1):
-                pass
-            break
-        except KeyboardInterrupt:
-            interrupted = True
-            stop.set()  # the SUT answers everything now; LoadGen ends on its own
-    duration = time.perf_counter() - t0
-    thread.join()
-    sys.setswitchinterval(saved_interval)
+    with _gil_switch_interval(s.switch_interval_ms) as switch_interval_s:
+        t0 = time.perf_counter()
+        thread.start()
+        while True:
+            try:
+                while not done.wait(timeout=0.1):
+                    pass
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+                stop.set()  # the SUT answers everything now; LoadGen ends on its own
+        duration = time.perf_counter() - t0
+        thread.join()
     try:
         sut.batcher.close()
     finally:
