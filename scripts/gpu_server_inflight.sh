@@ -6,7 +6,9 @@
 # OWN_STREAMS=1 gives each Server batch in flight a CUDA stream of its own (--own-streams); Offline
 # stays on one stream, its best measured form. PAD_SIZES=16,32,64 pads each Server batch up to the
 # smallest of these (and the batcher's size) that holds it (--pad-sizes), not always to the full batch.
-# SWITCH_MS=0.2 sets Python's GIL switch interval during each Server test (--gil-switch-interval-ms).
+# SWITCH_MS="5 0.2" runs each Server search once per GIL switch interval listed, in that order
+# (--gil-switch-interval-ms; unset: the interpreter's own); REPEAT=2 runs the whole list twice, so that
+# the settings alternate on one machine. OFFLINE_LIMIT_S=0 skips Offline.
 #
 #   bash scripts/gpu_server_inflight.sh RESULTS_DIR     # OUT: pack there; SERVER_LIMIT_S per search
 set -euo pipefail
@@ -19,15 +21,26 @@ trap pack EXIT
 COMMON=(--models ResNet-v1-50 --device cuda:0 --batch-sizes 256 --precision fp16 --layout channels_last
         --compile "${COMPILE:-default}" --pad-batches --serving-min-time 5)
 { echo "# $(date -u +%FT%TZ) git $(git rev-parse --short HEAD 2>/dev/null || echo ?)"; nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader || true; } >> "$RESULTS/summary.txt"
-timeout --signal=INT --kill-after=15 "${OFFLINE_LIMIT_S:-150}" "$PYTHON" -m dlmark.cli run "${COMMON[@]}" \
-    --out "$RESULTS/offline" --task throughput --scenario offline --batches-in-flight 2 || echo "offline: exit $?" >> "$RESULTS/summary.txt"
+if [[ "${OFFLINE_LIMIT_S:-150}" != 0 ]]; then
+    timeout --signal=INT --kill-after=15 "${OFFLINE_LIMIT_S:-150}" "$PYTHON" -m dlmark.cli run "${COMMON[@]}" \
+        --out "$RESULTS/offline" --task throughput --scenario offline --batches-in-flight 2 \
+        || echo "offline: exit $?" >> "$RESULTS/summary.txt"
+fi
 STREAMS=(); SUFFIX=""
 [[ -n "${OWN_STREAMS:-}" ]] && STREAMS=(--own-streams) && SUFFIX="-own-streams"
-[[ -n "${SWITCH_MS:-}" ]] && STREAMS+=(--gil-switch-interval-ms "$SWITCH_MS") && SUFFIX="$SUFFIX-switch$SWITCH_MS"
 [[ -n "${PAD_SIZES:-}" ]] && STREAMS+=(--pad-sizes "$PAD_SIZES") && SUFFIX="$SUFFIX-pad$PAD_SIZES"
-for n in ${IN_FLIGHT:-2 1}; do
-    timeout --signal=INT --kill-after=15 "${SERVER_LIMIT_S:-190}" "$PYTHON" -m dlmark.cli run "${COMMON[@]}" "${STREAMS[@]}" \
-        --out "$RESULTS/server-inflight$n$SUFFIX" --scenario server --latency-bound-ms 15 --batches-in-flight "$n" \
-        --max-queue-delay-ms "${QUEUE_DELAY_MS:-4}" --max-batch "${MAX_BATCH:-128}" || echo "server $n: exit $?" >> "$RESULTS/summary.txt"
+for rep in $(seq "${REPEAT:-1}"); do
+    [[ "${REPEAT:-1}" -gt 1 ]] && REP="-r$rep" || REP=""
+    for ms in ${SWITCH_MS:-interpreter}; do
+        SWITCH=(); SWITCH_SUFFIX=""
+        [[ "$ms" != interpreter ]] && SWITCH=(--gil-switch-interval-ms "$ms") && SWITCH_SUFFIX="-switch$ms"
+        for n in ${IN_FLIGHT:-2 1}; do
+            dir="$RESULTS/server-inflight$n$SUFFIX$SWITCH_SUFFIX$REP"
+            timeout --signal=INT --kill-after=15 "${SERVER_LIMIT_S:-190}" "$PYTHON" -m dlmark.cli run "${COMMON[@]}" \
+                "${STREAMS[@]}" "${SWITCH[@]}" --out "$dir" --scenario server --latency-bound-ms 15 --batches-in-flight "$n" \
+                --max-queue-delay-ms "${QUEUE_DELAY_MS:-4}" --max-batch "${MAX_BATCH:-128}" \
+                || echo "server $(basename "$dir"): exit $?" >> "$RESULTS/summary.txt"
+        done
+    done
 done
 "$PYTHON" -m dlmark.cli ls "$RESULTS" >> "$RESULTS/summary.txt" 2>&1 || true
