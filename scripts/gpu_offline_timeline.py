@@ -167,9 +167,9 @@ def probe(a, runner) -> None:
     issued = []
     issue = loadgen._SystemUnderTest.issue_queries
 
-    def marked_issue(self, samples):
+    def marked_issue(self, *query):
         issued.append(time.perf_counter())
-        issue(self, samples)
+        issue(self, *query)
 
     def offline(in_flight: int):
         def go():

@@ -45,13 +45,45 @@ class HostEvent:
         return (other.ns - self.ns) / 1e6
 
 
+ON_GPU = torch.cuda.is_available()  # False: host clocks only (a CPU, or --emulate)
+
+
 def event():
-    return torch.cuda.Event(enable_timing=True) if torch.cuda.is_available() else HostEvent()
+    return torch.cuda.Event(enable_timing=True) if ON_GPU else HostEvent()
 
 
 def synchronize():
-    if torch.cuda.is_available():
+    if ON_GPU:
         torch.cuda.synchronize()
+
+
+class EmulatedGpu:
+    """A runner with a GPU's timing and none of its work, for trying the host side on a CPU: ``run``
+    spends ``launch_ms`` of Python (holding the GIL as a compiled model's launch does) and queues
+    ``gpu_ms`` of device time on one stream from the launch's start; waits sleep (GIL released)."""
+
+    backend = "emulated-gpu"
+    queues_work = True
+    config = "emulated"
+
+    def __init__(self, gpu_ms: float, launch_ms: float, shape=(3, 16, 16)):
+        self.gpu_s, self.launch_s, self.input_shape = gpu_ms / 1e3, launch_ms / 1e3, shape
+        self._free_at = 0.0
+
+    def make_inputs(self, n, seed=None):
+        return torch.zeros((n, *self.input_shape))
+
+    def run(self, inputs):
+        t0 = time.perf_counter()
+        self._free_at = max(t0, self._free_at) + self.gpu_s
+        while time.perf_counter() - t0 < self.launch_s:
+            pass
+        return inputs
+
+    def wait_for(self, outputs):
+        time.sleep(max(0.0, self._free_at - time.perf_counter()))
+
+    synchronize = lambda self: self.wait_for(None)  # noqa: E731 -- one stream: the same wait
 
 
 class Trace:
@@ -110,9 +142,9 @@ def install(trace: Trace):
     issue = loadgen._SystemUnderTest.issue_queries
     saved.append((loadgen._SystemUnderTest, "issue_queries", issue))
 
-    def counted_issue(self, samples):
+    def counted_issue(self, *query):
         t0 = time.perf_counter_ns()
-        issue(self, samples)
+        issue(self, *query)
         trace.issue_ns += time.perf_counter_ns() - t0
         trace.issue_calls += 1
     loadgen._SystemUnderTest.issue_queries = counted_issue
@@ -199,6 +231,39 @@ def report(label: str, rec: dict, t: dict[str, float], trace: Trace, gpu: str) -
           + f", issue_queries {issue_ms:.3f} ms/batch ({trace.issue_calls} calls)", flush=True)
 
 
+def probe_assemble(runner, size: int, calls: int = 2000) -> None:
+    """Host microseconds of a batch's assembly, whole and step by step (the steps as dlmark took them
+    before h200-serving-20: a new index tensor pinned for each batch, then a channels-last copy)."""
+    library = loadgen.SampleLibrary(runner, size)
+    library.load(list(range(size)))
+    pool = library._pool
+    rows = [(i * 37) % size for i in range(size)]
+    index = torch.tensor(rows)
+    pinned = index.pin_memory()
+    on_device = pinned.to(pool.device)
+    selected = pool.index_select(0, on_device)
+    steps = {
+        "library.assemble (this tree)": lambda: library.assemble(rows),
+        "torch.tensor(rows)": lambda: torch.tensor(rows),
+        ".pin_memory()": lambda: index.pin_memory(),
+        ".to(device, non_blocking=True)": lambda: pinned.to(pool.device, non_blocking=True),
+        "pool.index_select(0, index)": lambda: pool.index_select(0, on_device),
+        ".contiguous(channels_last)": lambda: selected.contiguous(memory_format=torch.channels_last),
+    }
+    for label, step in steps.items():
+        for _ in range(20):
+            step()
+        synchronize()
+        spent = 0
+        for i in range(calls):
+            t0 = time.perf_counter_ns()
+            step()
+            spent += time.perf_counter_ns() - t0
+            if i % 50 == 49:
+                synchronize()  # the stream never backs up behind the copies
+        print(f"    assemble b{size}: {label:32s} {spent / calls / 1e3:7.1f} us", flush=True)
+
+
 def phases(a, runner) -> None:
     trace = Trace()
     traced = TracedRunner(runner, trace)
@@ -215,12 +280,14 @@ def phases(a, runner) -> None:
     # The trace starts at LoadGen's first query: the estimate and the worker's warm-up come before it.
     sut_issue = loadgen._SystemUnderTest.issue_queries
 
-    def first_issue_resets(self, samples):
+    def first_issue_resets(self, *query):
         if not getattr(self, "_traced", False):
             self._traced = True
             trace.reset()
-        sut_issue(self, samples)
+        sut_issue(self, *query)
     loadgen._SystemUnderTest.issue_queries = first_issue_resets
+    if ON_GPU:
+        probe_assemble(runner, a.max_batch)
     x = runner.make_inputs(a.max_batch)
     for _ in range(5):
         loadgen.wait_for(runner, runner.run(x))
@@ -230,7 +297,7 @@ def phases(a, runner) -> None:
     try:
         runs = [("server", qps, ms) for qps in a.qps for ms in a.switch_ms] + [("offline", None, None)]
         for scenario, qps, ms in runs:
-            nvml = Nvml(torch.device(a.device)) if a.device.startswith("cuda") else None
+            nvml = Nvml(torch.device(a.device)) if ON_GPU else None
             if nvml is not None:
                 nvml.start()
             with tempfile.TemporaryDirectory() as logs:
@@ -258,7 +325,16 @@ def main() -> None:
     ap.add_argument("--compile-modes", default="default")
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--max-batch", type=int, default=128)
+    ap.add_argument("--emulate", metavar="GPU_MS,LAUNCH_MS",
+                    help="no model: a runner with a GPU's timing (e.g. 5.1,3.9, the H200's b128), on any machine")
     a = ap.parse_args()
+    if a.emulate:
+        global ON_GPU
+        ON_GPU = False
+        gpu_ms, launch_ms = (float(v) for v in a.emulate.split(","))
+        print(f"emulated GPU: {gpu_ms} ms a batch, {launch_ms} ms of Python launch; Python {sys.version.split()[0]}",
+              flush=True)
+        return phases(a, EmulatedGpu(gpu_ms, launch_ms))
     for mode in a.compile_modes.split(","):
         config = dict(TUNED, compile_mode=mode) if a.device.startswith("cuda") else {}  # CPU: a dry run
         try:

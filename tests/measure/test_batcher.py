@@ -3,7 +3,12 @@ import time
 
 import pytest
 
-from dlmark.measure.batcher import DynamicBatcher, Request
+from dlmark.measure.batcher import Batch, DynamicBatcher
+
+
+def same(indices) -> tuple[list[int], list[int]]:
+    """Requests whose response ids are their sample indices: submit(*same(range(4)))."""
+    return list(indices), list(indices)
 
 
 class Recorder:
@@ -12,7 +17,7 @@ class Recorder:
     def __init__(self, service_s: float = 0.0):
         self.service_s = service_s
         self.lock = threading.Lock()
-        self.batches: list[tuple[float, list[Request]]] = []
+        self.batches: list[tuple[float, Batch]] = []
         self.running = 0
         self.most_running = 0
 
@@ -30,11 +35,11 @@ def test_full_batch_goes_at_once_without_waiting_for_the_delay():
     rec = Recorder()
     batcher = DynamicBatcher(rec, max_batch=4, max_queue_delay_ms=5000)
     start = time.perf_counter()
-    batcher.submit([Request(i, 100 + i) for i in range(4)])
+    batcher.submit([100 + i for i in range(4)], list(range(4)))
     while not rec.batches and time.perf_counter() - start < 2:
         time.sleep(0.001)
     assert rec.batches and rec.batches[0][0] - start < 0.5  # far below the 5 s delay
-    assert [r.index for r in rec.batches[0][1]] == [0, 1, 2, 3]
+    assert rec.batches[0][1].indices == [0, 1, 2, 3] and rec.batches[0][1].ids == [100, 101, 102, 103]
     batcher.close()
 
 
@@ -42,7 +47,7 @@ def test_partial_batch_waits_for_the_delay():
     rec = Recorder()
     batcher = DynamicBatcher(rec, max_batch=8, max_queue_delay_ms=80)
     start = time.perf_counter()
-    batcher.submit([Request(0, 0), Request(1, 1)])
+    batcher.submit(*same([0, 1]))
     time.sleep(0.03)
     assert not rec.batches  # 30 ms < 80 ms: still waiting for more
     while not rec.batches and time.perf_counter() - start < 2:
@@ -58,7 +63,7 @@ def test_partial_batch_waits_for_the_delay():
 def test_flush_sends_waiting_requests_now():
     rec = Recorder()
     batcher = DynamicBatcher(rec, max_batch=8, max_queue_delay_ms=10_000)
-    batcher.submit([Request(0, 0)])
+    batcher.submit(*same([0]))
     batcher.flush()
     batcher.close()  # close runs the rest anyway; flush must have sent it before
     assert len(rec.batches) == 1
@@ -67,12 +72,12 @@ def test_flush_sends_waiting_requests_now():
 def test_close_runs_what_is_queued_and_stops_the_workers():
     rec = Recorder()
     batcher = DynamicBatcher(rec, max_batch=3, max_queue_delay_ms=10_000, batches_in_flight=2)
-    batcher.submit([Request(i, i) for i in range(7)])
+    batcher.submit(*same(range(7)))
     batcher.close()
-    assert sorted(r.index for _, b in rec.batches for r in b) == list(range(7))
+    assert sorted(i for _, b in rec.batches for i in b.indices) == list(range(7))
     assert not any(w.is_alive() for w in batcher._workers)
     with pytest.raises(RuntimeError):
-        batcher.submit([Request(99, 99)])
+        batcher.submit(*same([99]))
 
 
 @pytest.mark.parametrize("in_flight", [1, 3])
@@ -83,7 +88,7 @@ def test_many_threads_no_request_lost_or_answered_twice_never_larger_than_max(in
 
     def produce(t):
         for i in range(per_thread):
-            batcher.submit([Request(t * per_thread + i, t * per_thread + i)])
+            batcher.submit(*same([t * per_thread + i]))
             if i % 50 == 0:
                 time.sleep(0.001)
 
@@ -93,7 +98,7 @@ def test_many_threads_no_request_lost_or_answered_twice_never_larger_than_max(in
     for p in producers:
         p.join()
     batcher.close()
-    ids = [r.id for _, b in rec.batches for r in b]
+    ids = [i for _, b in rec.batches for i in b.ids]
     assert len(ids) == per_thread * threads
     assert len(set(ids)) == len(ids)
     sizes = [len(b) for _, b in rec.batches]
@@ -110,84 +115,97 @@ def test_an_error_in_run_batch_is_raised_by_close_and_work_goes_on():
     seen = []
 
     def run(batch):
-        seen.extend(batch)
-        if batch[0].index == 0:
+        seen.extend(batch.indices)
+        if batch.indices[0] == 0:
             raise ValueError("boom")
 
     batcher = DynamicBatcher(run, max_batch=1, max_queue_delay_ms=0)
-    batcher.submit([Request(0, 0), Request(1, 1)])
+    batcher.submit(*same([0, 1]))
     with pytest.raises(ValueError, match="boom"):
         batcher.close()
-    assert [r.index for r in seen] == [0, 1]
+    assert seen == [0, 1]
 
 
-class CountingRequests:
-    """A sequence of requests that counts how many of them were ever read."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.read = 0
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, where):
-        if not isinstance(where, slice):
-            raise TypeError("the batcher takes slices")
-        indices = range(self.n)[where]
-        self.read += len(indices)
-        return [Request(i, i) for i in indices]
-
-
-def test_a_huge_submission_is_queued_whole_and_sliced_by_the_workers():
-    # Offline's one query holds every sample of the run: queueing must not read them one by one
-    # before the first batch can start.
+def test_a_huge_submission_is_queued_in_bulk_and_sliced_by_the_workers():
+    # Offline's one query holds every sample of the run (420,000 on an H200): queueing it entry
+    # by entry took about 2 s before the first batch could start.
     release = threading.Event()
     seen = []
 
     def run(batch):
-        seen.append([r.index for r in batch])
+        seen.append(batch.indices)
         release.wait()
 
-    requests = CountingRequests(1_000_000)
+    n = 1_000_000
     batcher = DynamicBatcher(run, max_batch=4, max_queue_delay_ms=0, batches_in_flight=2)
-    batcher.submit(requests)
-    time.sleep(0.05)
-    assert requests.read <= 8  # at most the two batches the workers hold
+    began = time.perf_counter()
+    batcher.submit(list(range(n, 2 * n)), list(range(n)))
+    while not seen and time.perf_counter() - began < 5:
+        time.sleep(0.001)
     assert seen[:1] == [[0, 1, 2, 3]]
+    assert time.perf_counter() - began < 0.5  # a few list copies, not a million entries
     release.set()
     batcher.close()
-    assert requests.read == 1_000_000
     order = [i for batch in seen for i in batch]
-    assert sorted(order) == list(range(1_000_000)) and all(len(b) == 4 for b in seen)
+    assert sorted(order) == list(range(n)) and all(len(b) == 4 for b in seen)
     stats = batcher.stats()
-    assert stats["samples_batched"] == 1_000_000 and stats["queue_delay_ms_max"] >= stats["queue_delay_ms_p50"]
+    assert stats["samples_batched"] == n and stats["queue_delay_ms_max"] >= stats["queue_delay_ms_p50"]
+
+
+def test_ids_and_indices_must_pair_up():
+    batcher = DynamicBatcher(lambda batch: None, max_batch=4, max_queue_delay_ms=0)
+    with pytest.raises(ValueError, match="3 response ids for 2 sample indices"):
+        batcher.submit([1, 2, 3], [0, 1])
+    batcher.close()
+
+
+def test_the_queue_is_compacted_once_much_of_it_was_taken():
+    # Taken requests are dropped from the flat lists now and then; the order and every id survive it.
+    release = threading.Event()
+    seen: list[int] = []
+    heads: list[int] = []
+
+    def run(batch):
+        release.wait()
+        seen.extend(batch.ids)
+        if batcher._waiting:  # not the last batch, after which the lists start afresh anyway
+            heads.append(batcher._head)
+
+    batcher = DynamicBatcher(run, max_batch=1000, max_queue_delay_ms=0)
+    total = 200_000
+    for first in range(0, total, 5000):
+        batcher.submit(list(range(first, first + 5000)), [0] * 5000)
+    release.set()
+    batcher.close()
+    assert seen == list(range(total))
+    assert any(later < earlier for earlier, later in zip(heads, heads[1:]))  # dropped mid-run
+    assert batcher._waiting == 0
 
 
 def test_batches_span_submissions_in_order():
     rec = Recorder()
     batcher = DynamicBatcher(rec, max_batch=4, max_queue_delay_ms=10_000)
     for first in (0, 3, 6):
-        batcher.submit([Request(first + i, first + i) for i in range(3)])
+        batcher.submit(*same(range(first, first + 3)))
     batcher.close()
-    assert [[r.index for r in b] for _, b in rec.batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    assert [b.indices for _, b in rec.batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
 
 
 def test_with_stack_only_full_a_second_batch_in_flight_goes_only_when_full():
     rec = Recorder(service_s=0.2)
     batcher = DynamicBatcher(rec, max_batch=4, max_queue_delay_ms=1, batches_in_flight=2, stack_only_full=True)
     start = time.perf_counter()
-    batcher.submit([Request(0, 0), Request(1, 1)])  # partial: goes after the delay, nothing runs
+    batcher.submit(*same([0, 1]))  # partial: goes after the delay, nothing runs
     time.sleep(0.05)
-    batcher.submit([Request(2, 2), Request(3, 3)])  # partial while one runs: waits for its answer
+    batcher.submit(*same([2, 3]))  # partial while one runs: waits for its answer
     time.sleep(0.05)
     assert len(rec.batches) == 1
-    batcher.submit([Request(i, i) for i in range(4, 12)])  # now full batches wait: one goes beside it
+    batcher.submit(*same(range(4, 12)))  # now full batches wait: one goes beside it
     time.sleep(0.05)
-    assert len(rec.batches) == 2 and [r.index for r in rec.batches[1][1]] == [2, 3, 4, 5]
+    assert len(rec.batches) == 2 and rec.batches[1][1].indices == [2, 3, 4, 5]
     assert rec.most_running == 2
     batcher.close()
-    taken = [[r.index for r in b] for _, b in rec.batches]
+    taken = [b.indices for _, b in rec.batches]
     assert taken == [[0, 1], [2, 3, 4, 5], [6, 7, 8, 9], [10, 11]]
     assert rec.batches[1][0] - start < 0.2  # the full batch did not wait for the first to end
 
@@ -195,11 +213,11 @@ def test_with_stack_only_full_a_second_batch_in_flight_goes_only_when_full():
 def test_without_stack_only_full_a_partial_batch_goes_beside_a_running_one():
     rec = Recorder(service_s=0.2)
     batcher = DynamicBatcher(rec, max_batch=4, max_queue_delay_ms=1, batches_in_flight=2)
-    batcher.submit([Request(0, 0), Request(1, 1)])
+    batcher.submit(*same([0, 1]))
     time.sleep(0.05)
-    batcher.submit([Request(2, 2)])
+    batcher.submit(*same([2]))
     time.sleep(0.05)
-    assert [[r.index for r in b] for _, b in rec.batches] == [[0, 1], [2]]
+    assert [b.indices for _, b in rec.batches] == [[0, 1], [2]]
     batcher.close()
 
 
@@ -226,7 +244,7 @@ def test_a_batchs_outputs_are_let_go_before_the_next_batch_is_launched():
     try:
         batcher = DynamicBatcher(run_batch, max_batch=1, max_queue_delay_ms=0)
         for i in range(4):
-            batcher.submit([Request(i, i)])
+            batcher.submit(*same([i]))
             time.sleep(0.02)
         batcher.close()
     finally:

@@ -397,6 +397,56 @@ def test_library_batches_keep_the_pool_s_layout_and_rows():
     assert torch.equal(batch, pool[[3, 1, 3]])
 
 
+@pytest.mark.slow  # imports torch
+def test_library_rows_follow_the_loaded_indices_when_they_are_not_0_to_n():
+    torch = pytest.importorskip("torch")
+    from dlmark.measure.loadgen import SampleLibrary
+
+    class Runner:
+        def make_inputs(self, batch_size, seed=None):
+            return torch.arange(batch_size, dtype=torch.float32).reshape(batch_size, 1)
+
+        def synchronize(self):
+            pass
+
+    library = SampleLibrary(Runner(), 10)
+    library.load([7, 2, 9])  # rows 0, 1, 2 hold samples 2, 7, 9
+    assert library.assemble([9, 2, 7, 9]).flatten().tolist() == [2.0, 0.0, 1.0, 2.0]
+    library.load(list(range(3)))  # now 0, 1, 2, 7, 9: rows are no longer the indices
+    assert library.assemble([9, 0, 7]).flatten().tolist() == [4.0, 0.0, 3.0]
+
+
+@pytest.mark.gpu
+def test_pinned_row_buffers_are_not_refilled_before_their_copy_ran():
+    # The stream is kept busy, so every row copy waits behind a long kernel; a buffer refilled
+    # before its copy ran would hand an earlier batch another batch's rows.
+    torch = pytest.importorskip("torch")
+    from dlmark.measure.loadgen import SampleLibrary, _PinnedRows
+
+    class CudaRunner:
+        def make_inputs(self, batch_size, seed=None):
+            x = torch.arange(batch_size * 3 * 2 * 2, dtype=torch.float16, device="cuda")
+            return x.reshape(batch_size, 3, 2, 2).contiguous(memory_format=torch.channels_last)
+
+        def synchronize(self):
+            torch.cuda.synchronize()
+
+    library = SampleLibrary(CudaRunner(), 64)
+    library.load(list(range(64)))
+    pool = CudaRunner().make_inputs(64)
+    wanted, batches = [], []
+    torch.cuda._sleep(200_000_000)  # about 0.1 s of one GPU thread
+    for i in range(3 * _PinnedRows.SLOTS):
+        rows = [(i * 7 + j) % 64 for j in range(1 + i % 5)]
+        wanted.append(rows)
+        batches.append(library.assemble(rows))
+    torch.cuda.synchronize()
+    for rows, batch in zip(wanted, batches):
+        assert torch.equal(batch, pool[rows]) and batch.is_contiguous(memory_format=torch.channels_last)
+    big = list(range(64)) * 40  # more rows than a buffer holds: the buffers grow
+    assert torch.equal(library.assemble(big), pool[big])
+
+
 def test_responses_wait_for_the_runner_s_own_batch_when_it_can(tmp_path):
     """A runner with ``wait_for`` is asked for each batch's outputs; one without is synchronized."""
     class WaitingRunner(SleepingRunner):

@@ -21,10 +21,14 @@ h200-serving-12 and -13.)
 go of it before taking the next batch, so that no batch's outputs outlive its
 answer (a CUDA graph's replay may reuse their memory).
 
-A submission is queued whole, as the caller's sequence (not copied, not looked
-into): workers slice batches off it. Offline's one query holds every sample of
-the run (420,000 on an H200); turning each into a queue entry under the lock
-took about 2 s in which no batch could start (results/h200-offline-timeline-1).
+A submission is two parallel sequences, LoadGen's response ids and sample
+indices (its "fast" issue callback hands them over as lists of ints), appended to
+flat lists in bulk: a batch is a slice of each. Per-request Python objects cost
+the issue thread and the worker microseconds each, that is tenths of a
+millisecond per batch of 128 on the critical path of one batch in flight
+(BENCHMARKS.md, h200-serving-19); Offline's one query of every sample of the
+run (420,000 on an H200) is queued by a few list copies, not entry by entry
+(which took about 2 s: results/h200-offline-timeline-1).
 
 ``run_batch`` must answer (complete) its requests even when it fails: LoadGen
 waits for every response it issued. An exception it lets through is kept and
@@ -32,35 +36,28 @@ re-raised by ``close``.
 """
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Request:
-    """What a worker reads of a request; LoadGen's own ``QuerySample`` has the same two fields."""
+class Batch:
+    """The requests one worker took: LoadGen's response ids and the samples' indices, in order."""
 
-    index: int  # the sample's index in the sample library
-    id: int  # LoadGen's id for its response
+    __slots__ = ("ids", "indices")
 
+    def __init__(self, ids: list[int], indices: list[int]):
+        self.ids = ids
+        self.indices = indices
 
-@dataclass
-class _Arrival:
-    """One submission in the queue, with how many of its requests workers have taken."""
-
-    seq: int  # the sequence number of requests[0]
-    enqueued: float
-    requests: Sequence[Request]
-    taken: int = 0
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 class DynamicBatcher:
-    def __init__(self, run_batch: Callable[[list[Request]], None], max_batch: int,
+    def __init__(self, run_batch: Callable[[Batch], None], max_batch: int,
                  max_queue_delay_ms: float, batches_in_flight: int = 1, clock: Callable[[], float] = time.perf_counter,
                  warm_up: Callable[[], None] | None = None, stack_only_full: bool = False):
         if max_batch < 1:
@@ -77,14 +74,17 @@ class DynamicBatcher:
         self.stack_only_full = stack_only_full
         self._running = 0  # batches taken and not yet answered
         self._cond = threading.Condition()
-        self._queue: collections.deque[_Arrival] = collections.deque()
-        self._waiting = 0  # requests queued and not yet taken
-        self._seq = 0
-        self._flush_below = 0  # requests with a smaller seq go now, without waiting for the delay
+        # The queue: requests [_head:] of these three are waiting, oldest first.
+        self._ids: list[int] = []
+        self._indices: list[int] = []
+        self._enqueued: list[float] = []
+        self._head = 0
+        self._taken = 0  # requests taken since the start: the next request's sequence number
+        self._flush_below = 0  # requests with a smaller sequence number go now, without the delay
         self._closing = False
         self._errors: list[BaseException] = []
         self._batch_sizes: list[int] = []
-        self._queue_delays_s: list[tuple[float, int]] = []  # (enqueue -> taken by a worker, requests)
+        self._taken_at: list[tuple[float, list[float]]] = []  # (when a batch was taken, its enqueue times)
         # Each worker warms up in its own thread before the first request: CUDA libraries keep
         # per-thread handles (cuDNN, cuBLAS), whose first use in a new thread took seconds on an
         # H200, and a stall at a run's start queues every query behind it.
@@ -97,23 +97,25 @@ class DynamicBatcher:
         self._warmed.wait()
 
     # -- producer side (LoadGen's issue thread)
-    def submit(self, requests: Sequence[Request]) -> None:
-        """Queue ``requests`` (held, not copied: the caller leaves the sequence as it is)."""
+    def submit(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        """Queue requests: LoadGen's response ids and the samples' indices, one of each per request."""
+        if len(ids) != len(indices):
+            raise ValueError(f"{len(ids)} response ids for {len(indices)} sample indices")
         now = self.clock()
         with self._cond:
             if self._closing:
                 raise RuntimeError("submit after close")
-            if not requests:
+            if not ids:
                 return
-            self._queue.append(_Arrival(self._seq, now, requests))
-            self._seq += len(requests)
-            self._waiting += len(requests)
+            self._ids.extend(ids)
+            self._indices.extend(indices)
+            self._enqueued.extend([now] * len(ids))
             self._cond.notify_all()
 
     def flush(self) -> None:
         """Send what is waiting now without waiting for the delay (LoadGen's flush_queries)."""
         with self._cond:
-            self._flush_below = self._seq
+            self._flush_below = self._taken + self._waiting
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -127,33 +129,38 @@ class DynamicBatcher:
             raise self._errors[0]
 
     # -- workers
+    @property
+    def _waiting(self) -> int:
+        """Requests queued and not yet taken."""
+        return len(self._ids) - self._head
+
     def _ready(self, now: float) -> bool:
         if self._waiting >= self.max_batch or self._closing:
             return True
         if self.stack_only_full and self._running:
             return False  # taken when the running batch is answered, or once full
-        oldest = self._queue[0]
-        return now - oldest.enqueued >= self.delay_s or oldest.seq + oldest.taken < self._flush_below
+        return now - self._enqueued[self._head] >= self.delay_s or self._taken < self._flush_below
 
-    def _pop(self, n: int, now: float) -> list[Request]:
+    def _pop(self, n: int, now: float) -> Batch:
         """The ``n`` oldest requests, off the queue."""
-        batch: list[Request] = []
-        while len(batch) < n:
-            oldest = self._queue[0]
-            k = min(n - len(batch), len(oldest.requests) - oldest.taken)
-            batch.extend(oldest.requests[oldest.taken:oldest.taken + k])
-            self._queue_delays_s.append((now - oldest.enqueued, k))
-            oldest.taken += k
-            if oldest.taken == len(oldest.requests):
-                self._queue.popleft()
-        self._waiting -= n
+        head, end = self._head, self._head + n
+        batch = Batch(self._ids[head:end], self._indices[head:end])
+        self._taken_at.append((now, self._enqueued[head:end]))
+        self._head = end
+        self._taken += n
+        if end == len(self._ids):
+            self._ids, self._indices, self._enqueued, self._head = [], [], [], 0
+        elif end > 65536 and 2 * end > len(self._ids):
+            # Taken requests are dropped now and then, not at each batch (a copy of what waits).
+            del self._ids[:end], self._indices[:end], self._enqueued[:end]
+            self._head = 0
         return batch
 
-    def _take(self) -> list[Request] | None:
+    def _take(self) -> Batch | None:
         """The next batch, or None once closed and empty."""
         with self._cond:
             while True:
-                if not self._queue:
+                if not self._waiting:
                     if self._closing:
                         return None
                     self._cond.wait()
@@ -164,10 +171,10 @@ class DynamicBatcher:
                     batch = self._pop(n, now)
                     self._batch_sizes.append(n)
                     self._running += 1
-                    if self._queue:
+                    if self._waiting:
                         self._cond.notify_all()  # another idle worker may form the next batch
                     return batch
-                left = self._queue[0].enqueued + self.delay_s - now
+                left = self._enqueued[self._head] + self.delay_s - now
                 # Past the delay and still not ready: a batch is running (stack_only_full); its
                 # answer wakes this worker.
                 self._cond.wait(timeout=left if left > 0 else None)
@@ -199,9 +206,9 @@ class DynamicBatcher:
     def stats(self) -> dict[str, float | int | None]:
         with self._cond:
             sizes = list(self._batch_sizes)
-            delays = np.asarray([d for d, _ in self._queue_delays_s], dtype=float)
-            counts = np.asarray([k for _, k in self._queue_delays_s], dtype=int)
-        delays_ms = np.repeat(delays, counts) * 1000.0
+            taken = list(self._taken_at)
+        delays_ms = (np.concatenate([now - np.asarray(enqueued) for now, enqueued in taken]) * 1000.0
+                     if taken else np.zeros(0))
         return {
             "batches_run": len(sizes),
             "samples_batched": int(sum(sizes)),
