@@ -8,14 +8,15 @@
 # smallest of these (and the batcher's size) that holds it (--pad-sizes), not always to the full batch.
 # SWITCH_MS="5 0.2" runs each Server search once per GIL switch interval listed, in that order
 # (--gil-switch-interval-ms; unset: the interpreter's own); REPEAT=2 runs the whole list twice, so that
-# the settings alternate on one machine. OFFLINE_LIMIT_S=0 skips Offline.
+# the settings alternate on one machine. OFFLINE_LIMIT_S=0 skips Offline. SRC runs another source tree's
+# dlmark (default: this tree's src), as scripts/gpu_server_ab.sh does to alternate two trees.
 #
 #   bash scripts/gpu_server_inflight.sh RESULTS_DIR     # OUT: pack there; SERVER_LIMIT_S per search
 set -euo pipefail
 RESULTS=$(mkdir -p "$1" && cd "$1" && pwd)
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="${SRC:-$PWD/src}${PYTHONPATH:+:$PYTHONPATH}"
 pack() { [[ -n "${OUT:-}" ]] && tar czf "$OUT/$(basename "$RESULTS").tgz" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"; true; }
 trap pack EXIT
 COMMON=(--models ResNet-v1-50 --device cuda:0 --batch-sizes 256 --precision fp16 --layout channels_last
