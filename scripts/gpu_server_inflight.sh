@@ -28,7 +28,8 @@ if [[ "${OFFLINE_LIMIT_S:-150}" != 0 ]]; then
         || echo "offline: exit $?" >> "$RESULTS/summary.txt"
 fi
 STREAMS=(); SUFFIX=""
-[[ -n "${OWN_STREAMS:-}" ]] && STREAMS=(--own-streams) && SUFFIX="-own-streams"
+[[ "${COMPILE:-default}" != default ]] && SUFFIX="-$COMPILE"
+[[ -n "${OWN_STREAMS:-}" ]] && STREAMS=(--own-streams) && SUFFIX="$SUFFIX-own-streams"
 [[ -n "${PAD_SIZES:-}" ]] && STREAMS+=(--pad-sizes "$PAD_SIZES") && SUFFIX="$SUFFIX-pad$PAD_SIZES"
 for rep in $(seq "${REPEAT:-1}"); do
     [[ "${REPEAT:-1}" -gt 1 ]] && REP="-r$rep" || REP=""

@@ -232,8 +232,9 @@ def report(label: str, rec: dict, t: dict[str, float], trace: Trace, gpu: str) -
 
 
 def probe_assemble(runner, size: int, calls: int = 2000) -> None:
-    """Host microseconds of a batch's assembly, whole and step by step (the steps as dlmark took them
-    before h200-serving-20: a new index tensor pinned for each batch, then a channels-last copy)."""
+    """Host microseconds of a batch's assembly, whole and step by step: the index tensor, pinned, on
+    the device, the rows selected, and the channels-last copy that dlmark made before
+    h200-serving-20 (rows now come from the pool's NHWC storage, viewed back as NCHW)."""
     library = loadgen.SampleLibrary(runner, size)
     library.load(list(range(size)))
     pool = library._pool

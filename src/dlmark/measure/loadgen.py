@@ -156,7 +156,7 @@ class SampleLibrary:
         self._rows_are_indices = False
         self._torch = None
         self._gather = None
-        self._pinned: _PinnedRows | None = None
+        self._on_cuda = False
 
     def load(self, indices: list[int]) -> None:
         indices = sorted(set(indices) | set(self._rows))
@@ -184,7 +184,7 @@ class SampleLibrary:
             # the pool's own NHWC storage, viewed back as NCHW, with no second copy.
             self._from_nhwc = is_channels_last(self._pool)
             self._select_from = self._pool.permute(0, 2, 3, 1) if self._from_nhwc else self._pool
-            self._pinned = _PinnedRows(self._pool.device) if self._pool.device.type == "cuda" else None
+            self._on_cuda = self._pool.device.type == "cuda"
         elif self._gather is None and not (hasattr(self._pool, "take") and hasattr(self._pool, "ndim")):
             raise UserError(f"backend {getattr(self.runner, 'backend', '?')}: its inputs "
                             f"({type(self._pool).__name__}) cannot be batched from samples yet")
@@ -209,52 +209,16 @@ class SampleLibrary:
         if self._gather is not None:
             return self._gather(self._pool, rows)
         if self._torch is not None:
-            index = self._pinned.to_device(rows) if self._pinned is not None else self._torch.tensor(rows)
+            index = self._torch.tensor(rows)
+            if self._on_cuda:
+                # A pageable host-to-device copy waits for the whole stream, that is for every
+                # batch already queued: from pinned memory it is queued behind them instead, and
+                # the next batch is launched while the GPU still runs the one before. (Reusing a
+                # few pinned buffers instead measured no faster: h200-serving-20's assemble probe.)
+                index = index.pin_memory().to(self._pool.device, non_blocking=True)
             batch = self._select_from.index_select(0, index)
             return batch.permute(0, 3, 1, 2) if self._from_nhwc else batch
         return self._pool.take(rows, axis=0)
-
-
-class _PinnedRows:
-    """Row numbers reach the GPU from pinned host buffers, reused in turn.
-
-    A pageable host-to-device copy waits for the whole stream, that is for every batch already
-    queued; from pinned memory it is queued behind them instead, and the next batch is launched
-    while the GPU still runs the one before. Reusing a few buffers saves making and pinning a new
-    tensor for each batch; a buffer is filled again only once the copy that last read it is done."""
-
-    SLOTS = 8
-
-    def __init__(self, device: Any, capacity: int = 1024):
-        import torch
-
-        self._torch = torch
-        self._device = device
-        self._lock = threading.Lock()
-        self._next = 0
-        self._capacity = 0
-        self._grow(capacity)
-
-    def _grow(self, capacity: int) -> None:
-        torch = self._torch
-        self._capacity = capacity
-        buffers = [torch.empty(capacity, dtype=torch.int64, pin_memory=True) for _ in range(self.SLOTS)]
-        self._slots = [(b, b.numpy(), torch.cuda.Event()) for b in buffers]
-
-    def to_device(self, rows: list[int]) -> Any:
-        n = len(rows)
-        with self._lock:
-            if n > self._capacity:
-                for _, _, copied in self._slots:
-                    copied.synchronize()
-                self._grow(max(n, 2 * self._capacity))
-            buffer, view, copied = self._slots[self._next]
-            self._next = (self._next + 1) % self.SLOTS
-            copied.synchronize()  # the last copy out of this buffer has been made
-            view[:n] = rows
-            on_device = buffer[:n].to(self._device, non_blocking=True)
-            copied.record(self._torch.cuda.current_stream(self._device))  # this thread's stream, behind the copy
-        return on_device
 
 
 # -- the system under test
