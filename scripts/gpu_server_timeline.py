@@ -80,10 +80,15 @@ class EmulatedGpu:
             pass
         return inputs
 
-    def wait_for(self, outputs):
-        time.sleep(max(0.0, self._free_at - time.perf_counter()))
+    def launched(self, outputs):
+        return self._free_at  # where the stream ends now: this batch's end
 
-    synchronize = lambda self: self.wait_for(None)  # noqa: E731 -- one stream: the same wait
+    def wait_for(self, outputs):
+        until = outputs if isinstance(outputs, float) else self._free_at  # else: all queued so far
+        time.sleep(max(0.0, until - time.perf_counter()))
+
+    def synchronize(self):
+        self.wait_for(None)
 
 
 class Trace:
@@ -268,7 +273,7 @@ def probe_assemble(runner, size: int, calls: int = 2000) -> None:
 def phases(a, runner) -> None:
     trace = Trace()
     traced = TracedRunner(runner, trace)
-    base = dict(max_batch=a.max_batch, max_queue_delay_ms=4.0, batches_in_flight=1, pad_batches=True,
+    base = dict(max_batch=a.max_batch, max_queue_delay_ms=4.0, batches_in_flight=a.in_flight, pad_batches=True,
                 min_duration_s=a.seconds, latency_bound_ms=15.0)
     worker_ids: list[int] = []
     warm_up_take = batcher.DynamicBatcher._work
@@ -326,6 +331,8 @@ def main() -> None:
     ap.add_argument("--compile-modes", default="default")
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--max-batch", type=int, default=128)
+    ap.add_argument("--in-flight", type=int, default=1,
+                    help="Server's batches in flight (the steps are read from one worker's batches)")
     ap.add_argument("--emulate", metavar="GPU_MS,LAUNCH_MS",
                     help="no model: a runner with a GPU's timing (e.g. 5.1,3.9, the H200's b128), on any machine")
     a = ap.parse_args()

@@ -517,6 +517,55 @@ def test_batches_on_their_own_streams_are_launched_side_by_side(tmp_path):
     assert runner.most_inside == 3
 
 
+class OneStreamRunner(SleepingRunner):
+    """A GPU's stream without a GPU: ``run`` queues ``service_s`` of device time behind what is
+    queued and returns at once; ``launched`` notes where the stream then ends. A wait on outputs
+    waits for whatever is queued when it starts, and starts ``late_s`` late (a thread that got the
+    GIL late): in that time the other worker queues its batch."""
+
+    queues_work = True
+
+    def __init__(self, service_s: float, late_s: float):
+        super().__init__(service_s)
+        self.late_s = late_s
+        self.end = 0.0
+        self.own_ends: list[float] = []  # each batch's end on the stream, in launch order
+        self.waited_until: list[float] = []
+
+    def run(self, inputs):
+        with self.lock:
+            self.end = max(time.perf_counter(), self.end) + self.service_s(len(inputs))
+            self.own_ends.append(self.end)
+        return inputs
+
+    def launched(self, outputs):
+        return ("ends at", self.end)
+
+    def wait_for(self, outputs):
+        if isinstance(outputs, tuple) and outputs[0] == "ends at":
+            until = outputs[1]
+        else:
+            time.sleep(self.late_s)
+            until = self.end
+        with self.lock:
+            self.waited_until.append(until)
+        time.sleep(max(0.0, until - time.perf_counter()))
+
+    def synchronize(self):
+        time.sleep(max(0.0, self.end - time.perf_counter()))
+
+
+def test_each_batch_waits_for_its_own_end_not_the_next_one_queued_behind_it(tmp_path):
+    # Two workers on one stream: the second launches as soon as the first lets go of the launch
+    # lock. A wait that looked at the stream only when it began would include the second batch,
+    # answering the first a whole batch late.
+    runner = OneStreamRunner(0.03, late_s=0.01)
+    rec = run_scenario(runner, "offline", tmp_path, batch_size=4, sample_count=64, batches_in_flight=2, **TEST)
+    assert rec["valid"] and rec["stacks_only_full_batches"]
+    in_test = runner.own_ends[-len(runner.waited_until):]
+    assert sorted(runner.waited_until) == sorted(in_test)
+
+
 def test_own_streams_on_a_runner_without_streams_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--own-streams needs a CUDA device"):
         run_scenario(SleepingRunner(0.001), "server", tmp_path, target_qps=100, own_streams=True, **TEST)

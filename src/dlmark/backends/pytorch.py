@@ -193,12 +193,22 @@ class PyTorchRunner:
         """From now on the calling thread queues its work on a CUDA stream of its own."""
         torch.cuda.set_stream(torch.cuda.Stream(self.device))
 
+    def launched(self, outputs: Any) -> Any:
+        """A handle on the work this thread has queued so far (the batch just launched), for
+        ``wait_for``: on CUDA an event recorded now, on this thread's stream; else the outputs."""
+        if self.device.type != "cuda":
+            return outputs
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        return event
+
     def wait_for(self, outputs: Any) -> None:
-        """Block until the work queued so far on this thread's stream is done (not the whole device)."""
+        """Block until the work behind ``outputs`` is done (not the whole device): an event from
+        ``launched``, or else everything queued so far on this thread's stream."""
         if self.device.type == "cuda":
-            event = torch.cuda.Event()
-            event.record()
-            event.synchronize()
+            if not isinstance(outputs, torch.cuda.Event):
+                outputs = self.launched(outputs)
+            outputs.synchronize()
 
     def timer(self):
         if self.device.type == "cuda":

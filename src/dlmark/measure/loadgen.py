@@ -291,16 +291,20 @@ class _SystemUnderTest:
                     indices = indices + [indices[0]] * (pad_to - len(indices))
                 with self._launching:
                     out = self.runner.run(self.library.assemble(indices))
-                return lambda: self._finish(batch, out)
+                    # Taken before another worker may launch: waited on later, it is this batch's
+                    # end, not that of a batch queued after it on the same stream.
+                    done = launched(self.runner, out)
+                return lambda: self._finish(batch, done, out)
             if self.closed_loop:
                 time.sleep(STOP_PACE_S)
         except BaseException as exc:  # noqa: BLE001 -- kept and raised after LoadGen has returned
             self._fail(exc)
         return lambda: self._answer(batch)
 
-    def _finish(self, batch: Batch, out: Any) -> None:
+    def _finish(self, batch: Batch, done: Any, outputs: Any) -> None:
+        # ``outputs`` are held until the batch is answered, as a server holds them to send them.
         try:
-            wait_for(self.runner, out)  # the result exists before LoadGen's clock stops
+            wait_for(self.runner, done)  # the result exists before LoadGen's clock stops
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc)
         finally:
@@ -322,6 +326,13 @@ class _SystemUnderTest:
         for response, response_id in zip(responses, batch.ids):
             response.id = response_id
         self.lg.QuerySamplesComplete(responses[:len(batch)])
+
+
+def launched(runner: Any, outputs: Any) -> Any:
+    """What to wait on for the batch just launched: the runner's ``launched`` handle where it has
+    one (on a GPU, an event recorded behind the batch), else its outputs."""
+    mark = getattr(runner, "launched", None)
+    return outputs if mark is None else mark(outputs)
 
 
 def wait_for(runner: Any, outputs: Any) -> None:
