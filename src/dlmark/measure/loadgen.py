@@ -269,10 +269,11 @@ class _SystemUnderTest:
         self._launching = threading.Lock() if shared_stream else contextlib.nullcontext()
         # On one stream a second batch in flight only waits behind the first: it goes only full.
         self.stacks_only_full = shared_stream and in_flight > 1
+        # Set before the batcher's workers start, which use them.
+        self.padded_samples = 0
+        self._responses = threading.local()  # each worker's reused responses (_answer)
         self.batcher = DynamicBatcher(self._run, max_batch, delay_ms, in_flight, warm_up=warm_up,
                                       stack_only_full=self.stacks_only_full)
-        self.padded_samples = 0
-        self._responses = threading.local()
 
     def issue_queries(self, ids: list[int], indices: list[int]) -> None:
         self.batcher.submit(ids, indices)  # LoadGen's fast issue callback: two lists of ints
