@@ -96,7 +96,6 @@ class Trace:
     LoadGen's issue thread spends inside dlmark's ``issue_queries``."""
 
     def __init__(self):
-        self.lock = threading.Lock()
         self.marks: list[tuple[str, int, int, int]] = []  # (step+0/1, thread, wall ns, thread cpu ns)
         self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self.waiting_at_take: list[int] = []
