@@ -79,6 +79,9 @@ def register(commands) -> None:
                               "a few shapes, each warmed first, instead of every batch at full size")
     serving.add_argument("--gil-switch-interval-ms", type=float, dest="switch_interval_ms",
                          help="Python's GIL switch interval during each LoadGen test (default: Python's 5 ms)")
+    serving.add_argument("--no-gc-freeze", action="store_false", dest="gc_freeze",
+                         help="leave the objects alive at each LoadGen test's start in reach of Python's cyclic "
+                              "garbage collector (default: frozen, gc.freeze, so no collection walks the model's heap)")
     serving.add_argument("--own-streams", action="store_true",
                          help="CUDA: each batch in flight on its own stream, run side by side (default: one stream)")
     serving.add_argument("--mlperf-rules", action="store_true",
@@ -146,7 +149,7 @@ def _serving_knobs(args: argparse.Namespace) -> dict[str, Any]:
              "min_query_count": args.serving_min_queries,
              "mlperf_rules": args.mlperf_rules or None, "pad_batches": args.pad_batches or None,
              "own_streams": args.own_streams or None, "pad_sizes": _pad_sizes(args.pad_sizes),
-             "switch_interval_ms": args.switch_interval_ms}
+             "switch_interval_ms": args.switch_interval_ms, "gc_freeze": None if args.gc_freeze else False}
     return {k: v for k, v in knobs.items() if v is not None}
 
 

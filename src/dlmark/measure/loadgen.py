@@ -27,6 +27,7 @@ LoadGen stops its clock.
 from __future__ import annotations
 
 import contextlib
+import gc
 
 import json
 import math
@@ -102,6 +103,10 @@ class ServingSettings:
     # launching a compiled model holds the GIL for milliseconds of Python; LoadGen's issue thread and
     # a worker waking to answer its batch wait for it up to this long.
     switch_interval_ms: float | None = None
+    # Every object alive when the test starts moved out of the cyclic collector's reach (gc.freeze):
+    # a full collection walks every tracked object, and after torch.compile those are half a million,
+    # so one stops every Python thread for a tenth of a second or more. Recorded either way.
+    gc_freeze: bool = True
 
     def validate(self, scenario: str) -> None:
         if scenario not in SCENARIOS:
@@ -562,6 +567,39 @@ def _gil_switch_interval(ms: float | None):
         sys.setswitchinterval(saved)
 
 
+@contextlib.contextmanager
+def _collector_watched(freeze: bool):
+    """Python's cyclic garbage collector during a LoadGen test: with ``freeze``, the objects alive
+    at the start are moved out of its reach for the test (and given back after); either way it
+    yields a dict that is filled, when the block ends, with what the collector did meanwhile: a
+    collection holds the GIL, so its pause is every Python thread's, the batcher's included."""
+    started: list[float] = []
+    pauses: list[list[float]] = [[], [], []]
+
+    def watch(phase: str, info: dict[str, Any]) -> None:
+        # A collection starts and stops in one thread holding the GIL: one start at a time.
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pauses[info["generation"]].append(time.perf_counter() - started.pop())
+
+    facts: dict[str, Any] = {"gc_frozen": freeze, "gc_tracked_objects": len(gc.get_objects())}
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    gc.callbacks.append(watch)
+    try:
+        yield facts
+    finally:
+        gc.callbacks.remove(watch)
+        if freeze:
+            gc.unfreeze()
+        every = [p for generation in pauses for p in generation]
+        facts["gc_collections"] = [len(generation) for generation in pauses]
+        facts["gc_pause_ms_total"] = 1e3 * sum(every)
+        facts["gc_pause_ms_max"] = 1e3 * max(every, default=0.0)
+
+
 def _ended_too_soon(rec: dict[str, Any]) -> bool:
     """An Offline run INVALID only because its query ended before the minimum duration."""
     return (not rec["valid"] and not rec["stopped"] and rec.get("loadgen_min_duration_met") is False
@@ -612,7 +650,8 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
     # its SUT and QSL are destroyed.
     thread = threading.Thread(target=test, name="dlmark-loadgen", daemon=True)
     interrupted = False
-    with _gil_switch_interval(s.switch_interval_ms) as switch_interval_s:
+    with _gil_switch_interval(s.switch_interval_ms) as switch_interval_s, \
+            _collector_watched(freeze=s.gc_freeze) as collector:
         t0 = time.perf_counter()
         thread.start()
         while True:
@@ -657,6 +696,7 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
     rec.update({f"batcher_{k}": v for k, v in sut.batcher.stats().items()})
     rec["pad_batches"] = bool(sut.pad_sizes)
     rec["gil_switch_interval_s"] = switch_interval_s
+    rec.update(collector)
     if scenario == "server" and sut.pad_sizes:
         rec["pad_sizes"] = sut.pad_sizes
     rec["batcher_padded_samples"] = sut.padded_samples

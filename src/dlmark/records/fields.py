@@ -540,6 +540,23 @@ FIELDS: tuple[Field, ...] = (
        'Python\'s GIL switch interval during the LoadGen test (`--gil-switch-interval-ms`; Python\'s own 0.005 '
        'unless set): the longest a thread waits for one that holds the GIL running Python',
        'Serving records'),
+    _f('gc_frozen', 'serving', '', 'bool',
+       'the objects alive when the LoadGen test started were out of Python\'s cyclic garbage collector\'s '
+       'reach during it (gc.freeze, the default); False (`--no-gc-freeze`): the collector walked them all at each full collection',
+       'Serving records'),
+    _f('gc_tracked_objects', 'serving', 'objects', 'int',
+       'objects Python\'s cyclic garbage collector tracked when the LoadGen test started (before any freeze): '
+       'what a full collection walks unless frozen',
+       'Serving records'),
+    _f('gc_collections', 'serving', 'collections', 'list',
+       'collections of Python\'s cyclic garbage collector during the LoadGen test, per generation [0, 1, 2]',
+       'Serving records'),
+    _f('gc_pause_ms_total', 'serving', 'ms', 'float',
+       'time spent in those collections; each holds the GIL, so it stops every Python thread',
+       'Serving records'),
+    _f('gc_pause_ms_max', 'serving', 'ms', 'float',
+       'the longest of those collections: a stall every batch in the process waited out',
+       'Serving records'),
     _f('own_streams', 'serving', '', 'bool',
        'each batch in flight had a CUDA stream of its own (`--own-streams`), so batches ran side by side '
        'on the GPU; False: one stream, one batch launched at a time',

@@ -25,7 +25,7 @@ SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
 #: The settings a user may change from the command line or a suite (``--max-batch`` ...).
 KNOBS = ("latency_bound_ms", "target_qps", "max_batch", "max_queue_delay_ms", "batches_in_flight",
          "samples_per_query", "min_duration_s", "min_query_count", "mlperf_rules", "pad_batches",
-         "pad_sizes", "own_streams", "switch_interval_ms")
+         "pad_sizes", "own_streams", "switch_interval_ms", "gc_freeze")
 #: Seconds a job needs beyond LoadGen's minimum duration: the model's warm-up and LoadGen's tail.
 OVERHEAD_S = 60.0
 MLPERF_MIN_DURATION_S = 600.0
