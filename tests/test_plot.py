@@ -422,3 +422,31 @@ def test_requests_in_flight_are_series_of_their_own():
     rows = [synthetic.int8_record("SqueezeNet-1.1", "openvino", batch, in_flight=n) for n in (1, 2) for batch in (1, 32)]
     fig = plot.batch_size_vs_throughput(records(rows))
     assert sorted(legend_labels(fig)) == ["SqueezeNet-1.1 (1 in flight)", "SqueezeNet-1.1 (2 in flight)"]
+
+
+def _server_step(qps: float, p99: float, valid: bool, batches_in_flight: int) -> dict:
+    return {"task": "serving", "scenario": "server", "model": "ResNet-v1-50", "device": GPU, "status": "ok",
+            "backend": "pytorch", "precision": "fp16", "compile_mode": "default", "target_qps": qps,
+            "qps_completed": qps, "latency_ms_p50": p99 / 2, "latency_ms_p99": p99, "valid": valid,
+            "latency_bound_ms": 15.0, "batches_in_flight": batches_in_flight,
+            "extra_config": {"scenario": "server", "batches_in_flight": batches_in_flight, "target_qps": qps}}
+
+
+def test_latency_vs_load_draws_each_number_of_batches_in_flight_as_its_own_line():
+    rows = [_server_step(qps, p99, p99 <= 15, n) for n in (1, 2) for qps, p99 in ((10_000, 11.0), (20_000, 30.0))]
+    # A search's answer as records before 2026-12-03 wrote it: its batches in flight only in extra_config.
+    rows.append({"task": "serving", "scenario": "server", "model": "ResNet-v1-50", "device": GPU, "status": "ok",
+                 "backend": "pytorch", "precision": "fp16", "compile_mode": "default", "server_qps_at_bound": 10_000,
+                 "latency_bound_ms": 15.0, "extra_config": {"scenario": "server", "batches_in_flight": 2}})
+    fig = plot.latency_vs_load(records(rows))
+    assert sorted(legend_labels(fig)) == [f"ResNet-v1-50 ({label}) {p}" for label in
+                                          ("1 batch in flight", "2 batches in flight") for p in ("p50", "p99")]
+    lines = glyph_renderers(fig, "Line")
+    p99_lines = {r.glyph.line_color: list(r.data_source.data["target_qps"]) for r in lines if r.glyph.line_dash == []}
+    assert sorted(p99_lines.values()) == [[10_000, 20_000], [10_000, 20_000]]  # no line zig-zags between the two
+    answer = [span for span in fig.center if type(span).__name__ == "Span" and span.dimension == "height"]
+    two = next(item.renderers[0].glyph.line_color for legend in fig.legend for item in legend.items
+               if item.label.value == "ResNet-v1-50 (2 batches in flight) p99")
+    assert [(span.location, span.line_color) for span in answer] == [(10_000, two)]  # marked in its line's colour
+    hollow = [r for r in glyph_renderers(fig, "Scatter") if r.glyph.fill_color == "white"]
+    assert sorted(q for r in hollow for q in r.data_source.data["target_qps"]) == [20_000, 20_000]

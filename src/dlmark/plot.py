@@ -40,7 +40,7 @@ TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 #: Configuration columns that split one model's records into separate series when
 #: they vary within the data (an fp16 and an fp32 run of ResNet are two lines).
-VARIANT_COLUMNS = ("backend", "precision", "layout", "compile_mode", "threads", "in_flight")
+VARIANT_COLUMNS = ("backend", "precision", "layout", "compile_mode", "threads", "in_flight", "batches_in_flight")
 
 #: Memory columns of throughput records, in the order the allocator stacks them:
 #: what tensors use, what the caching allocator holds, what the device reports.
@@ -106,6 +106,8 @@ def _variant_labels(frame: pd.DataFrame) -> pd.Series:
     if "in_flight" in filled.columns:  # absent is one request at a time, as every record before --in-flight
         counts = pd.to_numeric(filled["in_flight"], errors="coerce").fillna(1)
         filled = filled.assign(in_flight=[f"{n:g} in flight" for n in counts])
+    if {"batches_in_flight", "extra_config", "extra_config.scenario"} & set(filled.columns):
+        filled = filled.assign(batches_in_flight=_batches_in_flight(filled))
     varying = [column for column in VARIANT_COLUMNS
                if column in filled.columns and filled[column].dropna().astype(str).nunique() > 1]
     if not varying or frame.empty:
@@ -115,6 +117,26 @@ def _variant_labels(frame: pd.DataFrame) -> pd.Series:
         return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     return pd.Series([" ".join(text(v) for v in row if v is not None) for row in parts.itertuples(index=False)],
                      index=frame.index, dtype=object)
+
+
+def _batches_in_flight(frame: pd.DataFrame) -> list[str | None]:
+    """Server and Offline batches the batcher kept running at once, as a label (None: not a serving
+    record). A search's answer from before it carried the figure has it only in its extra_config."""
+    def column(name: str) -> pd.Series:
+        return frame[name] if name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+
+    # extra_config as load_results gives it (a dict), or flattened by pandas.json_normalize.
+    extra = [config if isinstance(config, dict) else
+             {k: v for k, v in (("scenario", scenario), ("batches_in_flight", n)) if not _is_missing(v)}
+             for config, scenario, n in zip(column("extra_config"), column("extra_config.scenario"),
+                                            column("extra_config.batches_in_flight"))]
+    labels = []
+    for value, config in zip(column("batches_in_flight"), extra):
+        if _is_missing(value):
+            value = config.get("batches_in_flight", 1 if config.get("scenario") in ("server", "offline") else None)
+        labels.append(None if _is_missing(value) else
+                      f"{int(value)} batch{'es' if int(value) != 1 else ''} in flight")
+    return labels
 
 
 def _series_labels(frame: pd.DataFrame) -> pd.Series:
@@ -434,15 +456,19 @@ def latency_vs_load(data: pd.DataFrame):
 
     Each point is one LoadGen Server run (the QPS search's steps, or runs at chosen loads).
     """
-    frame = _records(data, ("model", "target_qps", "latency_ms_p99"), "latency_vs_load", task="serving",
-                     numeric=("target_qps", "latency_ms_p50", "latency_ms_p99", "qps_completed"))
-    if "scenario" in frame.columns:
-        frame = frame[frame["scenario"] == "server"]
-    # The search's answer (no target of its own) is marked as a line, not drawn as a point.
-    answers = _records(data, ("model", "server_qps_at_bound"), "latency_vs_load", task="serving",
-                       numeric=("server_qps_at_bound",)) if "server_qps_at_bound" in data.columns else frame.iloc[0:0]
-    if "server_qps_at_bound" in frame.columns:
-        frame = frame[frame["server_qps_at_bound"].isna()]
+    # The runs and the search's answers (no target of their own: marked as a line, not drawn as a
+    # point) labelled together, so that an answer takes its own line's label and colour.
+    both = _records(data, ("model", "target_qps", "latency_ms_p99"), "latency_vs_load", task="serving")
+    if "scenario" in both.columns:
+        both = both[both["scenario"] == "server"]
+    drawn = [c for c in ("target_qps", "latency_ms_p50", "latency_ms_p99", "qps_completed") if c in both.columns]
+    for column in (*drawn, "server_qps_at_bound"):
+        if column in both.columns:
+            both[column] = pd.to_numeric(both[column], errors="coerce")
+    is_answer = both["server_qps_at_bound"].notna() if "server_qps_at_bound" in both.columns \
+        else pd.Series(False, index=both.index)
+    answers = both[is_answer]
+    frame = both[~is_answer].dropna(subset=drawn)
     fig = _wide_figure(title="Server latency against offered load" + _on_devices(frame),
                        x_axis_label="offered load, LoadGen target (queries/s)", y_axis_label="latency (ms)",
                        y_axis_type="log")

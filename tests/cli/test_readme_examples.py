@@ -77,7 +77,7 @@ SMALL: dict[str, Small] = {
            ("batch-size-vs-memory", "results/h200", "--model ResNet-v1-50 --precision fp32", "h200_resnet50_memory.png"),
            ("roofline", "results/h200-cnn-sweep-2", "--model 'AlexNet,SqueezeNet-1.1,ResNet-v1-50,DenseNet-121'",
             "h200_cnn_roofline.png")]},
-    "dlmark plot latency-vs-load results/h200-serving-4 --scale 2 -o docs/img/h200_resnet50_latency_vs_load.png":
+    "dlmark plot latency-vs-load results/h200-serving-24 --scale 2 -o docs/img/h200_resnet50_latency_vs_load.png":
         Small(needs=("selenium", "chromedriver")),
     # docs/compare.md: two folders of committed records stand for the user's two runs
     "dlmark report runs/pr --baseline runs/main -o site":

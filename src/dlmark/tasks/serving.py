@@ -239,7 +239,8 @@ def _search(job, group, lane, ctx, facts: dict[str, Any]) -> None:
     fields = dict(scenario="server", server_qps_at_bound=found["largest_valid_qps"], **answer)
     if best is not None:
         fields.update({k: best.get(k) for k in ("latency_ms_p50", "latency_ms_p99", "qps_completed", "valid",
-                                                 "loadgen_version", "log_summary", "log_detail")})
+                                                 "loadgen_version", "log_summary", "log_detail",
+                                                 "batches_in_flight", "max_batch", "max_queue_delay_ms")})
         fields["throughput"] = best.get("qps_completed")
     ctx.emit(make_record(ctx, job, lane.device, facts, status, error, **fields))
 
