@@ -83,3 +83,23 @@ def test_scenarios_write_records_with_loadgens_verdict_and_logs_beside_them(tmp_
     assert serving["single-stream"]["min_query_count"] == 200  # --serving-min-queries reached LoadGen
     listed = dlmark("ls", str(out), "--scenario", "offline,single-stream")
     assert listed.returncode == 0 and "Offline samples/s" in listed.stdout and "SingleStream p90 ms" in listed.stdout
+
+
+@pytest.mark.slow
+def test_a_server_search_records_its_steps_and_an_answer_with_the_batcher_it_ran(tmp_path):
+    out = tmp_path / "r"
+    done = dlmark("run", "--models", f"{FIX}:tiny", "--device", "cpu", "--out", str(out), "--quiet",
+                  "--scenario", "server", "--latency-bound-ms", "50", "--max-batch", "4", "--batches-in-flight", "2",
+                  "--max-queue-delay-ms", "1", "--serving-min-time", "0.3", "--serving-min-queries", "100")
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    answers = [r for r in records if r.get("server_qps_at_bound") is not None]
+    assert len(answers) == 1, [r.get("target_qps") for r in records]
+    answer = answers[0]
+    steps = {r["job_key"]: r for r in records if r.get("target_qps") is not None}
+    assert set(answer["search_step_keys"]) == set(steps)
+    best = next(r for r in steps.values() if r["target_qps"] == pytest.approx(answer["server_qps_at_bound"], rel=1e-3))
+    assert best["valid"] and best["latency_ms_p99"] <= 50
+    # The answer says which batcher held that load, as its steps do.
+    assert (answer["batches_in_flight"], answer["max_batch"], answer["max_queue_delay_ms"]) == (2, 4, 1.0)
+    assert best["gc_frozen"] is True and len(best["gc_collections"]) == 3  # what the collector did meanwhile
