@@ -22,7 +22,9 @@ def listing_record_by_record(results, model=None, task=None, backend=None, statu
     """ls as it was: a dict per record, filtered, sorted and labelled in Python, then format_table."""
     from dlmark.backends.registry import label as runtime_label
     from dlmark.records.load import load_records
-    from dlmark.report.tables import agreement_label, format_table, in_flight_of, int8_label, throughput_label
+    from dlmark.report.tables import (
+        agreement_label, format_table, in_flight_of, int8_label, serving_label, throughput_label,
+    )
 
     rows = load_records(results, with_samples=False)
     for column, wanted in {"model": model, "task": task, "backend": backend, "status": status}.items():
@@ -35,6 +37,7 @@ def listing_record_by_record(results, model=None, task=None, backend=None, statu
         r["throughput_label"] = throughput_label(r)
         r["runtime"], r["agreement_label"] = runtime_label(r), agreement_label(r)
         r["int8_label"], r["in_flight_label"] = int8_label(r), in_flight_of(r)
+        r["serving_label"] = serving_label(r)
     pipeline = sum(r.get("task") == "pipeline" for r in rows)
     note = f"; `--task pipeline` shows the {pipeline} pipeline record(s) stage by stage" if pipeline else ""
     return format_table(rows, shown_columns(rows)) + f"\n\n{len(rows)} record(s){note}\n"
@@ -240,3 +243,17 @@ def test_compare_tells_requests_in_flight_apart_and_hides_the_column_without_the
     synthetic.write_record(fp32, synthetic.throughput_record("AlexNet", synthetic.CPU, 1), "throughput")
     assert main(["ls", str(fp32), "--compare"]) == 0
     assert "in flight" not in table(capsys.readouterr().out)[0]
+
+
+def test_serving_records_say_their_scenario_load_and_verdict(committed, capsys):
+    out = listed(capsys, str(committed / "h200-serving-24"))
+    header, rule, *rows = out.splitlines()[:-2]
+    assert header.split()[-1] == "LoadGen"
+    # One Server step of each search: offered load, batches in flight, LoadGen's verdict and p99.
+    assert any(row.endswith("server at 23,815 QPS, 2 in flight: VALID (p99 11.51 ms)") for row in rows)
+    assert any(row.endswith("server at 24,870 QPS, 2 in flight: INVALID (p99 24.09 ms)") for row in rows)
+    assert any(row.endswith("server: 23,815 QPS within p99 15 ms") for row in rows)  # the search's answer
+    assert any(row.endswith("offline, 2 in flight: VALID") for row in rows)
+    assert all(row.endswith(" -") for row in rows if " throughput " in row)
+    # A folder without serving records has no such column: the table ls always printed.
+    assert "LoadGen" not in listed(capsys, str(committed / "h200-cnn-sweep-2"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,18 @@ _COLUMNS = [
     ("layout", "layout"), ("batch_size", "batch"), ("throughput_label", "img/s [95% CI]"),
     ("latency_ms_median", "latency ms"), ("device_mem", "mem MB"), ("status", "status"),
     ("agreement_label", "agrees"),  # output agreement with PyTorch fp32 eager: yes / NO / n/c (not comparable)
-    ("int8_label", "int8 FLOPs"), ("in_flight_label", "in flight"),
+    ("int8_label", "int8 FLOPs"), ("in_flight_label", "in flight"), ("serving_label", "LoadGen"),
 ]
 #: Columns shown only when a listed record says something there: the value that says nothing
 #: (no int8 account; one request in flight, as every record before --in-flight).
-_OPTIONAL = {"int8_label": None, "in_flight_label": 1, "in_flight": 1}
+_OPTIONAL = {"int8_label": None, "in_flight_label": 1, "in_flight": 1, "serving_label": None}
 #: The table's label columns: the fields each is made of and the function of ``report.tables`` that writes it.
 _LABELS = {"runtime": (("backend", "compile_mode"), "runtime_label"),
            "agreement_label": (("agreement_ok", "agreement_method"), "agreement_label"),
            "int8_label": (("int8_flops_share", "float_ops"), "int8_label"),
-           "in_flight_label": (("task", "in_flight"), "in_flight_of")}
+           "in_flight_label": (("task", "in_flight"), "in_flight_of"),
+           "serving_label": (("task", "scenario", "server_qps_at_bound", "latency_bound_ms", "target_qps",
+                              "batches_in_flight", "valid", "latency_ms_p99"), "serving_label")}
 _FILTERS = ("model", "device", "task", "status", "precision", "backend", "scenario")
 #: The order rows are listed in unless --sort says otherwise.
 _DEFAULT_SORT = ("model", "device", "task", "precision", "batch_size")
@@ -402,17 +405,19 @@ def _label_cells(frame, key: str):
     fields, name = _LABELS[key]
     label = runtime_label if name == "runtime_label" else getattr(tables, name)
     columns = [_values(frame, f) for f in fields]
-    combined = np.zeros(len(frame), dtype=np.int64)
-    for codes, values in columns:
-        combined = combined * (len(values) + 1) + np.where(codes < 0, len(values), codes)
-    combos, inverse = np.unique(combined, return_inverse=True)
+    # Each row's combination of value codes (a field's missing value is its count); one label per
+    # distinct combination. Numbered in one int64 where the combinations fit, else as rows of codes.
+    codes = [np.where(c < 0, len(values), c) for c, values in columns]
+    if math.prod(len(values) + 1 for _, values in columns) < 2 ** 62:
+        combined = np.zeros(len(frame), dtype=np.int64)
+        for code, (_, values) in zip(codes, columns):
+            combined = combined * (len(values) + 1) + code
+        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_index=True, return_inverse=True)
     texts = []
-    for combo in combos.tolist():
-        record = {}
-        for f, (codes, values) in reversed(list(zip(fields, columns))):
-            combo, code = divmod(combo, len(values) + 1)
-            if code < len(values):
-                record[f] = values[code]
+    for row in first.tolist():
+        record = {f: values[code[row]] for f, code, (_, values) in zip(fields, codes, columns) if code[row] < len(values)}
         texts.append(label(record))
     cells = np.array([str(text) if text is not None else "-" for text in texts], dtype=object)
     labelled = np.array([text is not None for text in texts], dtype=bool)

@@ -78,6 +78,33 @@ def int8_label(row: dict[str, Any]) -> str | None:
     return text
 
 
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def serving_label(row: dict[str, Any]) -> str | None:
+    """What a serving record measured and LoadGen's verdict, e.g. 'server at 23,815 QPS, 2 in flight:
+    VALID (p99 11.51 ms)' or, for a search's answer, 'server: 23,815 QPS within p99 15 ms'; None for
+    other tasks."""
+    if row.get("task") != "serving":
+        return None
+    scenario = row.get("scenario") if _given(row.get("scenario")) else "serving"
+    in_flight = f", {int(row['batches_in_flight'])} in flight" if _given(row.get("batches_in_flight")) else ""
+    if _given(row.get("server_qps_at_bound")):
+        bound = row.get("latency_bound_ms")
+        return f"{scenario}: {row['server_qps_at_bound']:,.0f} QPS within p99 " + \
+            (f"{bound:g} ms" if _given(bound) else "the bound") + in_flight
+    text = scenario
+    if scenario == "server" and _given(row.get("target_qps")):
+        text += f" at {row['target_qps']:,.0f} QPS"
+    text += in_flight
+    if _given(row.get("valid")):
+        text += ": VALID" if row["valid"] else ": INVALID"
+    if scenario == "server" and _given(row.get("latency_ms_p99")):
+        text += f" (p99 {row['latency_ms_p99']:,.2f} ms)"
+    return text
+
+
 def in_flight_of(row: dict[str, Any]) -> int | None:
     """Requests the throughput task kept in flight: 1 for a record that does not say (one at a time),
     None for other tasks."""
