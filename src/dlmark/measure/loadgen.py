@@ -585,7 +585,9 @@ def _collector_watched(freeze: bool):
 
     facts: dict[str, Any] = {"gc_frozen": freeze, "gc_tracked_objects": len(gc.get_objects())}
     if freeze:
-        gc.collect()
+        # No collection first: over a compiled model's heap it takes a tenth of a second or more,
+        # and a Ctrl-C that lands in one of its callbacks is lost ("Exception ignored"). What
+        # garbage is frozen with the rest is collected after the test, once it is given back.
         gc.freeze()
     gc.callbacks.append(watch)
     try:
@@ -630,45 +632,51 @@ def _run_once(runner: Any, scenario: str, log_dir: Path, s: ServingSettings, nam
     log_settings.enable_trace = False
 
     sut = _SystemUnderTest(lg, runner, library, scenario, s, stop)
-    sut_handle = lg.ConstructFastSUT(sut.issue_queries, sut.flush_queries)
-    qsl_handle = lg.ConstructQSL(sample_count, sample_count, library.load, library.unload)
-    failure: list[BaseException] = []
-    done = threading.Event()
-
-    def test() -> None:
-        try:
-            lg.StartTestWithLogSettings(sut_handle, qsl_handle, ts, log_settings)
-        except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
-            failure.append(exc)
-        finally:
-            done.set()
-
-    # LoadGen runs in its own thread so that this one stays able to take Ctrl-C
-    # (a signal reaches Python only between bytecodes of the main thread). Waited for
-    # on an Event: a Thread.join interrupted by Ctrl-C can later return while the
-    # thread still runs (CPython < 3.13), and LoadGen must have returned before
-    # its SUT and QSL are destroyed.
-    thread = threading.Thread(target=test, name="dlmark-loadgen", daemon=True)
-    interrupted = False
-    with _gil_switch_interval(s.switch_interval_ms) as switch_interval_s, \
-            _collector_watched(freeze=s.gc_freeze) as collector:
-        t0 = time.perf_counter()
-        thread.start()
-        while True:
-            try:
-                while not done.wait(timeout=0.1):
-                    pass
-                break
-            except KeyboardInterrupt:
-                interrupted = True
-                stop.set()  # the SUT answers everything now; LoadGen ends on its own
-        duration = time.perf_counter() - t0
-        thread.join()
+    handles: list[Callable[[], None]] = []  # LoadGen's, destroyed after the batcher has stopped
     try:
-        sut.batcher.close()
+        sut_handle = lg.ConstructFastSUT(sut.issue_queries, sut.flush_queries)
+        handles.append(lambda: lg.DestroyFastSUT(sut_handle))
+        qsl_handle = lg.ConstructQSL(sample_count, sample_count, library.load, library.unload)
+        handles.append(lambda: lg.DestroyQSL(qsl_handle))
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def test() -> None:
+            try:
+                lg.StartTestWithLogSettings(sut_handle, qsl_handle, ts, log_settings)
+            except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        # LoadGen runs in its own thread so that this one stays able to take Ctrl-C
+        # (a signal reaches Python only between bytecodes of the main thread). Waited for
+        # on an Event: a Thread.join interrupted by Ctrl-C can later return while the
+        # thread still runs (CPython < 3.13), and LoadGen must have returned before
+        # its SUT and QSL are destroyed.
+        thread = threading.Thread(target=test, name="dlmark-loadgen", daemon=True)
+        interrupted = False
+        with _gil_switch_interval(s.switch_interval_ms) as switch_interval_s, \
+                _collector_watched(freeze=s.gc_freeze) as collector:
+            t0 = time.perf_counter()
+            thread.start()
+            while True:
+                try:
+                    while not done.wait(timeout=0.1):
+                        pass
+                    break
+                except KeyboardInterrupt:
+                    interrupted = True
+                    stop.set()  # the SUT answers everything now; LoadGen ends on its own
+            duration = time.perf_counter() - t0
+            thread.join()
     finally:
-        lg.DestroyQSL(qsl_handle)
-        lg.DestroyFastSUT(sut_handle)
+        # However the block ended (a Ctrl-C before LoadGen started included): no worker outlives it.
+        try:
+            sut.batcher.close()
+        finally:
+            for destroy in reversed(handles):
+                destroy()
     if failure:
         raise failure[0]
     if sut.errors:
