@@ -381,10 +381,17 @@ def test_a_big_build_parses_in_worker_processes_and_gives_the_same_rows(tmp_path
     monkeypatch.setattr(ix, "PARALLEL_FROM", 10)
     monkeypatch.setattr(ix, "SEGMENT_FILES", 8)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    started = []
+    parse_elsewhere = ix._Index._parse_elsewhere
+    monkeypatch.setattr(ix._Index, "_parse_elsewhere", lambda self, runs: started.append(runs) or parse_elsewhere(self, runs))
     with pytest.warns(UserWarning, match="broken.json"):
         built = ix.load_index(tmp_path, with_samples=True)
     stats = ix.index_stats(tmp_path)
-    assert stats["files"] == 32 and stats["segments"] == 4  # 32 files in batches of 8, two workers at a time
+    assert stats["files"] == 32 and stats["segments"] == 4  # 32 files in batches of 8
+    # Two worker processes, one per core, each parsing its run of two batches in order.
+    assert [[len(batch) for batch in run] for run in started] == [[8, 8], [8, 8]]
+    assert [name for run in started for batch in run for name in batch] == sorted(
+        p.name for p in tmp_path.glob("*.json"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         want = reference(tmp_path)

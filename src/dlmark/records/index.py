@@ -699,24 +699,30 @@ class _Index:
             return
         per = min(SEGMENT_FILES, -(-len(changed) // workers))
         batches = [changed[start:start + per] for start in range(0, len(changed), per)]
+        # One process per worker, each taking its run of batches in order: a process start (a
+        # Python and pyarrow) costs about what parsing a few thousand files does.
+        share = -(-len(batches) // workers)
+        runs = [batches[start:start + share] for start in range(0, len(batches), share)]
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:  # threads that each wait on one worker process
-            for batch, done in zip(batches, pool.map(self._parse_elsewhere, batches)):
-                if done is None:  # the worker failed (killed, out of memory): parse the batch here
-                    segment, count, size, info, warned = build_segment(self.folder, batch)
-                    caught.extend(warned)
-                    yield batch, (segment, count, size, info)
-                    continue
-                for category, message in done["warnings"]:
-                    kind = getattr(builtins, category, UserWarning)
-                    kind = kind if isinstance(kind, type) and issubclass(kind, Warning) else UserWarning
-                    caught.append(warnings.WarningMessage(kind(message), kind, __file__, 0))
-                info = {name: (count, problem) for name, (count, problem) in done["info"].items()}
-                yield batch, (done["segment"], done["rows"], done["bytes"], info)
+            for run, answers in zip(runs, pool.map(self._parse_elsewhere, runs)):
+                for batch, done in zip(run, answers or [None] * len(run)):
+                    if done is None:  # the worker failed (killed, out of memory): parse the batch here
+                        segment, count, size, info, warned = build_segment(self.folder, batch)
+                        caught.extend(warned)
+                        yield batch, (segment, count, size, info)
+                        continue
+                    for category, message in done["warnings"]:
+                        kind = getattr(builtins, category, UserWarning)
+                        kind = kind if isinstance(kind, type) and issubclass(kind, Warning) else UserWarning
+                        caught.append(warnings.WarningMessage(kind(message), kind, __file__, 0))
+                    info = {name: (count, problem) for name, (count, problem) in done["info"].items()}
+                    yield batch, (done["segment"], done["rows"], done["bytes"], info)
 
-    def _parse_elsewhere(self, names: list[str]) -> dict | None:
-        """``build_segment`` in a worker process (``records.segment_worker``): its answer, or None."""
+    def _parse_elsewhere(self, batches: list[list[str]]) -> list[dict] | None:
+        """``build_segment`` of each batch in one worker process (``records.segment_worker``): its
+        answers in order, or None if it failed (the segments it wrote are then debris)."""
         import subprocess
         import sys
 
@@ -727,13 +733,15 @@ class _Index:
         env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
         try:
             done = subprocess.run([sys.executable, "-m", "dlmark.records.segment_worker", str(self.folder)],
-                                  input=json.dumps(names), capture_output=True, text=True, env=env)
+                                  input=json.dumps(batches), capture_output=True, text=True, env=env)
             answer = json.loads(done.stdout.strip().splitlines()[-1])
         except (OSError, ValueError, IndexError):
             return None
-        if done.returncode == 2 and "user_error" in answer:
+        if done.returncode == 2 and isinstance(answer, dict) and "user_error" in answer:
             raise UserError(answer["user_error"])
-        return answer if done.returncode == 0 else None
+        if done.returncode != 0 or not isinstance(answer, list) or len(answer) != len(batches):
+            return None
+        return answer
 
     def _compact(self, table, segments: dict) -> tuple:
         import pyarrow as pa

@@ -1,11 +1,12 @@
-"""One worker of a parallel index build: the named files of a folder parsed into one segment.
+"""One worker of a parallel index build: batches of a folder's files, each parsed into one segment.
 
-    python -m dlmark.records.segment_worker FOLDER < names.json
+    python -m dlmark.records.segment_worker FOLDER < batches.json    # [[name, ...], ...]
 
-Prints one JSON line: the segment it wrote (not yet named by any manifest: the
-parent, which holds the index lock, names it or leaves it as debris), its row
-count and size, each file's row count and problem, and the warnings of the parse.
-A record of a newer dlmark is ``{"user_error": message}`` and exit code 2.
+Prints one JSON line, a list with an answer per batch, in order: the segment it wrote
+(not yet named by any manifest: the parent, which holds the index lock, names it or
+leaves it as debris), its row count and size, each file's row count and problem, and
+the warnings of the parse. A record of a newer dlmark is ``{"user_error": message}``
+and exit code 2.
 """
 from __future__ import annotations
 
@@ -31,14 +32,17 @@ def main() -> int:
     from dlmark.errors import UserError
     from dlmark.records import index
 
-    folder, names = Path(sys.argv[1]), json.load(sys.stdin)
+    folder, batches = Path(sys.argv[1]), json.load(sys.stdin)
+    answers = []
     try:
-        segment, rows, size, info, caught = index.build_segment(folder, names)
+        for names in batches:
+            segment, rows, size, info, caught = index.build_segment(folder, names)
+            answers.append({"segment": segment, "rows": rows, "bytes": size, "info": info,
+                            "warnings": [[w.category.__name__, str(w.message)] for w in caught]})
     except UserError as exc:
         print(json.dumps({"user_error": str(exc)}))
         return 2
-    print(json.dumps({"segment": segment, "rows": rows, "bytes": size, "info": info,
-                      "warnings": [[w.category.__name__, str(w.message)] for w in caught]}))
+    print(json.dumps(answers))
     return 0
 
 
