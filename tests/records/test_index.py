@@ -379,7 +379,7 @@ def test_a_big_build_parses_in_worker_processes_and_gives_the_same_rows(tmp_path
     write_2018(tmp_path)
     (tmp_path / "cnn.py__benchmark_throughput__broken.json").write_text('{"model": "cut off')
     monkeypatch.setattr(ix, "PARALLEL_FROM", 10)
-    monkeypatch.setattr(ix, "SEGMENT_FILES", 8)
+    monkeypatch.setattr(ix, "SEGMENT_FILES", 6)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     started = []
     parse_elsewhere = ix._Index._parse_elsewhere
@@ -387,9 +387,9 @@ def test_a_big_build_parses_in_worker_processes_and_gives_the_same_rows(tmp_path
     with pytest.warns(UserWarning, match="broken.json"):
         built = ix.load_index(tmp_path, with_samples=True)
     stats = ix.index_stats(tmp_path)
-    assert stats["files"] == 32 and stats["segments"] == 4  # 32 files in batches of 8
-    # Two worker processes, one per core, each parsing its run of two batches in order.
-    assert [[len(batch) for batch in run] for run in started] == [[8, 8], [8, 8]]
+    assert stats["files"] == 32 and stats["segments"] == 6  # 32 files in batches of at most 6
+    # Two worker processes, one per core, each parsing half of the files in order, in batches.
+    assert [[len(batch) for batch in run] for run in started] == [[6, 6, 4], [6, 6, 4]]
     assert [name for run in started for batch in run for name in batch] == sorted(
         p.name for p in tmp_path.glob("*.json"))
     with warnings.catch_warnings():

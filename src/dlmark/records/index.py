@@ -697,12 +697,14 @@ class _Index:
                 caught.extend(warned)
                 yield batch, (segment, count, size, info)
             return
-        per = min(SEGMENT_FILES, -(-len(changed) // workers))
-        batches = [changed[start:start + per] for start in range(0, len(changed), per)]
-        # One process per worker, each taking its run of batches in order: a process start (a
-        # Python and pyarrow) costs about what parsing a few thousand files does.
-        share = -(-len(batches) // workers)
-        runs = [batches[start:start + share] for start in range(0, len(batches), share)]
+        # One process per worker, each taking an equal run of the files in order, in batches of at
+        # most SEGMENT_FILES: a process start (a Python and pyarrow) costs about what parsing a
+        # few thousand files does, and the build lasts as long as its longest run.
+        share = -(-len(changed) // workers)
+        runs = []
+        for first in range(0, len(changed), share):
+            run = changed[first:first + share]
+            runs.append([run[start:start + SEGMENT_FILES] for start in range(0, len(run), SEGMENT_FILES)])
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:  # threads that each wait on one worker process
