@@ -438,7 +438,9 @@ def test_latency_vs_load_draws_each_number_of_batches_in_flight_as_its_own_line(
     rows.append({"task": "serving", "scenario": "server", "model": "ResNet-v1-50", "device": GPU, "status": "ok",
                  "backend": "pytorch", "precision": "fp16", "compile_mode": "default", "server_qps_at_bound": 10_000,
                  "latency_bound_ms": 15.0, "extra_config": {"scenario": "server", "batches_in_flight": 2}})
-    fig = plot.latency_vs_load(records(rows))
+    frame = records(rows)
+    frame["extra_config"] = [r["extra_config"] for r in rows]  # a dict, as load_results keeps it
+    fig = plot.latency_vs_load(frame)
     assert sorted(legend_labels(fig)) == [f"ResNet-v1-50 ({label}) {p}" for label in
                                           ("1 batch in flight", "2 batches in flight") for p in ("p50", "p99")]
     lines = glyph_renderers(fig, "Line")

@@ -106,7 +106,7 @@ def _variant_labels(frame: pd.DataFrame) -> pd.Series:
     if "in_flight" in filled.columns:  # absent is one request at a time, as every record before --in-flight
         counts = pd.to_numeric(filled["in_flight"], errors="coerce").fillna(1)
         filled = filled.assign(in_flight=[f"{n:g} in flight" for n in counts])
-    if {"batches_in_flight", "extra_config", "extra_config.scenario"} & set(filled.columns):
+    if "batches_in_flight" in filled.columns or "extra_config" in filled.columns:
         filled = filled.assign(batches_in_flight=_batches_in_flight(filled))
     varying = [column for column in VARIANT_COLUMNS
                if column in filled.columns and filled[column].dropna().astype(str).nunique() > 1]
@@ -122,16 +122,11 @@ def _variant_labels(frame: pd.DataFrame) -> pd.Series:
 def _batches_in_flight(frame: pd.DataFrame) -> list[str | None]:
     """Server and Offline batches the batcher kept running at once, as a label (None: not a serving
     record). A search's answer from before it carried the figure has it only in its extra_config."""
-    def column(name: str) -> pd.Series:
-        return frame[name] if name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
-
-    # extra_config as load_results gives it (a dict), or flattened by pandas.json_normalize.
-    extra = [config if isinstance(config, dict) else
-             {k: v for k, v in (("scenario", scenario), ("batches_in_flight", n)) if not _is_missing(v)}
-             for config, scenario, n in zip(column("extra_config"), column("extra_config.scenario"),
-                                            column("extra_config.batches_in_flight"))]
+    nothing = pd.Series(None, index=frame.index, dtype=object)
+    own, extra = frame.get("batches_in_flight", nothing), frame.get("extra_config", nothing)
     labels = []
-    for value, config in zip(column("batches_in_flight"), extra):
+    for value, config in zip(own, extra):
+        config = config if isinstance(config, dict) else {}
         if _is_missing(value):
             value = config.get("batches_in_flight", 1 if config.get("scenario") in ("server", "offline") else None)
         labels.append(None if _is_missing(value) else
@@ -458,9 +453,9 @@ def latency_vs_load(data: pd.DataFrame):
     """
     # The runs and the search's answers (no target of their own: marked as a line, not drawn as a
     # point) labelled together, so that an answer takes its own line's label and colour.
+    if isinstance(data, pd.DataFrame) and "scenario" in data.columns:
+        data = data[data["scenario"] == "server"]  # before labelling: Offline's settings are not a variant here
     both = _records(data, ("model", "target_qps", "latency_ms_p99"), "latency_vs_load", task="serving")
-    if "scenario" in both.columns:
-        both = both[both["scenario"] == "server"]
     drawn = [c for c in ("target_qps", "latency_ms_p50", "latency_ms_p99", "qps_completed") if c in both.columns]
     for column in (*drawn, "server_qps_at_bound"):
         if column in both.columns:

@@ -5,8 +5,13 @@ import math
 from typing import Any, Iterable, Sequence
 
 
+def _given(value: Any) -> bool:
+    """A value a record holds: neither None nor NaN (pandas' missing)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if not _given(value):
         return "-"
     if isinstance(value, bool):
         return "yes" if value else ""
@@ -39,11 +44,11 @@ def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, st
 def throughput_label(row: dict[str, Any]) -> str | None:
     """Median throughput with its 95% interval, e.g. '1,234 [1,220-1,250]'."""
     thr = row.get("throughput")
-    if thr is None or (isinstance(thr, float) and math.isnan(thr)):
+    if not _given(thr):
         return None
     low, high = row.get("throughput_ci95_low"), row.get("throughput_ci95_high")
     text = _cell(float(thr))
-    if low is not None and high is not None and not (isinstance(low, float) and math.isnan(low)):
+    if _given(low) and high is not None:
         text += f" [{_cell(float(low))}-{_cell(float(high))}]"
     if row.get("noisy") is True:
         text += " noisy"
@@ -68,18 +73,14 @@ def int8_label(row: dict[str, Any]) -> str | None:
     """The int8 share of the model's Conv/Gemm/MatMul FLOPs and the operators left in floating point,
     e.g. '97.7% (6 float ops)'; None for a record without an int8 account."""
     share = row.get("int8_flops_share")
-    if share is None or (isinstance(share, float) and math.isnan(share)):
+    if not _given(share):
         return None
     # 0.99996 is not all of it: say so rather than round it up to 100%.
     text = "100%" if share == 1 else (">99.9%" if share > 0.999 else f"{share:.1%}")
     floats = row.get("float_ops")
-    if isinstance(floats, (int, float)) and not (isinstance(floats, float) and math.isnan(floats)) and floats:
+    if isinstance(floats, (int, float)) and _given(floats) and floats:
         text += f" ({int(floats)} float op{'s' if floats != 1 else ''})"
     return text
-
-
-def _given(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def serving_label(row: dict[str, Any]) -> str | None:
@@ -111,4 +112,4 @@ def in_flight_of(row: dict[str, Any]) -> int | None:
     if row.get("task") != "throughput":
         return None
     value = row.get("in_flight")
-    return 1 if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+    return int(value) if _given(value) else 1
