@@ -106,10 +106,11 @@ def main(args: argparse.Namespace) -> int:
                   f"configuration; bound: what the stages allow end to end (docs/pipeline.md)")
             return 0
         if serving:
-            from dlmark.analysis.serving import COLUMNS, serving_rows
+            from dlmark.analysis import serving as served
             from dlmark.report.tables import format_table
 
-            print(format_table(serving_rows(records), COLUMNS))
+            rows = served.serving_rows(records)
+            print(format_table(rows, served.shown_columns(rows)))
             print(f"\n{len(records)} serving record(s); LoadGen's logs: the files named by log_summary / log_detail")
             return 0
         from dlmark.analysis.runtimes import COLUMNS, runtime_rows

@@ -532,7 +532,7 @@ def _serving_section(ctx: SiteContext, frame: pd.DataFrame, picked: list[str], d
                      prefix: str) -> dict[str, Any]:
     """Per model and configuration: Offline, SingleStream p90, MultiStream p99 and the Server load
     within its bound, each with LoadGen's verdict; p99 against offered load per device."""
-    from dlmark.analysis.serving import COLUMNS, serving_rows
+    from dlmark.analysis.serving import serving_rows, shown_columns
 
     serving = frame[frame["task"] == "serving"]
     text = ("Latency under load through MLPerf's LoadGen: it schedules the queries (Poisson arrivals for "
@@ -540,7 +540,8 @@ def _serving_section(ctx: SiteContext, frame: pd.DataFrame, picked: list[str], d
             "INVALID; a figure is never shown without that verdict. Server batches on the fly.")
     records = [{k: v for k, v in r.items() if not _missing(v)}
                for r in serving.drop(columns=["_ok", "report_family"]).to_dict("records")]
-    rows = pd.DataFrame(serving_rows(records))
+    summary_rows = serving_rows(records)
+    rows = pd.DataFrame(summary_rows)
     if rows.empty:
         return {"id": "serving", "title": "Serving", "text": text,
                 "figures": [Figure("Serving", note="no serving records in these results (dlmark run --scenario ...)")],
@@ -548,7 +549,7 @@ def _serving_section(ctx: SiteContext, frame: pd.DataFrame, picked: list[str], d
     served = _unique(serving, "model")
     drawn = [m for m in picked if m in served] or served[:FIGURE_MODELS]
     drawn_rows = serving[serving["model"].isin(drawn[:FIGURE_MODELS])]
-    table = ctx.table(f"{prefix}-serving", rows, [Column(key, header) for key, header in COLUMNS])
+    table = ctx.table(f"{prefix}-serving", rows, [Column(key, header) for key, header in shown_columns(summary_rows)])
     figures = [_figure(f"Server latency against offered load on {device}",
                        lambda d=device: plot.latency_vs_load(drawn_rows[drawn_rows["device"] == d]))
                for device in ([d for d in devices if (drawn_rows["device"] == d).any()]

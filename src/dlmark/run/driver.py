@@ -246,9 +246,10 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     accuracy_column += [("e2e", "JPEG to logits img/s (bound by)")] if any(row["e2e"] for row in rows) else []
     serving = ""
     if any(r["task"] == "serving" for r in records):
-        from dlmark.analysis.serving import COLUMNS, serving_rows
+        from dlmark.analysis.serving import serving_rows, shown_columns
 
-        serving = "\n\nServing (MLPerf LoadGen):\n" + format_table(serving_rows(records), COLUMNS)
+        served = serving_rows(records)
+        serving = "\n\nServing (MLPerf LoadGen):\n" + format_table(served, shown_columns(served))
         rows = [row for row, key in zip(rows, groups) if any(
             r["task"] != "serving" for r in records if _configuration(r) == key)]
     if not rows:
