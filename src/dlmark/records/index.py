@@ -1179,10 +1179,14 @@ def load_files_grouped(groups: list[tuple[Path, list[str], list[Path] | None, bo
     else:
         ranks_of = [np.arange(offsets[g], offsets[g] + len(groups[g][1]), dtype=np.int64)
                     for g in range(len(groups))]
-    for g, (folder, names, paths, full) in enumerate(groups):
-        snap.sources.append((ranks_of[g], folder, names, paths))
-        _collect(snap, folder, names, ranks_of[g], full)
-    return snap.frame()
+    # The collector off: a load makes a few hundred thousand acyclic lists and dicts (block
+    # times, trials), and each of its full passes would also walk every object the caller
+    # holds (a notebook's earlier frames). 0.2-0.4 s of a 1.2-2 s warm load at 150,000 records.
+    with _no_gc():
+        for g, (folder, names, paths, full) in enumerate(groups):
+            snap.sources.append((ranks_of[g], folder, names, paths))
+            _collect(snap, folder, names, ranks_of[g], full)
+        return snap.frame()
 
 
 def _collect(snap: _Snapshot, folder: Path, names: list[str], ranks: np.ndarray, full: bool) -> None:
