@@ -966,7 +966,20 @@ def _chunked(chunks: list, kind: str):
     import pyarrow as pa
 
     target = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}[kind]
-    return pa.chunked_array([c.cast(target) if c.type != target else c for c, _ in chunks], type=target)
+    return pa.chunked_array([_as_type(c, target) for c, _ in chunks], type=target)
+
+
+def _as_type(chunk, target):
+    """``chunk`` cast to ``target``; a chunk of nulls (a segment without the field) made anew, which
+    is several times cheaper than Arrow's cast from the null type (0.28 against 0.07 s for 700 of
+    25,000 rows)."""
+    import pyarrow as pa
+
+    if chunk.type == target:
+        return chunk
+    if pa.types.is_null(chunk.type):
+        return pa.nulls(len(chunk), type=target)
+    return chunk.cast(target)
 
 
 def _concat(chunks: list, kind: str):
@@ -980,7 +993,7 @@ def _concat(chunks: list, kind: str):
         target = types.pop() if len(types) == 1 else None
     if target is None:
         return None, "mixed"
-    return pa.concat_arrays([c.cast(target) if c.type != target else c for c, _ in chunks]), kind
+    return pa.concat_arrays([_as_type(c, target) for c, _ in chunks]), kind
 
 
 def _object_series(values: list, absent: np.ndarray | None, infer: bool = True):
