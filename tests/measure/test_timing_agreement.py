@@ -9,9 +9,6 @@ from dlmark.backends.pytorch import load
 from dlmark.measure.stats import median_ci
 from dlmark.tasks.throughput import measure_throughput
 
-#: Real worker processes and real runs: minutes on a loaded 2-core machine (`-m "not slow"` skips them).
-pytestmark = pytest.mark.slow
-
 ROUNDS = 21
 #: The two timers must agree within this share ...
 TOLERANCE = 0.05
@@ -68,6 +65,7 @@ def test_the_verdict_fails_a_biased_timer_and_forgives_a_busy_machine():
     assert verdict([0.5, 1.5] * 10 + [1.0])[0] is None
 
 
+@pytest.mark.slow  # real runs: half a minute on a 2-core machine (`-m "not slow"` skips it)
 def test_cpu_throughput_within_5_percent_of_torch_timer():
     agrees, detail = verdict(paired_ratios(ROUNDS))
     if agrees is None:

@@ -15,8 +15,14 @@ VARYING_COLUMNS = [("layout", "layout"), ("threads", "threads")]
 BATCHER_COLUMN = ("server_batcher", "Server batcher")
 
 
+def _setting(r: dict[str, Any], key: str) -> Any:
+    """A serving setting: the record's own field, else what the run asked for (older answers kept it there)."""
+    value = r.get(key)
+    return (r.get("extra_config") or {}).get(key) if value is None else value
+
+
 def _scenario(r: dict[str, Any]) -> str | None:
-    return r.get("scenario") or (r.get("extra_config") or {}).get("scenario")
+    return _setting(r, "scenario")
 
 
 def samples_label(r: dict[str, Any]) -> str:
@@ -34,12 +40,6 @@ def _verdict(r: dict[str, Any]) -> str:
     if r.get("status") != "ok":
         return str(r.get("status"))
     return "VALID" if r.get("valid") else "INVALID"
-
-
-def _setting(r: dict[str, Any], key: str) -> Any:
-    """A serving setting: the record's own field, else what the run asked for (older answers kept it there)."""
-    value = r.get(key)
-    return (r.get("extra_config") or {}).get(key) if value is None else value
 
 
 def batcher_label(r: dict[str, Any] | None) -> str | None:

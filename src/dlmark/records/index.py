@@ -970,9 +970,8 @@ def _chunked(chunks: list, kind: str):
 
 
 def _as_type(chunk, target):
-    """``chunk`` cast to ``target``; a chunk of nulls (a segment without the field) made anew, which
-    is several times cheaper than Arrow's cast from the null type (0.28 against 0.07 s for 700 of
-    25,000 rows)."""
+    """``chunk`` cast to ``target``; a chunk of nulls (a segment without the field) made anew,
+    which is several times cheaper than Arrow's cast from the null type (BENCHMARKS.md)."""
     import pyarrow as pa
 
     if chunk.type == target:
@@ -1194,7 +1193,7 @@ def load_files_grouped(groups: list[tuple[Path, list[str], list[Path] | None, bo
                     for g in range(len(groups))]
     # The collector off: a load makes a few hundred thousand acyclic lists and dicts (block
     # times, trials), and each of its full passes would also walk every object the caller
-    # holds (a notebook's earlier frames). 0.2-0.4 s of a 1.2-2 s warm load at 150,000 records.
+    # holds (a notebook's earlier frames).
     with _no_gc():
         for g, (folder, names, paths, full) in enumerate(groups):
             snap.sources.append((ranks_of[g], folder, names, paths))
